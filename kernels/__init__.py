@@ -1,0 +1,1 @@
+"""Kernel sources, installed as swiftcuda.kernels: Triton kernels (triton/) and CUDA C++ (cuda/)."""

@@ -1,0 +1,1 @@
+"""@triton.jit kernels, one module per op (installed as swiftcuda.kernels.triton)."""

@@ -1,0 +1,23 @@
+"""Errors that describe a problem with what the user gave, not a bug.
+
+The command line prints these as one line (``swiftcuda: error: ...``) and exits non-zero, without a
+traceback. Each message names the problem and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class SwiftcudaError(Exception):
+    """Base class of the errors a user can cause and fix."""
+
+
+class WeightsError(SwiftcudaError, ValueError):
+    """A checkpoint that cannot be read, or does not match the model it is loaded into."""
+
+
+class InputError(SwiftcudaError, ValueError):
+    """A frame, mask, video or folder that cannot be used as given."""
+
+
+class BackendUnavailableError(SwiftcudaError, RuntimeError):
+    """An op backend was asked for by name but cannot run here."""

@@ -1,0 +1,158 @@
+"""Per-object memory in fixed-capacity buffers with a first-frame-preserving eviction policy.
+
+Layout of each object's row, along the entry axis::
+
+    [ previous frame: P entries | long-term memory: up to `capacity` entries ]
+                                  [ first frame (kept) | later entries, oldest first ]
+
+The previous frame's slot is rewritten every step and the long-term part grows by the memory
+update, so one memory read covers both without concatenating anything. The read sees
+``P + long_term_length[o]`` entries of row o: objects added later have shorter memories.
+
+When an append would overflow the capacity, the oldest entries after the object's first frame are
+dropped (FIFO). The first frame holds the only ground truth the engine ever sees, so it is never
+evicted. Lengths are kept twice: on the device (what the kernels read and advance) and on the host.
+The host copy is exact without synchronising because every append's size is known in advance.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from swiftcuda import ops
+from swiftcuda.errors import InputError
+
+#: Long-term entries per object when no capacity is given (at least four frames' worth).
+DEFAULT_CAPACITY = 16384
+
+
+def default_capacity(frame_pixels: int) -> int:
+    """The default long-term capacity for frames of ``frame_pixels`` memory pixels."""
+    return max(DEFAULT_CAPACITY, 4 * frame_pixels)
+
+
+def _contiguous_runs(indices: list[int]) -> list[slice]:
+    """Sorted indices grouped into slices of consecutive values (so buffers are sliced as views)."""
+    runs: list[slice] = []
+    for index in sorted(indices):
+        if runs and runs[-1].stop == index:
+            runs[-1] = slice(runs[-1].start, index + 1)
+        else:
+            runs.append(slice(index, index + 1))
+    return runs
+
+
+class MemoryStore:
+    """Keys and values of every object's memory.
+
+    Attributes:
+        keys: (O, Ck, P + capacity) key buffer.
+        values: (O, Cv, P + capacity) value buffer.
+        long_term_length: (O,) int32 device tensor, valid long-term entries per object.
+    """
+
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        frame_pixels: int,
+        capacity: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        if capacity < 2 * frame_pixels:
+            raise InputError(
+                f"a memory capacity of {capacity} entries cannot hold two frames of {frame_pixels} "
+                f"memory pixels: use a capacity of at least {2 * frame_pixels}"
+            )
+        self.frame_pixels = frame_pixels
+        self.capacity = capacity
+        width = frame_pixels + capacity
+        self.keys = torch.zeros((0, key_dim, width), device=device, dtype=dtype)
+        self.values = torch.zeros((0, value_dim, width), device=device, dtype=dtype)
+        self.long_term_length = torch.zeros(0, device=device, dtype=torch.int32)
+        self._host_length: list[int] = []
+        self._first_length: list[int] = []
+
+    @property
+    def num_objects(self) -> int:
+        return self.keys.shape[0]
+
+    @property
+    def long_term_lengths(self) -> list[int]:
+        """Long-term entries held by each object (host copy, no synchronisation)."""
+        return list(self._host_length)
+
+    def add_objects(self, count: int) -> None:
+        """Append ``count`` objects with empty memories."""
+        shape = (count,) + tuple(self.keys.shape[1:])
+        self.keys = torch.cat([self.keys, self.keys.new_zeros(shape)])
+        self.values = torch.cat([self.values, self.values.new_zeros((count,) + tuple(self.values.shape[1:]))])
+        self.long_term_length = torch.cat([self.long_term_length, self.long_term_length.new_zeros(count)])
+        self._host_length += [0] * count
+        self._first_length += [0] * count
+
+    def set_previous(self, keys: Tensor, values: Tensor) -> None:
+        """Store the previous frame's keys (O, Ck, P) and values (O, Cv, P) in its slot."""
+        self.keys[:, :, : self.frame_pixels] = keys
+        self.values[:, :, : self.frame_pixels] = values
+
+    def readable(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Buffers and valid lengths for a read: previous frame plus long-term memory.
+
+        Returns:
+            keys (O, Ck, P + capacity), values (O, Cv, P + capacity), n_valid (O,) int32.
+        """
+        return self.keys, self.values, self.long_term_length + self.frame_pixels
+
+    def _make_room(self, obj: int, incoming: int) -> None:
+        """Evict object ``obj``'s oldest entries after its first frame until ``incoming`` fit."""
+        length, first = self._host_length[obj], self._first_length[obj]
+        excess = length + incoming - self.capacity
+        if excess <= 0:
+            return
+        start = self.frame_pixels + first
+        kept = slice(start + excess, self.frame_pixels + length)
+        moved = kept.stop - kept.start
+        # clone(): the source and destination ranges overlap.
+        self.keys[obj, :, start : start + moved] = self.keys[obj, :, kept].clone()
+        self.values[obj, :, start : start + moved] = self.values[obj, :, kept].clone()
+        self._host_length[obj] = length - excess
+        self.long_term_length[obj] -= excess
+
+    def memorize_previous_in_full(self, objects: list[int]) -> None:
+        """Append every pixel of the previous frame to these objects' long-term memories.
+
+        The first frame an object memorises this way becomes its protected first frame.
+        """
+        pixels = self.frame_pixels
+        for obj in objects:
+            self._make_room(obj, pixels)
+            start = pixels + self._host_length[obj]
+            self.keys[obj, :, start : start + pixels] = self.keys[obj, :, :pixels]
+            self.values[obj, :, start : start + pixels] = self.values[obj, :, :pixels]
+            if self._host_length[obj] == 0:
+                self._first_length[obj] = pixels
+            self._host_length[obj] += pixels
+            self.long_term_length[obj] += pixels
+
+    def memorize_previous_novel(self, objects: list[int], beta: float, backend: str | None = None) -> None:
+        """Append the previous frame's most novel pixels to these objects' long-term memories."""
+        pixels = self.frame_pixels
+        count = ops.novel_pixel_count(pixels, beta)
+        for obj in objects:
+            self._make_room(obj, count)
+        for run in _contiguous_runs(objects):
+            # The previous frame's slot and the long-term part are disjoint views of one buffer.
+            ops.memory_update_(
+                self.keys[run, :, pixels:],
+                self.values[run, :, pixels:],
+                self.long_term_length[run],
+                self.keys[run, :, :pixels],
+                self.values[run, :, :pixels],
+                beta=beta,
+                backend=backend,
+            )
+        for obj in objects:
+            self._host_length[obj] += count

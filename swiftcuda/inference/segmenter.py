@@ -1,0 +1,210 @@
+"""The streaming engine: one video, one frame at a time.
+
+Per frame t >= 1 (the official evaluation's order):
+
+1. encode frame t as a query (its trunk features are kept for step 2 of the next frame);
+2. encode frame t-1 into memory through the light-aggregation encoder, from its cached trunk
+   features and its masks (the given mask, or the probabilities predicted for it);
+3. read the memory (frame t-1 in full beside the long-term memory) and decode each object;
+4. let frame t-1 into the long-term memory: in full when it carried a given mask, else its most
+   novel pixels when the trigger chose it (every ``mem_every`` frames in the official mode);
+5. merge the objects into one distribution over background and objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from swiftcuda.errors import InputError
+from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
+from swiftcuda.inference.memory import MemoryStore, default_capacity
+from swiftcuda.inference.padding import Padding
+from swiftcuda.inference.trigger import PamOptions, make_trigger
+from swiftcuda.model import SwiftNet, soft_aggregate
+from swiftcuda.model.backbone import TrunkFeatures
+
+
+@dataclass
+class _PreviousFrame:
+    """What the next step needs of the frame just processed."""
+
+    index: int
+    features: TrunkFeatures
+    object_probs: Tensor  # (O, Hp, Wp) in the model's dtype, zero-padded like the frame
+    given_objects: list[int]  # objects whose mask was given at this frame: memorised in full
+    chosen_by_trigger: bool  # its most novel pixels go to the long-term memory
+
+
+class Segmenter:
+    """Semi-supervised video object segmentation of one video as a stream of frames.
+
+    Example::
+
+        seg = Segmenter(model, memory="official", mem_every=5)
+        probs = seg.step(first_image, mask=labels)  # (K+1, H, W), background first
+        probs = seg.step(next_image)
+        labels = seg.to_labels(probs)                # (H, W) object ids
+
+    Args:
+        model: a SwiftNet in eval mode; the engine runs on its device and in its dtype.
+        memory: "official" (the released evaluation schedule) or "pam" (variation-aware trigger).
+        mem_every: update period of the official schedule.
+        beta: fraction of a frame's pixels that a memory update appends.
+        capacity: long-term memory entries per object; None for :func:`default_capacity`.
+        pam: thresholds of the "pam" trigger.
+        backend: op backend (None for the best available).
+    """
+
+    def __init__(
+        self,
+        model: SwiftNet,
+        memory: str = "official",
+        *,
+        mem_every: int = 5,
+        beta: float = 0.1,
+        capacity: int | None = None,
+        pam: PamOptions | None = None,
+        backend: str | None = None,
+    ) -> None:
+        if not 0.0 < beta <= 1.0:
+            raise ValueError(f"beta must be in (0, 1], got {beta}")
+        self.model = model.eval()
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.memory_mode = memory
+        self.trigger = make_trigger(memory, mem_every, pam)
+        self.beta = beta
+        self.capacity = capacity
+        self.backend = backend
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the video: the next step must carry a mask."""
+        self.trigger.reset()
+        self.frame_index = 0
+        self.last_memorized: int | None = None
+        self._object_ids: list[int] = []
+        self._size: tuple[int, int] | None = None
+        self._padding: Padding | None = None
+        self._store: MemoryStore | None = None
+        self._previous: _PreviousFrame | None = None
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        """Object ids in channel order: channel i + 1 of a step's output is object_ids[i]."""
+        return tuple(self._object_ids)
+
+    @property
+    def long_term_lengths(self) -> list[int]:
+        """Long-term memory entries held per object."""
+        return self._store.long_term_lengths if self._store is not None else []
+
+    @torch.inference_mode()
+    def step(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None = None) -> Tensor:
+        """Segment the next frame.
+
+        Args:
+            image: (H, W, 3) uint8 RGB (gray and RGBA converted) or a (3, H, W) float tensor in [0, 1].
+            mask: optional (H, W) integer labels, 0 = background. Required on the first frame; on a
+                later frame it adds the objects it introduces and replaces the prediction for those
+                it names.
+
+        Returns:
+            (K+1, H, W) float32 probabilities on the model's device, background first, then the
+            objects in :attr:`object_ids` order.
+        """
+        frame = image_to_tensor(image, self.device, self.dtype)
+        height, width = frame.shape[-2:]
+        if self._padding is None:
+            if mask is None:
+                raise InputError("the first frame needs a mask: call step(image, mask=labels)")
+            self._start(height, width)
+        elif (height, width) != self._size:
+            raise InputError(
+                f"frame {self.frame_index} is {height}x{width} but the video started at "
+                f"{self._size[0]}x{self._size[1]}: all frames must have one size"
+            )
+        padded = self._padding.pad(frame)
+        query = self.model.encode_query(padded)
+        probs = self._predict(query) if self._previous is not None else None
+        given: list[int] = []
+        if mask is not None:
+            probs, given = self._merge_mask(probs, labels_to_tensor(mask, self.device))
+        chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
+        self._previous = _PreviousFrame(
+            index=self.frame_index,
+            features=query.features,
+            object_probs=self._padding.pad(probs[1:]).to(self.dtype),
+            given_objects=given,
+            chosen_by_trigger=chosen,
+        )
+        self.frame_index += 1
+        return probs
+
+    def to_labels(self, probs: Tensor) -> Tensor:
+        """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
+        ids = torch.tensor([0, *self._object_ids], device=probs.device)
+        return ids[probs.argmax(dim=0)]
+
+    def _start(self, height: int, width: int) -> None:
+        stride = self.model.config.stride
+        self._size = (height, width)
+        self._padding = Padding.to_multiple(height, width, stride)
+        pixels = ((height + stride - 1) // stride) * ((width + stride - 1) // stride)
+        config = self.model.config
+        self._store = MemoryStore(
+            key_dim=config.key_dim,
+            value_dim=config.value_dim,
+            frame_pixels=pixels,
+            capacity=self.capacity if self.capacity is not None else default_capacity(pixels),
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def _predict(self, query) -> Tensor:
+        """Steps 2 to 5 of the module docstring: (K+1, H, W) probabilities of the current frame."""
+        previous, store = self._previous, self._store
+        keys, values = self.model.encode_memory(previous.features, previous.object_probs, backend=self.backend)
+        store.set_previous(keys, values)
+        object_probs = self.model.segment_objects(query, *store.readable(), backend=self.backend)
+        self._update_long_term(previous)
+        return soft_aggregate(self._padding.crop(object_probs))
+
+    def _update_long_term(self, previous: _PreviousFrame) -> None:
+        in_full = previous.given_objects
+        novel = [o for o in range(self._store.num_objects) if o not in in_full] if previous.chosen_by_trigger else []
+        self._store.memorize_previous_in_full(in_full)
+        self._store.memorize_previous_novel(novel, self.beta, backend=self.backend)
+        self.last_memorized = previous.index if in_full or novel else None
+
+    def _merge_mask(self, probs: Tensor | None, labels: Tensor) -> tuple[Tensor, list[int]]:
+        """Apply a given mask: add new objects, replace the named ones.
+
+        Returns:
+            The (K+1, H, W) probabilities after the merge and the indices of the named objects.
+        """
+        if tuple(labels.shape) != self._size:
+            raise InputError(
+                f"the mask is {labels.shape[0]}x{labels.shape[1]} but the frame is "
+                f"{self._size[0]}x{self._size[1]}: give a mask of the frame's size"
+            )
+        named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
+        if not named_ids:
+            raise InputError("the mask has no objects (every pixel is 0, background): label objects 1, 2, ...")
+        new_ids = [i for i in named_ids if i not in self._object_ids]
+        self._object_ids += new_ids
+        self._store.add_objects(len(new_ids))
+
+        objects = torch.zeros((len(self._object_ids), *self._size), device=self.device)
+        if probs is not None:
+            # Pixels the mask gives to an object belong to no other object.
+            objects[: probs.shape[0] - 1] = probs[1:] * (labels == 0)
+        named = [self._object_ids.index(i) for i in named_ids]
+        for index, object_id in zip(named, named_ids):
+            objects[index] = labels == object_id
+        background = (1.0 - objects.sum(dim=0, keepdim=True)).clamp_(min=0.0)
+        return torch.cat([background, objects]), named

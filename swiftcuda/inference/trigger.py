@@ -1,0 +1,130 @@
+"""When a frame goes into the long-term memory: the official schedule and the PAM trigger.
+
+A trigger sees every frame once, after its masks are predicted, and answers whether that frame's
+most novel pixels should be appended to the long-term memory (which happens when the next frame is
+processed, as in the official code). Frames with a given mask are memorised in full regardless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import Tensor
+
+
+class UpdateTrigger(Protocol):
+    """Decides which frames update the long-term memory."""
+
+    def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
+        """Whether frame ``frame_index`` updates the memory.
+
+        Args:
+            frame_index: index of the frame in the video.
+            frame: (1, 3, H, W) the frame, RGB in [0, 1].
+            object_probs: (O, H, W) float32 object probabilities (background excluded).
+        """
+        ...
+
+    def reset(self) -> None:
+        """Forget everything seen (a new video starts)."""
+        ...
+
+
+class EveryNthFrame:
+    """The official schedule: frames 0, n, 2n, ... update the memory."""
+
+    def __init__(self, every: int = 5) -> None:
+        if every < 1:
+            raise ValueError(f"mem_every must be at least 1, got {every}")
+        self.every = every
+
+    def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
+        return frame_index % self.every == 0
+
+    def reset(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PamOptions:
+    """Thresholds of the variation-aware trigger (see :class:`VariationAwareTrigger`).
+
+    Attributes:
+        frame_threshold: th_f, mean absolute RGB change (in [0, 1]) above which a pixel's image varied.
+        mask_threshold: th_m, largest change of any object's probability above which a pixel's mask varied.
+        update_threshold: P_th, accumulated variation that triggers an update.
+        max_gap: the most frames that may pass without an update.
+        min_area: fraction of the frame below which the object region is treated as this large,
+            so that a few flickering pixels of a tiny object do not fire the trigger.
+    """
+
+    frame_threshold: float = 0.1
+    mask_threshold: float = 0.5
+    update_threshold: float = 1.0
+    max_gap: int = 10
+    min_area: float = 0.005
+
+
+class VariationAwareTrigger:
+    """The Pixel-Adaptive Memory's variation-aware trigger (our formulas; the paper gives none).
+
+    For frame t against frame t-1, per pixel x:
+
+    - image variation ``v_f(x) = [mean_c |I_t(x, c) - I_{t-1}(x, c)| > th_f]``
+    - mask variation ``v_m(x) = [max_o |p_t(x, o) - p_{t-1}(x, o)| > th_m]``
+    - object region ``R = {x : max_o p_t(x, o) > 0.5 or max_o p_{t-1}(x, o) > 0.5}``
+
+    The frame's variation is the fraction of the object region where either varied,
+    ``V_t = |{x in R : v_f(x) or v_m(x)}| / max(|R|, min_area * H * W)``, so that changes in the
+    background away from every object do not count. The running variation ``P += V_t``; the frame
+    updates the memory when ``P >= P_th`` or when ``max_gap`` frames have passed since the last
+    update, and P is then reset to zero.
+    """
+
+    def __init__(self, options: PamOptions | None = None) -> None:
+        self.options = options or PamOptions()
+        if self.options.max_gap < 1:
+            raise ValueError(f"max_gap must be at least 1, got {self.options.max_gap}")
+        self.reset()
+
+    def reset(self) -> None:
+        self.accumulated = 0.0
+        self.frames_since_update = 0
+        self._previous: tuple[Tensor, Tensor] | None = None
+
+    def variation(self, frame: Tensor, object_probs: Tensor) -> float | None:
+        """V_t of this frame against the last one observed, or None without a comparable last one."""
+        previous = self._previous
+        if previous is None or previous[1].shape != object_probs.shape:
+            return None
+        prev_frame, prev_probs = previous
+        image_varied = (frame[0] - prev_frame[0]).abs().float().mean(dim=0) > self.options.frame_threshold
+        mask_varied = (object_probs - prev_probs).abs().amax(dim=0) > self.options.mask_threshold
+        region = (object_probs.amax(dim=0) > 0.5) | (prev_probs.amax(dim=0) > 0.5)
+        varied = ((image_varied | mask_varied) & region).sum()
+        floor = self.options.min_area * region.numel()
+        return float(varied) / max(float(region.sum()), floor)
+
+    def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
+        change = self.variation(frame, object_probs)
+        self._previous = (frame, object_probs)
+        if change is None:  # first frame, or the set of objects changed: start counting afresh
+            self.accumulated, self.frames_since_update = 0.0, 0
+            return False
+        self.accumulated += change
+        self.frames_since_update += 1
+        if self.accumulated >= self.options.update_threshold or self.frames_since_update >= self.options.max_gap:
+            self.accumulated, self.frames_since_update = 0.0, 0
+            return True
+        return False
+
+
+def make_trigger(memory: str, mem_every: int = 5, pam: PamOptions | None = None) -> UpdateTrigger:
+    """The trigger for a memory mode: "official" (every ``mem_every`` frames) or "pam"."""
+    if memory == "official":
+        return EveryNthFrame(mem_every)
+    if memory == "pam":
+        return VariationAwareTrigger(pam)
+    raise ValueError(f"unknown memory mode {memory!r}: choose 'official' or 'pam'")
+

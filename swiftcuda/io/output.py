@@ -1,0 +1,81 @@
+"""Writing outputs all-or-nothing, and never over the user's files unless asked.
+
+Everything is written to a hidden temporary sibling first and moved into place only when complete,
+so an error or an interruption leaves no half-written folder or file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from swiftcuda.errors import InputError
+
+
+def check_writable_target(target: Path, overwrite: bool, what: str = "output") -> None:
+    """Refuse a target that already holds something, unless ``overwrite``.
+
+    Raises:
+        InputError: the target exists (and is non-empty, for a folder) without ``overwrite``,
+            or it exists as the wrong kind (a file where a folder is wanted, or the reverse).
+    """
+    if not target.exists():
+        return
+    if not overwrite:
+        if target.is_dir() and not any(target.iterdir()):
+            return
+        raise InputError(f"{what} {target} already exists: pass --overwrite to replace it, or choose another path")
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary folder that replaces ``target`` when the block completes without error.
+
+    Args:
+        target: the folder to create (its parents are created too).
+        overwrite: replace an existing non-empty ``target``.
+
+    Yields:
+        The temporary folder to write into (a hidden sibling of ``target``).
+    """
+    target = Path(target)
+    check_writable_target(target, overwrite, "output folder")
+    if target.exists() and not target.is_dir():
+        raise InputError(f"output folder {target} is a file: choose a folder path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+@contextlib.contextmanager
+def staged_file(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary file path that replaces ``target`` when the block completes without error.
+
+    The temporary path keeps ``target``'s suffix, so writers that choose a format by extension
+    (OpenCV, Pillow) behave as for the real name.
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise InputError(f"{target} is a folder: give a file path")
+    check_writable_target(target, overwrite, "file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+    os.close(handle)
+    staging = Path(name)
+    try:
+        yield staging
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, target)

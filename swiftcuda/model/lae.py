@@ -1,0 +1,64 @@
+"""The light-aggregation encoder (LAE): memory features from cached query features and masks.
+
+The frame is not encoded a second time for the memory: the query trunk's features (c1, r2, r3, r4)
+are fused with the object's mask and the union of the other objects' masks. The masks enter at full
+resolution (a strided 7x7 convolution) and at 1/16 through reversed sub-pixel (the mask unshuffled
+by 16 into 256 channels) followed by a 3x3 convolution.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swiftcuda.model.backbone import TrunkFeatures
+from swiftcuda.model.config import SwiftNetConfig
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class LAE(nn.Module):
+    """Light-aggregation encoder; attribute names follow the official checkpoint."""
+
+    def __init__(self, config: SwiftNetConfig) -> None:
+        super().__init__()
+        rsp_channels = config.rsp_factor**2
+        self.conv1_m = nn.Conv2d(1, config.c1_channels, 7, stride=2, padding=3, bias=False)
+        self.conv1_o = nn.Conv2d(1, config.c1_channels, 7, stride=2, padding=3, bias=False)
+        self.conv2_m = _conv3x3(rsp_channels, config.r4_channels)
+        self.conv2_o = _conv3x3(rsp_channels, config.r4_channels)
+        self.conv_fusion1 = _conv3x3(config.c1_channels, config.r2_channels, stride=2)
+        self.conv_fusion2 = _conv3x3(config.r2_channels, config.r3_channels, stride=2)
+        self.conv_fusion3 = _conv3x3(config.r3_channels, config.r4_channels, stride=2)
+        self.conv_fusion4 = _conv3x3(config.r4_channels, config.r4_channels)
+        self.conv_fusion5 = _conv3x3(config.r4_channels, config.r4_channels)
+
+    def forward(
+        self,
+        features: TrunkFeatures,
+        own: Tensor,
+        others: Tensor,
+        own_small: Tensor,
+        others_small: Tensor,
+    ) -> Tensor:
+        """Fuse one frame's trunk features with each object's masks.
+
+        Args:
+            features: trunk features of the frame, batch 1 (broadcast over objects).
+            own: (O, 1, H, W) each object's probability map.
+            others: (O, 1, H, W) union of the other objects' maps.
+            own_small, others_small: (O, 256, H/16, W/16) the same maps after reversed sub-pixel.
+
+        Returns:
+            (O, C4, H/16, W/16) memory features.
+        """
+        x = F.relu(features.c1 + self.conv1_m(own) + self.conv1_o(others))
+        x = F.relu(features.r2 + self.conv_fusion1(x))
+        x = F.relu(features.r3 + self.conv_fusion2(x))
+        x = F.relu(
+            features.r4 + self.conv2_m(own_small) + self.conv2_o(others_small) + self.conv_fusion3(x)
+        )
+        x = F.relu(self.conv_fusion4(x))
+        return F.relu(self.conv_fusion5(x))

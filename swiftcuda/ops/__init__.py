@@ -1,0 +1,202 @@
+"""The three SwiftNet ops, one contract each, several implementations.
+
+``backend=None`` picks the fastest implementation available for the tensors' device
+(see :mod:`swiftcuda.ops.backends`); ``backend="reference"`` forces the plain PyTorch spec in
+:mod:`swiftcuda.ops.reference`. The model and the engine call only these functions for the memory
+read, the memory update and reversed sub-pixel, so every backend slots in behind them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from swiftcuda.ops import backends
+from swiftcuda.ops.backends import available_backends
+from swiftcuda.ops.reference import novel_pixel_count
+
+__all__ = [
+    "available_backends",
+    "memory_read",
+    "memory_update",
+    "memory_update_",
+    "novel_pixel_count",
+    "rsp",
+]
+
+_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_float(name: str, tensor: Tensor, ndim: int, like: Tensor | None = None) -> None:
+    if tensor.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}")
+    if tensor.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32, float16 or bfloat16, got {tensor.dtype}")
+    if like is not None and (tensor.dtype != like.dtype or tensor.device != like.device):
+        raise ValueError(
+            f"{name} is {tensor.dtype} on {tensor.device} but the other inputs are "
+            f"{like.dtype} on {like.device}"
+        )
+
+
+def _check_lengths(n_valid: Tensor, batch: int, like: Tensor) -> None:
+    if n_valid.shape != (batch,) or n_valid.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"n_valid must be an int32 or int64 tensor of shape ({batch},), "
+            f"got {n_valid.dtype} of shape {tuple(n_valid.shape)}"
+        )
+    if n_valid.device != like.device:
+        raise ValueError(f"n_valid is on {n_valid.device} but the memory is on {like.device}")
+
+
+def _check_memory_pair(keys: Tensor, values: Tensor, key_name: str, value_name: str) -> None:
+    _check_float(key_name, keys, 3)
+    _check_float(value_name, values, 3, like=keys)
+    if values.shape[0] != keys.shape[0] or values.shape[2] != keys.shape[2]:
+        raise ValueError(
+            f"{key_name} {tuple(keys.shape)} and {value_name} {tuple(values.shape)} must agree "
+            "in batch and length"
+        )
+
+
+def memory_read(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor,
+    *,
+    n_valid: Tensor | None = None,
+    out: Tensor | None = None,
+    backend: str | None = None,
+) -> Tensor:
+    """Read the memory at every query pixel (softmax attention) and append the query values.
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        mem_val: (B, Cv, N) memory values.
+        q_key: (B, Ck, P) query keys.
+        q_val: (B, Cv, P) query values.
+        n_valid: optional (B,) int32/int64 valid memory lengths (fixed-capacity buffers).
+        out: optional (B, 2Cv, P) output buffer, fully overwritten.
+        backend: None for the best available, or "reference", "triton", "cuda", "cpu".
+
+    Returns:
+        (B, 2Cv, P): ``mem_val @ softmax_N(mem_key^T q_key / sqrt(Ck))`` then ``q_val``.
+    """
+    _check_memory_pair(mem_key, mem_val, "mem_key", "mem_val")
+    _check_float("q_key", q_key, 3, like=mem_key)
+    _check_float("q_val", q_val, 3, like=mem_key)
+    batch, key_dim, _ = mem_key.shape
+    value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+    if q_key.shape[:2] != (batch, key_dim) or q_val.shape != (batch, value_dim, pixels):
+        raise ValueError(
+            f"query shapes q_key {tuple(q_key.shape)}, q_val {tuple(q_val.shape)} do not match "
+            f"memory keys {tuple(mem_key.shape)} and values {tuple(mem_val.shape)}"
+        )
+    if n_valid is not None:
+        _check_lengths(n_valid, batch, mem_key)
+    if out is not None:
+        _check_float("out", out, 3, like=mem_key)
+        if out.shape != (batch, 2 * value_dim, pixels):
+            raise ValueError(f"out must have shape {(batch, 2 * value_dim, pixels)}, got {tuple(out.shape)}")
+    impl = backends.resolve("memory_read", backend, mem_key.device)
+    return impl(mem_key, mem_val, q_key, q_val, n_valid, out)
+
+
+def _check_update_inputs(keys: Tensor, values: Tensor, new_key: Tensor, new_val: Tensor, beta: float) -> None:
+    _check_memory_pair(keys, values, "memory keys", "memory values")
+    _check_memory_pair(new_key, new_val, "new_key", "new_val")
+    if new_key.dtype != keys.dtype or new_key.device != keys.device:
+        raise ValueError("new keys and values must have the memory's dtype and device")
+    if new_key.shape[:2] != keys.shape[:2] or new_val.shape[:2] != values.shape[:2]:
+        raise ValueError(
+            f"new keys {tuple(new_key.shape)} / values {tuple(new_val.shape)} must match the memory's "
+            f"batch and channels {tuple(keys.shape[:2])} / {tuple(values.shape[:2])}"
+        )
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must be in (0, 1], got {beta}")
+
+
+def memory_update(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    new_key: Tensor,
+    new_val: Tensor,
+    *,
+    beta: float = 0.1,
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Append the ``k = P - int(P * (1 - beta))`` most novel new pixels to the memory.
+
+    Novelty is the lowest best cosine similarity to the memory keys; ties go to the lower pixel
+    index, and the chosen pixels are appended in ascending pixel order.
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        mem_val: (B, Cv, N) memory values.
+        new_key: (B, Ck, P) keys of the new frame.
+        new_val: (B, Cv, P) values of the new frame.
+        beta: fraction of new pixels kept, in (0, 1].
+        backend: None for the best available, or a backend name.
+
+    Returns:
+        (B, Ck, N + k) keys and (B, Cv, N + k) values.
+    """
+    _check_update_inputs(mem_key, mem_val, new_key, new_val, beta)
+    impl = backends.resolve("memory_update", backend, mem_key.device)
+    return impl(mem_key, mem_val, new_key, new_val, beta)
+
+
+def memory_update_(
+    key_buf: Tensor,
+    val_buf: Tensor,
+    n_valid: Tensor,
+    new_key: Tensor,
+    new_val: Tensor,
+    *,
+    beta: float = 0.1,
+    backend: str | None = None,
+) -> None:
+    """In-place memory update on fixed-capacity buffers whose valid lengths live in a tensor.
+
+    Compares the new pixels with entries ``[0, n_valid[b])``, writes the chosen ones at
+    ``n_valid[b]`` onwards and advances ``n_valid``; no host synchronisation is needed by the
+    fused backends. Writes past the capacity are dropped and ``n_valid`` stops at the capacity.
+
+    Args:
+        key_buf: (B, Ck, capacity) key buffer, modified.
+        val_buf: (B, Cv, capacity) value buffer, modified.
+        n_valid: (B,) int32/int64 valid lengths on the buffers' device, modified.
+        new_key: (B, Ck, P) keys of the new frame; may share storage with the buffers but must
+            not overlap the entries the update writes.
+        new_val: (B, Cv, P) values of the new frame.
+        beta: fraction of new pixels kept, in (0, 1].
+        backend: None for the best available, or a backend name.
+    """
+    _check_update_inputs(key_buf, val_buf, new_key, new_val, beta)
+    _check_lengths(n_valid, key_buf.shape[0], key_buf)
+    impl = backends.resolve("memory_update_", backend, key_buf.device)
+    impl(key_buf, val_buf, n_valid, new_key, new_val, beta)
+
+
+def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """Reversed sub-pixel of each object's map and of the union of the other objects' maps.
+
+    Args:
+        probs: (O, H, W) object probabilities, background excluded; H, W divisible by ``factor``.
+        factor: unshuffle factor.
+        backend: None for the best available, or a backend name.
+
+    Returns:
+        own, others: each (O, factor**2, H / factor, W / factor), as
+        ``torch.nn.functional.pixel_unshuffle`` lays them out; ``others`` unshuffles the clamped
+        sum of the other objects' maps.
+    """
+    _check_float("probs", probs, 3)
+    if factor < 1 or probs.shape[1] % factor or probs.shape[2] % factor:
+        raise ValueError(
+            f"probs of shape {tuple(probs.shape)} cannot be unshuffled by {factor}: "
+            "height and width must be multiples of the factor"
+        )
+    impl = backends.resolve("rsp", backend, probs.device)
+    return impl(probs, factor)

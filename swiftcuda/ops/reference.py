@@ -1,0 +1,202 @@
+"""Plain PyTorch implementations of the three SwiftNet ops: the specification.
+
+Every other backend (Triton, CUDA C++, C++ CPU) is tested against these functions. They favour
+clarity over speed: the memory read and update materialise the full similarity matrix, which the
+fused kernels never do. Arguments are assumed valid here; :mod:`swiftcuda.ops` checks them.
+
+Shapes use B for the batch (one row per object), Ck / Cv for the key / value channels, N for memory
+entries and P for pixels of the 1/16-resolution feature map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def novel_pixel_count(num_pixels: int, beta: float) -> int:
+    """How many of ``num_pixels`` new pixels an update appends: ``P - int(P * (1 - beta))``.
+
+    Written exactly as the official SwiftNet code computes it, so that the float rounding of
+    ``P * (1 - beta)`` gives the same count (for P = 1620 and beta = 0.1 it is 162).
+    """
+    return num_pixels - int(num_pixels * (1 - beta))
+
+
+def memory_read(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor,
+    n_valid: Tensor | None = None,
+    out: Tensor | None = None,
+) -> Tensor:
+    """Attention of every query pixel over the memory, concatenated with the query values.
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        mem_val: (B, Cv, N) memory values.
+        q_key: (B, Ck, P) query keys.
+        q_val: (B, Cv, P) query values.
+        n_valid: optional (B,) integer tensor; entries ``j >= n_valid[b]`` of item b are ignored.
+            An item with no valid entry reads zeros.
+        out: optional (B, 2Cv, P) tensor to write into.
+
+    Returns:
+        (B, 2Cv, P): ``[mem_val @ softmax_N(mem_key^T q_key / sqrt(Ck)), q_val]``.
+    """
+    batch, key_dim, num_entries = mem_key.shape
+    value_dim = mem_val.shape[1]
+    if n_valid is not None and num_entries > 0:
+        # Entries past the longest valid length never contribute: skip them.
+        num_entries = max(int(n_valid.max()), 0)
+        num_entries = min(num_entries, mem_key.shape[2])
+        mem_key, mem_val = mem_key[:, :, :num_entries], mem_val[:, :, :num_entries]
+
+    if n_valid is not None:
+        # Entries past n_valid are never read: whatever they hold (even NaN) cannot leak in.
+        entry = torch.arange(num_entries, device=mem_key.device)
+        valid = entry[None, :] < n_valid.to(mem_key.device)[:, None]  # (B, N)
+        mem_key = mem_key.masked_fill(~valid[:, None, :], 0.0)
+        mem_val = mem_val.masked_fill(~valid[:, None, :], 0.0)
+    logits = torch.bmm(mem_key.transpose(1, 2), q_key) / math.sqrt(key_dim)  # (B, N, P)
+    if n_valid is not None:
+        logits = logits.masked_fill(~valid[:, :, None], float("-inf"))
+        weights = torch.softmax(logits, dim=1).masked_fill(~valid[:, :, None], 0.0)
+    else:
+        weights = torch.softmax(logits, dim=1)
+    readout = torch.bmm(mem_val, weights)  # (B, Cv, P)
+
+    if out is None:
+        out = torch.empty(
+            (batch, 2 * value_dim, q_key.shape[2]), dtype=q_val.dtype, device=q_val.device
+        )
+    out[:, :value_dim] = readout
+    out[:, value_dim:] = q_val
+    return out
+
+
+def best_match_similarity(mem_key: Tensor, new_key: Tensor, n_valid: Tensor | None = None) -> Tensor:
+    """Each new pixel's highest cosine similarity to any valid memory key.
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        new_key: (B, Ck, P) keys of the new frame.
+        n_valid: optional (B,) valid memory lengths.
+
+    Returns:
+        (B, P) float32 similarities; ``-inf`` for an item whose memory is empty.
+    """
+    valid = None
+    if n_valid is not None:
+        entry = torch.arange(mem_key.shape[2], device=mem_key.device)
+        valid = entry[None, None, :] < n_valid.to(mem_key.device)[:, None, None]  # (B, 1, N)
+        mem_key = mem_key.masked_fill(~valid, 0.0)
+    mem_unit = F.normalize(mem_key.float(), dim=1)
+    new_unit = F.normalize(new_key.float(), dim=1)
+    cosine = torch.bmm(new_unit.transpose(1, 2), mem_unit)  # (B, P, N)
+    if valid is not None:
+        cosine = cosine.masked_fill(~valid, float("-inf"))
+    if cosine.shape[2] == 0:
+        return cosine.new_full(cosine.shape[:2], float("-inf"))
+    return cosine.amax(dim=2)
+
+
+def select_novel_pixels(similarity: Tensor, count: int) -> Tensor:
+    """The ``count`` pixels with the lowest best-match similarity, in ascending pixel order.
+
+    Ties are broken towards the lower pixel index, so the choice is deterministic.
+
+    Args:
+        similarity: (B, P) best-match similarities.
+        count: how many pixels to keep per item.
+
+    Returns:
+        (B, count) int64 pixel indices, ascending within each row.
+    """
+    order = torch.sort(similarity, dim=1, stable=True).indices  # lowest similarity first
+    return torch.sort(order[:, :count], dim=1).values
+
+
+def memory_update(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    new_key: Tensor,
+    new_val: Tensor,
+    beta: float = 0.1,
+) -> tuple[Tensor, Tensor]:
+    """The memory followed by the most novel new pixels (pixel-wise memory update).
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        mem_val: (B, Cv, N) memory values.
+        new_key: (B, Ck, P) keys of the new frame.
+        new_val: (B, Cv, P) values of the new frame.
+        beta: fraction of new pixels to keep; ``k = P - int(P * (1 - beta))``.
+
+    Returns:
+        (B, Ck, N + k) keys and (B, Cv, N + k) values: the memory unchanged, then the k new pixels
+        whose best cosine similarity to the memory keys is lowest, in ascending pixel order.
+    """
+    count = novel_pixel_count(new_key.shape[2], beta)
+    chosen = select_novel_pixels(best_match_similarity(mem_key, new_key), count)
+    picked_key = torch.gather(new_key, 2, chosen[:, None, :].expand(-1, new_key.shape[1], -1))
+    picked_val = torch.gather(new_val, 2, chosen[:, None, :].expand(-1, new_val.shape[1], -1))
+    return torch.cat([mem_key, picked_key], dim=2), torch.cat([mem_val, picked_val], dim=2)
+
+
+def memory_update_(
+    key_buf: Tensor,
+    val_buf: Tensor,
+    n_valid: Tensor,
+    new_key: Tensor,
+    new_val: Tensor,
+    beta: float = 0.1,
+) -> None:
+    """In-place :func:`memory_update` on fixed-capacity buffers.
+
+    Compares the new pixels with entries ``[0, n_valid[b])`` of ``key_buf``, writes the chosen ones
+    at ``[n_valid[b], n_valid[b] + k)`` and adds k to ``n_valid``. Writes past the capacity are
+    dropped (the pixels with the highest indices go first) and ``n_valid`` stops at the capacity.
+
+    Args:
+        key_buf: (B, Ck, capacity) key buffer, modified.
+        val_buf: (B, Cv, capacity) value buffer, modified.
+        n_valid: (B,) integer valid lengths on the buffers' device, modified.
+        new_key: (B, Ck, P) keys of the new frame; must not overlap the entries written.
+        new_val: (B, Cv, P) values of the new frame.
+        beta: fraction of new pixels to keep.
+    """
+    count = novel_pixel_count(new_key.shape[2], beta)
+    capacity = key_buf.shape[2]
+    similarity = best_match_similarity(key_buf, new_key, n_valid)
+    chosen = select_novel_pixels(similarity, count)
+    for item, start in enumerate(n_valid.tolist()):
+        fits = max(0, min(count, capacity - start))
+        picked = chosen[item, :fits]
+        key_buf[item, :, start : start + fits] = new_key[item][:, picked]
+        val_buf[item, :, start : start + fits] = new_val[item][:, picked]
+        n_valid[item] = start + fits
+
+
+def rsp(probs: Tensor, factor: int = 16) -> tuple[Tensor, Tensor]:
+    """Reversed sub-pixel: each object's map and the union of the others, pixel-unshuffled.
+
+    Args:
+        probs: (O, H, W) object probabilities (background excluded); H and W divisible by factor.
+        factor: the unshuffle factor (16 in SwiftNet, taking masks to the 1/16 feature grid).
+
+    Returns:
+        own, others: each (O, factor**2, H / factor, W / factor). ``others[o]`` unshuffles
+        ``clamp(sum of the other objects' maps, 0, 1)``; channel ``i * factor + j`` holds the pixel
+        at offset (i, j) of each factor x factor cell (``torch.nn.functional.pixel_unshuffle``).
+    """
+    num_objects = probs.shape[0]
+    exclude_self = 1.0 - torch.eye(num_objects, dtype=torch.float32, device=probs.device)
+    others = torch.einsum("po,ohw->phw", exclude_self, probs.float()).clamp_(0.0, 1.0)
+    own = F.pixel_unshuffle(probs[:, None], factor)
+    others = F.pixel_unshuffle(others.to(probs.dtype)[:, None], factor)
+    return own, others

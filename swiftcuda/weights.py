@@ -1,0 +1,154 @@
+"""Loading SwiftNet checkpoints: the official release and this project's own.
+
+The official ``swiftnet_resnet18_old.pth`` was saved from ``nn.DataParallel``, so its keys start
+with ``module.``. Checkpoints are accepted with or without that prefix, as a bare state dict or under
+a ``state_dict`` / ``model`` key, and are always read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from swiftcuda.errors import InputError, WeightsError
+from swiftcuda.model import CONFIGS, SwiftNet
+
+logger = logging.getLogger(__name__)
+
+_WRAPPER_KEYS = ("state_dict", "model")
+_PREFIX = "module."
+#: A tensor whose input-channel count tells the variants apart (layer3's channels).
+_VARIANT_PROBE = "KV_Q_r4.Key.weight"
+_MAX_LISTED = 5
+
+
+def _read_checkpoint(path: Path) -> object:
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for a file that is not a checkpoint
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+
+
+def extract_state_dict(checkpoint: object, origin: str = "checkpoint") -> dict[str, Tensor]:
+    """The state dict inside a loaded checkpoint, with any ``module.`` prefix removed.
+
+    Args:
+        checkpoint: what ``torch.load`` returned.
+        origin: how to name the checkpoint in error messages.
+
+    Raises:
+        WeightsError: it holds no mapping of parameter names to tensors.
+    """
+    if isinstance(checkpoint, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(checkpoint.get(key), Mapping):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, Mapping) or not checkpoint:
+        raise WeightsError(f"{origin} holds no state dict (found {type(checkpoint).__name__})")
+    if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in checkpoint.items()):
+        raise WeightsError(f"{origin} is not a state dict: it maps something other than names to tensors")
+    if all(key.startswith(_PREFIX) for key in checkpoint):
+        return {key[len(_PREFIX) :]: value for key, value in checkpoint.items()}
+    return dict(checkpoint)
+
+
+def detect_variant(state_dict: Mapping[str, Tensor]) -> str | None:
+    """"r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
+    probe = state_dict.get(_VARIANT_PROBE)
+    if probe is None or probe.dim() != 4:
+        return None
+    for name, config in CONFIGS.items():
+        if probe.shape[1] == config.r4_channels:
+            return name
+    return None
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
+
+
+def check_state_dict(model: SwiftNet, state_dict: Mapping[str, Tensor], origin: str = "checkpoint") -> None:
+    """Raise a :class:`WeightsError` naming what differs between ``state_dict`` and ``model``."""
+    variant = model.config.variant
+    found = detect_variant(state_dict)
+    if found is not None and found != variant:
+        raise WeightsError(
+            f"{origin} is a SwiftNet-{found.upper()} checkpoint (layer3 has {CONFIGS[found].r4_channels} "
+            f"channels) but variant={variant!r} was asked: pass variant={found!r}"
+        )
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_listed(unexpected)}")
+    if wrong_shape:
+        problems.append(f"wrong shape {_listed(wrong_shape)}")
+    if problems:
+        raise WeightsError(f"{origin} does not fit SwiftNet-{variant.upper()}: " + "; ".join(problems))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that can run here.
+
+    Raises:
+        InputError: the device is unknown, or CUDA was asked for on a machine without a GPU.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"unknown device {device!r}: use 'cpu' or 'cuda' ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked but no CUDA GPU is available here: use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device.type!r} is not supported: use 'cpu' or 'cuda'")
+    return device
+
+
+def load_model(
+    source: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    variant: str = "r18",
+) -> SwiftNet:
+    """Build SwiftNet and load a checkpoint into it strictly.
+
+    Args:
+        source: path of a checkpoint (official or this project's).
+        device: where the model runs.
+        dtype: parameter dtype (float32, float16 or bfloat16).
+        variant: "r18" (the official release) or "r50".
+
+    Returns:
+        The model in eval mode on ``device`` in ``dtype``.
+
+    Raises:
+        WeightsError: the file is missing, not a checkpoint, or does not match the variant.
+    """
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    device = resolve_device(device)
+    path = Path(source)
+    state_dict = extract_state_dict(_read_checkpoint(path), origin=str(path))
+    model = SwiftNet(variant)
+    check_state_dict(model, state_dict, origin=str(path))
+    model.load_state_dict(state_dict, strict=True)
+    logger.info("loaded SwiftNet-%s weights from %s", variant.upper(), path)
+    return model.eval().to(device=device, dtype=dtype)

@@ -1,0 +1,46 @@
+"""Fixtures shared by the op tests: one parametrised ``backend`` for every implementation.
+
+Each op test runs once per backend and device that can run here; the others are skipped with the
+reason, so the same tests check the CUDA kernels whenever a GPU is present.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from swiftcuda.ops import backends
+
+#: (backend, device type) pairs every op test runs on.
+BACKEND_DEVICES = [
+    ("reference", "cpu"),
+    ("reference", "cuda"),
+    ("triton", "cuda"),
+    ("triton", "cpu"),  # under TRITON_INTERPRET=1
+    ("cpu", "cpu"),
+    ("cuda", "cuda"),
+]
+
+
+def _backend_param(name: str, device_type: str):
+    return pytest.param((name, torch.device(device_type)), id=f"{name}-{device_type}")
+
+
+@pytest.fixture(params=[_backend_param(*pair) for pair in BACKEND_DEVICES])
+def backend_device(request) -> tuple[str, torch.device]:
+    """(backend name, device) for one implementation, skipped when it cannot run here."""
+    name, device = request.param
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    reason = backends.unavailable_reason(name, device.type)
+    if reason is not None:
+        pytest.skip(f"backend {name!r} unavailable on {device.type}: {reason}")
+    return name, device
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A freshly seeded generator: every run draws new inputs, and the seed is printed on failure."""
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    print(f"random seed: {seed}")
+    return torch.Generator().manual_seed(seed)
