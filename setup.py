@@ -18,6 +18,8 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir={"swiftcuda.kernels": "kernels", "swiftcuda.kernels.triton": "kernels/triton"},
+    # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/.
+    package_data={"swiftcuda": ["assets/**/*"]},
     install_requires=[
         "torch>=2.6",
         "torchvision",

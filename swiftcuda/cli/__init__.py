@@ -1,7 +1,8 @@
 """The ``swiftcuda`` command line: one module per subcommand.
 
-Each subcommand module defines ``register(subparsers)``, which adds its parser and sets
-``run=<function(args) -> int>`` as a default. Errors a user can fix (:class:`SwiftcudaError`)
+Every public module of this package is a subcommand: it defines ``register(subparsers)``, which adds
+its parser and sets ``run=<function(args) -> int>`` as a default. Adding a subcommand is adding a
+module; nothing here lists them. Errors a user can fix (:class:`SwiftcudaError`)
 print as one line and exit with status 2; nothing prints a traceback for them.
 """
 
@@ -10,16 +11,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
 from swiftcuda import __version__
 from swiftcuda.errors import SwiftcudaError
 
-#: Subcommand modules, in the order ``swiftcuda --help`` lists them.
-SUBCOMMANDS = ("segment",)
-
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+def subcommand_modules() -> list[str]:
+    """Names of the subcommand modules, alphabetically (private ``_`` modules are helpers)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"swiftcuda {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"swiftcuda.cli.{name}").register(subparsers)
+    for name in subcommand_modules():
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

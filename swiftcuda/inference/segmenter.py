@@ -24,7 +24,8 @@ from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.trigger import PamOptions, make_trigger
-from swiftcuda.model import SwiftNet, soft_aggregate
+from swiftcuda import ops
+from swiftcuda.model import SwiftNet
 from swiftcuda.model.backbone import TrunkFeatures
 
 
@@ -76,7 +77,7 @@ class Segmenter:
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.memory_mode = memory
-        self.trigger = make_trigger(memory, mem_every, pam)
+        self.trigger = make_trigger(memory, mem_every, pam, backend=backend)
         self.beta = beta
         self.capacity = capacity
         self.backend = backend
@@ -172,7 +173,7 @@ class Segmenter:
         store.set_previous(keys, values)
         object_probs = self.model.segment_objects(query, *store.readable(), backend=self.backend)
         self._update_long_term(previous)
-        return soft_aggregate(self._padding.crop(object_probs))
+        return ops.soft_aggregate(self._padding.crop(object_probs), backend=self.backend)
 
     def _update_long_term(self, previous: _PreviousFrame) -> None:
         in_full = previous.given_objects

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from torch import Tensor
 
+from swiftcuda import ops
+
 
 class UpdateTrigger(Protocol):
     """Decides which frames update the long-term memory."""
@@ -82,8 +84,9 @@ class VariationAwareTrigger:
     update, and P is then reset to zero.
     """
 
-    def __init__(self, options: PamOptions | None = None) -> None:
+    def __init__(self, options: PamOptions | None = None, backend: str | None = None) -> None:
         self.options = options or PamOptions()
+        self.backend = backend
         if self.options.max_gap < 1:
             raise ValueError(f"max_gap must be at least 1, got {self.options.max_gap}")
         self.reset()
@@ -99,12 +102,13 @@ class VariationAwareTrigger:
         if previous is None or previous[1].shape != object_probs.shape:
             return None
         prev_frame, prev_probs = previous
-        image_varied = (frame[0] - prev_frame[0]).abs().float().mean(dim=0) > self.options.frame_threshold
-        mask_varied = (object_probs - prev_probs).abs().amax(dim=0) > self.options.mask_threshold
-        region = (object_probs.amax(dim=0) > 0.5) | (prev_probs.amax(dim=0) > 0.5)
-        varied = ((image_varied | mask_varied) & region).sum()
-        floor = self.options.min_area * region.numel()
-        return float(varied) / max(float(region.sum()), floor)
+        varied, region = ops.frame_variation(
+            frame[0], prev_frame[0], object_probs, prev_probs,
+            frame_threshold=self.options.frame_threshold,
+            mask_threshold=self.options.mask_threshold,
+            backend=self.backend,
+        ).tolist()
+        return varied / max(region, self.options.min_area * object_probs[0].numel())
 
     def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
         change = self.variation(frame, object_probs)
@@ -120,11 +124,13 @@ class VariationAwareTrigger:
         return False
 
 
-def make_trigger(memory: str, mem_every: int = 5, pam: PamOptions | None = None) -> UpdateTrigger:
+def make_trigger(
+    memory: str, mem_every: int = 5, pam: PamOptions | None = None, backend: str | None = None
+) -> UpdateTrigger:
     """The trigger for a memory mode: "official" (every ``mem_every`` frames) or "pam"."""
     if memory == "official":
         return EveryNthFrame(mem_every)
     if memory == "pam":
-        return VariationAwareTrigger(pam)
+        return VariationAwareTrigger(pam, backend=backend)
     raise ValueError(f"unknown memory mode {memory!r}: choose 'official' or 'pam'")
 

@@ -1,7 +1,6 @@
 """The SwiftNet model: trunk, light-aggregation encoder, heads, decoder."""
 
-from swiftcuda.model.aggregate import soft_aggregate
 from swiftcuda.model.config import CONFIGS, SwiftNetConfig, get_config
 from swiftcuda.model.swiftnet import QueryEncoding, SwiftNet
 
-__all__ = ["CONFIGS", "QueryEncoding", "SwiftNet", "SwiftNetConfig", "get_config", "soft_aggregate"]
+__all__ = ["CONFIGS", "QueryEncoding", "SwiftNet", "SwiftNetConfig", "get_config"]

@@ -17,11 +17,13 @@ from swiftcuda.ops.reference import novel_pixel_count
 
 __all__ = [
     "available_backends",
+    "frame_variation",
     "memory_read",
     "memory_update",
     "memory_update_",
     "novel_pixel_count",
     "rsp",
+    "soft_aggregate",
 ]
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -200,3 +202,62 @@ def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple
         )
     impl = backends.resolve("rsp", backend, probs.device)
     return impl(probs, factor)
+
+
+def soft_aggregate(object_probs: Tensor, *, backend: str | None = None) -> Tensor:
+    """Merge per-object probabilities into a distribution over background and objects.
+
+    Args:
+        object_probs: (O, H, W) each object's probability against everything else, O >= 1.
+        backend: None for the best available, or a backend name.
+
+    Returns:
+        (O + 1, H, W) float32 probabilities, background first (odds normalisation, as STM and
+        SwiftNet do: a softmax over clamped log-odds, the background's probability being the
+        product of the objects' complements).
+    """
+    _check_float("object_probs", object_probs, 3)
+    if object_probs.shape[0] < 1:
+        raise ValueError("soft_aggregate needs at least one object")
+    impl = backends.resolve("soft_aggregate", backend, object_probs.device)
+    return impl(object_probs)
+
+
+def frame_variation(
+    frame: Tensor,
+    previous_frame: Tensor,
+    object_probs: Tensor,
+    previous_probs: Tensor,
+    *,
+    frame_threshold: float,
+    mask_threshold: float,
+    backend: str | None = None,
+) -> Tensor:
+    """Count the pixels of the objects' region whose image or mask varied since the last frame.
+
+    Args:
+        frame, previous_frame: (3, H, W) RGB in [0, 1].
+        object_probs, previous_probs: (O, H, W) object probabilities.
+        frame_threshold: a pixel's image varied when its mean absolute RGB change exceeds this.
+        mask_threshold: its mask varied when an object's probability changed by more than this.
+        backend: None for the best available, or a backend name.
+
+    Returns:
+        (2,) float32 tensor on the inputs' device, [varied pixels of the region, pixels of the
+        region], where the region is where some object's probability exceeds 0.5 in either frame.
+        It stays on the device: deciding on it needs no host synchronisation.
+    """
+    _check_float("frame", frame, 3)
+    _check_float("previous_frame", previous_frame, 3, like=frame)
+    _check_float("object_probs", object_probs, 3)
+    _check_float("previous_probs", previous_probs, 3, like=object_probs)
+    size = frame.shape[1:]
+    if frame.shape[0] != 3 or previous_frame.shape != frame.shape:
+        raise ValueError(f"frames must both be (3, H, W), got {tuple(frame.shape)} and {tuple(previous_frame.shape)}")
+    if object_probs.shape[1:] != size or previous_probs.shape != object_probs.shape:
+        raise ValueError(
+            f"probabilities {tuple(object_probs.shape)} and {tuple(previous_probs.shape)} must be "
+            f"(O, {size[0]}, {size[1]}) like the frames"
+        )
+    impl = backends.resolve("frame_variation", backend, frame.device)
+    return impl(frame, previous_frame, object_probs, previous_probs, frame_threshold, mask_threshold)

@@ -200,3 +200,56 @@ def rsp(probs: Tensor, factor: int = 16) -> tuple[Tensor, Tensor]:
     own = F.pixel_unshuffle(probs[:, None], factor)
     others = F.pixel_unshuffle(others.to(probs.dtype)[:, None], factor)
     return own, others
+
+
+#: Probabilities are clamped to [EPS, 1 - EPS] before taking log-odds, as the official code does.
+AGGREGATION_EPS = 1e-7
+
+
+def soft_aggregate(object_probs: Tensor) -> Tensor:
+    """Merge independent per-object probabilities into one distribution over background and objects.
+
+    The background probability is the product of the objects' complements; each class's odds
+    ``p / (1 - p)`` (after clamping p to [1e-7, 1 - 1e-7]) are then normalised, which is the softmax
+    over log-odds of STM and SwiftNet.
+
+    Args:
+        object_probs: (O, H, W) probability of each object against everything else.
+
+    Returns:
+        (O + 1, H, W) float32 probabilities, background first, summing to one at every pixel.
+    """
+    probs = object_probs.float()
+    background = torch.prod(1.0 - probs, dim=0, keepdim=True)
+    clamped = torch.cat([background, probs], dim=0).clamp_(AGGREGATION_EPS, 1.0 - AGGREGATION_EPS)
+    return torch.softmax(torch.log(clamped / (1.0 - clamped)), dim=0)
+
+
+def frame_variation(
+    frame: Tensor,
+    previous_frame: Tensor,
+    object_probs: Tensor,
+    previous_probs: Tensor,
+    frame_threshold: float,
+    mask_threshold: float,
+) -> Tensor:
+    """Per-pixel variation between two consecutive frames, counted over the objects' region.
+
+    A pixel's image varied when its mean absolute RGB change exceeds ``frame_threshold``; its mask
+    varied when some object's probability changed by more than ``mask_threshold``. The object
+    region holds the pixels where some object's probability exceeds 0.5 in either frame.
+
+    Args:
+        frame, previous_frame: (3, H, W) RGB in [0, 1].
+        object_probs, previous_probs: (O, H, W) object probabilities of the two frames.
+        frame_threshold: th_f.
+        mask_threshold: th_m.
+
+    Returns:
+        (2,) float32 tensor: [pixels of the region whose image or mask varied, pixels of the region].
+    """
+    image_varied = (frame.float() - previous_frame.float()).abs().mean(dim=0) > frame_threshold
+    mask_varied = (object_probs.float() - previous_probs.float()).abs().amax(dim=0) > mask_threshold
+    region = (object_probs.amax(dim=0) > 0.5) | (previous_probs.amax(dim=0) > 0.5)
+    varied = (image_varied | mask_varied) & region
+    return torch.stack([varied.sum(), region.sum()]).float()

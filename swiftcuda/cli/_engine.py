@@ -1,0 +1,70 @@
+"""Command-line options shared by every subcommand that runs the engine."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from swiftcuda.errors import InputError
+from swiftcuda.inference import Segmenter
+from swiftcuda.model import SwiftNet
+from swiftcuda.ops.backends import BACKEND_MODULES
+from swiftcuda.weights import load_model, resolve_device
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+NO_WEIGHTS = (
+    "no weights given: pass --weights CKPT, for example the official swiftnet_resnet18_old.pth "
+    "released with the SwiftNet code (github.com/haochenheheda/SwiftNet)"
+)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the model and engine options (weights, device, precision, memory mode, backend)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--weights", metavar="CKPT", help="SwiftNet checkpoint (official or swiftcuda)")
+    group.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone of the checkpoint")
+    group.add_argument(
+        "--device", default=None, help="cpu or cuda (default: cuda when a GPU is available, else cpu)"
+    )
+    group.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="model precision")
+    group.add_argument(
+        "--memory", choices=("official", "pam"), default="official",
+        help="official: update every --mem-every frames; pam: variation-aware trigger",
+    )
+    group.add_argument("--mem-every", type=positive_int, default=5, help="official update period")
+    group.add_argument(
+        "--capacity", type=positive_int, default=None, help="long-term memory entries per object"
+    )
+    group.add_argument("--backend", choices=tuple(BACKEND_MODULES), default=None, help="op implementation")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_engine_model(args: argparse.Namespace) -> SwiftNet:
+    """The model the options ask for.
+
+    Raises:
+        InputError / WeightsError: no weights, an unusable device, or a bad checkpoint.
+    """
+    device = resolve_device(args.device or default_device())
+    if args.weights is None:
+        raise InputError(NO_WEIGHTS)
+    return load_model(args.weights, device=device, dtype=PRECISIONS[args.precision], variant=args.variant)
+
+
+def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
+    """A segmenter configured by the options."""
+    return Segmenter(
+        model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend
+    )

@@ -1,0 +1,148 @@
+"""Reading the frames of a video: a folder of images (by name) or a video file (OpenCV)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from swiftcuda.errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: position in the video, from 0.
+        name: what its outputs are named after (the image's stem, or the zero-padded index).
+        image: (H, W, 3) uint8 RGB.
+    """
+
+    index: int
+    name: str
+    image: np.ndarray
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders "frame2" before "frame10"."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def to_rgb(image: np.ndarray, origin: str) -> np.ndarray:
+    """An OpenCV image (gray, BGR or BGRA; 8 or 16 bit) as (H, W, 3) uint8 RGB."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"{origin} has {image.dtype} pixels: only 8- and 16-bit images are supported")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    raise InputError(f"{origin} has {image.shape[2]} channels: expected gray, RGB or RGBA")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB.
+
+    Raises:
+        InputError: the file cannot be decoded.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise InputError(f"cannot read frame {path}: the file is corrupt or not an image")
+    return to_rgb(image, str(path))
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """The image files of a folder, in natural name order."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+class FrameSource:
+    """The frames of a folder of images or of a video file, decoded one at a time.
+
+    Every frame must have the first frame's size; a frame that cannot be decoded or that changes
+    size raises an :class:`InputError` naming it.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._files: list[Path] | None = None
+        if self.path.is_dir():
+            self._files = list_image_files(self.path)
+            if not self._files:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise InputError(f"no frames in {self.path}: expected image files ({suffixes})")
+        elif self.path.is_file():
+            self._check_video()
+        else:
+            raise InputError(f"input not found: {self.path}")
+
+    @property
+    def is_video(self) -> bool:
+        return self._files is None
+
+    def __len__(self) -> int:
+        """Number of frames (for a video, as its container reports it; 0 when unknown)."""
+        if self._files is not None:
+            return len(self._files)
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        finally:
+            capture.release()
+
+    def _check_video(self) -> None:
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            if not capture.isOpened():
+                raise InputError(f"cannot open {self.path} as a video (and it is not a folder of frames)")
+            ok, _ = capture.read()
+            if not ok:
+                raise InputError(f"video {self.path} has no decodable frame")
+        finally:
+            capture.release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        frames = self._iter_folder() if self._files is not None else self._iter_video()
+        size = None
+        for frame in frames:
+            if size is None:
+                size = frame.image.shape[:2]
+            elif frame.image.shape[:2] != size:
+                height, width = frame.image.shape[:2]
+                raise InputError(
+                    f"frame {frame.name} is {height}x{width} but the first frame is {size[0]}x{size[1]}: "
+                    "all frames must have one size"
+                )
+            yield frame
+
+    def _iter_folder(self) -> Iterator[Frame]:
+        for index, path in enumerate(self._files):
+            yield Frame(index=index, name=path.stem, image=read_image(path))
+
+    def _iter_video(self) -> Iterator[Frame]:
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield Frame(index=index, name=f"{index:05d}", image=to_rgb(image, f"frame {index} of {self.path}"))
+                index += 1
+        finally:
+            capture.release()
