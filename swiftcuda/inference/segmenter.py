@@ -100,6 +100,11 @@ class Segmenter:
         return tuple(self._object_ids)
 
     @property
+    def memory(self) -> MemoryStore | None:
+        """The memory store (for inspection), or None before the first frame."""
+        return self._store
+
+    @property
     def long_term_lengths(self) -> list[int]:
         """Long-term memory entries held per object."""
         return self._store.long_term_lengths if self._store is not None else []

@@ -14,6 +14,8 @@ import numpy as np
 from swiftcuda.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+#: Frame rate assumed for a folder of frames, or a video that does not state one.
+DEFAULT_FPS = 24.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,23 @@ class FrameSource:
     @property
     def is_video(self) -> bool:
         return self._files is None
+
+    @property
+    def fps(self) -> float:
+        """The video's frame rate, or :data:`DEFAULT_FPS` for a folder of frames."""
+        if self._files is not None:
+            return DEFAULT_FPS
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            fps = capture.get(cv2.CAP_PROP_FPS)
+        finally:
+            capture.release()
+        return fps if fps and fps > 0 else DEFAULT_FPS
+
+    @property
+    def names(self) -> list[str] | None:
+        """The frames' output names when known before decoding (a folder), else None."""
+        return None if self._files is None else [path.stem for path in self._files]
 
     def __len__(self) -> int:
         """Number of frames (for a video, as its container reports it; 0 when unknown)."""

@@ -1,0 +1,166 @@
+"""The streaming engine: objects, masks given later, memory schedules, bounded memory, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from swiftcuda import InputError, PamOptions, Segmenter
+from swiftcuda.inference.trigger import VariationAwareTrigger
+from tests.models import random_swiftnet
+from tests.videos import make_video
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_swiftnet(seed=3)
+
+
+@pytest.mark.parametrize("memory", ["official", "pam"])
+def test_objects_added_later_and_non_contiguous_ids(model, memory):
+    """Ids 4 and 9 from the start, id 200 from frame 3; an odd frame size."""
+    video = make_video(num_frames=8, height=75, width=101, object_ids=(4, 9, 200), appear={200: 3}, seed=2)
+    segmenter = Segmenter(model, memory=memory)
+    probs = segmenter.step(video.frames[0], mask=video.labels[0])
+    assert segmenter.object_ids == (4, 9)
+    assert probs.shape == (3, 75, 101) and probs.dtype == torch.float32
+    assert np.array_equal(segmenter.to_labels(probs).numpy(), video.labels[0]), "the given mask is frame 0's answer"
+    for t in range(1, 8):
+        new_objects = np.where(video.labels[t] == 200, 200, 0) if t == 3 else None
+        probs = segmenter.step(video.frames[t], mask=new_objects)
+        expected_objects = 2 if t < 3 else 3
+        assert probs.shape == (expected_objects + 1, 75, 101)
+        torch.testing.assert_close(probs.sum(0), torch.ones(75, 101), rtol=0, atol=1e-5)
+        assert probs.min() >= 0
+        if t == 3:
+            labels = segmenter.to_labels(probs).numpy()
+            assert np.array_equal(labels == 200, video.labels[3] == 200), "a given mask replaces the prediction"
+    assert segmenter.object_ids == (4, 9, 200)
+    assert set(np.unique(segmenter.to_labels(probs).numpy())) <= {0, 4, 9, 200}
+
+
+def test_later_mask_replaces_named_objects_only(model):
+    video = make_video(num_frames=3, height=64, width=80, object_ids=(1, 2), seed=5)
+    segmenter = Segmenter(model)
+    segmenter.step(video.frames[0], mask=video.labels[0])
+    predicted = segmenter.step(video.frames[1])
+    correction = np.zeros_like(video.labels[2])
+    correction[10:30, 10:40] = 1
+    probs = segmenter.step(video.frames[2], mask=correction)
+    assert torch.equal(probs[1], torch.from_numpy(correction == 1).float()), "object 1 is exactly the given mask"
+    claimed = torch.from_numpy(correction == 1)
+    assert (probs[2][claimed] == 0).all(), "pixels given to object 1 belong to no other object"
+    assert probs[2][~claimed].max() > 0, "object 2 keeps its prediction elsewhere"
+    assert predicted.shape == probs.shape
+
+
+def test_official_schedule_memorises_every_nth_frame(model):
+    video = make_video(num_frames=13, height=48, width=64, object_ids=(1,), seed=1)
+    segmenter = Segmenter(model, memory="official", mem_every=5)
+    segmenter.step(video.frames[0], mask=video.labels[0])
+    memorised = []
+    for t in range(1, 13):
+        segmenter.step(video.frames[t])
+        memorised.append(segmenter.last_memorized)
+    # At step t the long-term memory takes frame t-1 when t-1 is a multiple of 5.
+    assert [m for m in memorised if m is not None] == [0, 5, 10]
+    pixels, novel = 3 * 4, 12 - int(12 * 0.9)
+    assert segmenter.long_term_lengths == [pixels + 2 * novel]
+
+
+def test_pam_updates_on_variation_and_at_the_latest_after_max_gap(model):
+    still = make_video(num_frames=1, height=48, width=64, object_ids=(1,), seed=1)
+    moving = make_video(num_frames=12, height=48, width=64, object_ids=(1,), seed=1)
+    options = PamOptions(update_threshold=1e9, max_gap=4)  # only the gap can fire
+    segmenter = Segmenter(model, memory="pam", pam=options)
+    segmenter.step(still.frames[0], mask=still.labels[0])
+    memorised = []
+    for _ in range(12):  # a still video: nothing varies
+        segmenter.step(still.frames[0])
+        memorised.append(segmenter.last_memorized)
+    assert [m for m in memorised if m is not None] == [0, 4, 8]
+
+    eager = Segmenter(model, memory="pam", pam=PamOptions(frame_threshold=0.0, mask_threshold=0.0, update_threshold=0.5))
+    eager.step(moving.frames[0], mask=moving.labels[0])
+    memorised = []
+    for t in range(1, 12):  # every pixel of the object region varies: V = 1 per frame
+        eager.step(moving.frames[t])
+        memorised.append(eager.last_memorized)
+    assert [m for m in memorised if m is not None] == list(range(0, 11))
+
+
+def test_variation_trigger_formulas():
+    trigger = VariationAwareTrigger(PamOptions(frame_threshold=0.1, mask_threshold=0.5, update_threshold=0.6, min_area=0.0))
+    frame = torch.zeros(1, 3, 4, 4)
+    probs = torch.zeros(1, 4, 4)
+    probs[0, :2] = 1.0  # an object on the top half: 8 pixels
+    assert not trigger.observe(0, frame, probs)  # nothing to compare with yet
+    changed = frame.clone()
+    changed[0, :, 0, :2] = 1.0  # two object pixels change colour, two background pixels too
+    changed[0, :, 3, :2] = 1.0
+    assert trigger.variation(changed, probs) == pytest.approx(2 / 8)
+    assert not trigger.observe(1, changed, probs)  # P = 0.25
+    moved = torch.zeros(1, 4, 4)
+    moved[0, 1:3] = 1.0  # the object moves down a row: 4 pixels leave, 4 arrive
+    assert trigger.variation(changed, moved) == pytest.approx(8 / 12)
+    assert trigger.observe(2, changed, moved)  # P = 0.25 + 0.67 >= 0.6: update, reset
+    assert trigger.accumulated == 0.0
+
+
+def test_memory_stays_within_capacity_for_a_long_video(model):
+    """1,000 frames at a tiny size, an update every frame: the memory never outgrows its capacity."""
+    video = make_video(num_frames=20, height=32, width=48, object_ids=(1, 2), seed=9)
+    pixels, capacity = 2 * 3, 15
+    segmenter = Segmenter(model, memory="official", mem_every=1, capacity=capacity)
+    segmenter.step(video.frames[0], mask=video.labels[0])
+    first_frame = None
+    for t in range(1, 1000):
+        segmenter.step(video.frames[t % 20])
+        lengths = segmenter.long_term_lengths
+        assert max(lengths) <= capacity
+        if first_frame is None:
+            first_frame = segmenter.memory.keys[:, :, pixels : 2 * pixels].clone()
+    assert lengths == [capacity, capacity]
+    assert segmenter.memory.keys.shape[2] == pixels + capacity
+    assert torch.equal(segmenter.memory.keys[:, :, pixels : 2 * pixels], first_frame), "the first frame is kept"
+    assert segmenter.memory.long_term_length.tolist() == lengths, "device and host lengths agree"
+
+
+def test_image_formats_are_equivalent(model):
+    video = make_video(num_frames=2, height=40, width=56, object_ids=(1,), seed=4)
+    rgb = video.frames[1]
+    outputs = []
+    for image in (rgb, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])):
+        segmenter = Segmenter(model)
+        segmenter.step(video.frames[0], mask=video.labels[0])
+        outputs.append(segmenter.step(image))
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs[2], outputs[0], rtol=0, atol=0)
+    gray = Segmenter(model)
+    gray.step(video.frames[0][:, :, 0], mask=video.labels[0])
+    assert gray.step(video.frames[1][:, :, 0]).shape == (2, 40, 56)
+
+
+def test_bad_inputs_are_named(model):
+    video = make_video(num_frames=2, height=40, width=56, object_ids=(1,), seed=4)
+    segmenter = Segmenter(model)
+    with pytest.raises(InputError, match="first frame needs a mask"):
+        segmenter.step(video.frames[0])
+    with pytest.raises(InputError, match="has no objects"):
+        segmenter.step(video.frames[0], mask=np.zeros((40, 56), np.int64))
+    segmenter.reset()
+    with pytest.raises(InputError, match="mask is 40x50 but the frame is 40x56"):
+        segmenter.step(video.frames[0], mask=video.labels[0][:, :50])
+    segmenter.reset()
+    segmenter.step(video.frames[0], mask=video.labels[0])
+    with pytest.raises(InputError, match="all frames must have one size"):
+        segmenter.step(video.frames[1][:, :50])
+    with pytest.raises(InputError, match="uint8 image must be"):
+        segmenter.step(np.zeros((40, 56, 5), np.uint8))
+    with pytest.raises(InputError, match="integer labels"):
+        Segmenter(model).step(video.frames[0], mask=video.labels[0].astype(np.float32))
+    with pytest.raises(InputError, match="capacity of 5 entries cannot hold two frames"):
+        Segmenter(model, capacity=5).step(video.frames[0], mask=video.labels[0])
+    with pytest.raises(ValueError, match="unknown memory mode"):
+        Segmenter(model, memory="lstm")
