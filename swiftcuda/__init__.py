@@ -12,7 +12,7 @@ Typical use::
 
 import logging
 
-from swiftcuda import ops
+from swiftcuda import nn, ops
 from swiftcuda.errors import InputError, SwiftcudaError, WeightsError
 from swiftcuda.inference import PamOptions, Segmenter
 from swiftcuda.model import SwiftNet
@@ -31,5 +31,6 @@ __all__ = [
     "WeightsError",
     "__version__",
     "load_model",
+    "nn",
     "ops",
 ]

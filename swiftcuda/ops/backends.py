@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -50,6 +51,9 @@ BACKEND_DEVICES: dict[str, frozenset[str]] = {
 @functools.cache
 def _load(backend: str) -> ModuleType | str:
     """The backend's module, or a string saying why it could not be imported."""
+    loaded = sys.modules.get(BACKEND_MODULES[backend])
+    if loaded is not None:  # the common path, and one torch.compile can trace
+        return loaded
     try:
         return importlib.import_module(BACKEND_MODULES[backend])
     except ImportError as error:

@@ -16,7 +16,9 @@ def truth(object_probs: torch.Tensor) -> torch.Tensor:
     """Odds of background (product of complements) and objects, clamped, normalised."""
     p = object_probs.double()
     eps = 1e-7
-    classes = torch.cat([torch.prod(1 - p, dim=0, keepdim=True), p]).clamp(eps, 1 - eps)
+    # The spec clamps in float32, where 1 - 1e-7 rounds to 0.99999988: clamp at that value.
+    high = float(torch.tensor(1 - eps, dtype=torch.float32))
+    classes = torch.cat([torch.prod(1 - p, dim=0, keepdim=True), p]).clamp(eps, high)
     odds = classes / (1 - classes)
     return odds / odds.sum(dim=0, keepdim=True)
 

@@ -1,6 +1,8 @@
 """Precision rules shared by the op tests.
 
-float32 results must match a float64 computation to about 1e-5 relative. Half-precision results
+float32 results must match a float64 computation to about 1e-5 relative, the absolute part scaled
+by the output's largest magnitude (a weighted sum near zero carries the rounding of its terms, not
+of its value). Half-precision results
 must stay within twice the error that PyTorch itself makes in the same precision (the reference
 backend run in that dtype), the rule flash-attention's tests use.
 """
@@ -29,7 +31,9 @@ def assert_close_to_truth(result: Tensor, truth: Tensor, torch_result: Tensor | 
     assert result.shape == truth.shape, f"shape {tuple(result.shape)} != {tuple(truth.shape)}"
     assert torch.isfinite(result).all(), "result holds NaN or inf (an element was not written?)"
     if result.dtype == torch.float32:
-        torch.testing.assert_close(result.double(), truth, rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL)
+        scale = truth.abs().max().item() if truth.numel() else 0.0
+        atol = max(FLOAT32_ATOL, FLOAT32_RTOL * scale)
+        torch.testing.assert_close(result.double(), truth, rtol=FLOAT32_RTOL, atol=atol)
         return
     assert torch_result is not None, "half precision needs PyTorch's own result to compare with"
     torch_error = max_error(torch_result, truth)
