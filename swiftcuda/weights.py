@@ -61,6 +61,16 @@ def extract_state_dict(checkpoint: object, origin: str = "checkpoint") -> dict[s
     return dict(checkpoint)
 
 
+def read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
+    """The state dict of a checkpoint file (official or swiftcuda), without a ``module.`` prefix.
+
+    Raises:
+        WeightsError: the file is missing, not a checkpoint, or holds no state dict.
+    """
+    path = Path(source)
+    return extract_state_dict(_read_checkpoint(path), origin=str(path))
+
+
 def detect_variant(state_dict: Mapping[str, Tensor]) -> str | None:
     """"r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
     probe = state_dict.get(_VARIANT_PROBE)
@@ -146,7 +156,7 @@ def load_model(
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     device = resolve_device(device)
     path = Path(source)
-    state_dict = extract_state_dict(_read_checkpoint(path), origin=str(path))
+    state_dict = read_state_dict(path)
     model = SwiftNet(variant)
     check_state_dict(model, state_dict, origin=str(path))
     model.load_state_dict(state_dict, strict=True)

@@ -16,6 +16,14 @@ from pathlib import Path
 from swiftcuda.errors import InputError
 
 
+def _permission_bits(directory: bool) -> int:
+    """The mode a plain ``open`` / ``mkdir`` would give under the current umask (temporary files
+    are created private, and would otherwise stay so after the move)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def check_writable_target(target: Path, overwrite: bool, what: str = "output") -> None:
     """Refuse a target that already holds something, unless ``overwrite``.
 
@@ -48,6 +56,7 @@ def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
         raise InputError(f"output folder {target} is a file: choose a folder path")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging.chmod(_permission_bits(directory=True))
     try:
         yield staging
     except BaseException:
@@ -73,6 +82,7 @@ def staged_file(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
     handle, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
     os.close(handle)
     staging = Path(name)
+    staging.chmod(_permission_bits(directory=False))
     try:
         yield staging
     except BaseException:

@@ -1,0 +1,75 @@
+"""Training: the loss goes down, and resuming from a checkpoint gives the same next step."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from swiftcuda.cli import main
+from swiftcuda.data import make_testset
+from swiftcuda.train import ClipOptions, TrainOptions, train
+from swiftcuda.weights import load_model
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train") / "set"
+    make_testset(root, sequences=["dog", "camel"], seed=1, max_frames=6, size=(80, 48))
+    return root
+
+
+def tiny_options(**changes) -> TrainOptions:
+    clip = ClipOptions(length=3, max_skip=2, crop=(48, 64), max_objects=2, scale_range=(1.0, 1.0), flip=False, colour_jitter=0.0)
+    defaults = dict(steps=12, batch_size=2, clip=clip, lr=1e-3, warmup=1, save_every=4, seed=3)
+    defaults.update(changes)
+    return TrainOptions(**defaults)
+
+
+def test_loss_goes_down(data, tmp_path):
+    losses = train([data], tmp_path / "run", tiny_options(), progress=False)
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    # The final weights are a checkpoint the engine loads.
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert not model.training
+
+
+def test_resume_gives_the_same_next_step(data, tmp_path):
+    options = tiny_options(steps=5, save_every=4)
+    straight = train([data], tmp_path / "straight", options, progress=False)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copy(tmp_path / "straight" / "step-0000004.pt", resumed_dir / "last.pt")
+    resumed = train([data], resumed_dir, options, resume=True, progress=False)
+    assert resumed == straight[4:], "step 5 must repeat exactly"
+    final = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    again = torch.load(resumed_dir / "model.pt", weights_only=True)
+    for name, tensor in final.items():
+        assert torch.equal(tensor, again[name]), name
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64", "--device", "cpu"]
+    assert main(args) == 0
+    assert main(args) == 2 and "pass --resume" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "other"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "x"), "--steps", "1"]) == 2
+    assert "not in the DAVIS layout" in capsys.readouterr().err
+
+
+def test_fine_tune_from_weights(data, tmp_path):
+    init = tmp_path / "init.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in load_model_state().items()}}, init)
+    losses = train([data], tmp_path / "ft", tiny_options(steps=1, freeze_bn=True), init=init, progress=False)
+    assert len(losses) == 1
+
+
+def load_model_state():
+    from swiftcuda import SwiftNet
+
+    torch.manual_seed(0)
+    return SwiftNet().state_dict()
