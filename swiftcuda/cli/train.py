@@ -52,7 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sequences", help="comma-separated sequences to train on (default: all)")
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--no-amp", action="store_true", help="train in float32 on a GPU")
+    parser.add_argument(
+        "--amp", choices=("auto", "on", "off"), default="auto",
+        help="mixed precision (auto: on for CUDA, off for the CPU; on the CPU it is bfloat16)",
+    )
     parser.add_argument(
         "--freeze-bn", choices=("auto", "yes", "no"), default="auto",
         help="keep batch norms in inference mode (auto: yes when fine-tuning with --init)",
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         seed=args.seed,
         device=args.device or default_device(),
-        amp=not args.no_amp,
+        amp=args.amp == "on" or (args.amp == "auto" and (args.device or default_device()).startswith("cuda")),
         freeze_bn=args.freeze_bn == "yes" or (args.freeze_bn == "auto" and args.init is not None),
         variant=args.variant,
         data_scale=args.data_scale,

@@ -1,14 +1,19 @@
 """The streaming engine: one video, one frame at a time.
 
-Per frame t >= 1 (the official evaluation's order):
+Per frame t (the official evaluation's computation, in an order that keeps no trunk features
+from one step to the next):
 
-1. encode frame t as a query (its trunk features are kept for step 2 of the next frame);
-2. encode frame t-1 into memory through the light-aggregation encoder, from its cached trunk
-   features and its masks (the given mask, or the probabilities predicted for it);
-3. read the memory (frame t-1 in full beside the long-term memory) and decode each object;
-4. let frame t-1 into the long-term memory: in full when it carried a given mask, else its most
-   novel pixels when the trigger chose it (every ``mem_every`` frames in the official mode);
-5. merge the objects into one distribution over background and objects.
+1. encode frame t as a query;
+2. (t >= 1) read the memory, frame t-1 in full beside the long-term memory, and decode each
+   object; merge the objects into one distribution over background and objects;
+3. (t >= 1) let frame t-1 into the long-term memory: in full when it carried a given mask, else its
+   most novel pixels when the trigger chose it (every ``mem_every`` frames in the official mode);
+4. apply a given mask, if any, and ask the trigger whether frame t will go to the long-term memory;
+5. encode frame t into memory through the light-aggregation encoder, from its trunk features
+   and its masks, into the previous-frame slot that step 2 of frame t+1 reads.
+
+The official code encodes frame t-1 into memory at the start of step t; doing it at the end of
+step t-1 computes the same thing from the same inputs.
 """
 
 from __future__ import annotations
@@ -19,23 +24,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from swiftcuda import ops
 from swiftcuda.errors import InputError
 from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.trigger import PamOptions, make_trigger
-from swiftcuda import ops
-from swiftcuda.model import SwiftNet
-from swiftcuda.model.backbone import TrunkFeatures
+from swiftcuda.model import QueryEncoding, SwiftNet
+from swiftcuda.model.fuse import inference_copy
 
 
 @dataclass
 class _PreviousFrame:
-    """What the next step needs of the frame just processed."""
+    """What the next step needs to know of the frame in the previous-frame slot."""
 
     index: int
-    features: TrunkFeatures
-    object_probs: Tensor  # (O, Hp, Wp) in the model's dtype, zero-padded like the frame
     given_objects: list[int]  # objects whose mask was given at this frame: memorised in full
     chosen_by_trigger: bool  # its most novel pixels go to the long-term memory
 
@@ -58,6 +61,8 @@ class Segmenter:
         capacity: long-term memory entries per object; None for :func:`default_capacity`.
         pam: thresholds of the "pam" trigger.
         backend: op backend (None for the best available).
+        optimize: run a copy of the model with batch norms folded and channels-last weights
+            (the caller's model is not modified); False runs ``model`` itself.
     """
 
     def __init__(
@@ -70,10 +75,11 @@ class Segmenter:
         capacity: int | None = None,
         pam: PamOptions | None = None,
         backend: str | None = None,
+        optimize: bool = True,
     ) -> None:
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
-        self.model = model.eval()
+        self.model = inference_copy(model.eval()) if optimize else model.eval()
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.memory_mode = memory
@@ -134,20 +140,16 @@ class Segmenter:
                 f"frame {self.frame_index} is {height}x{width} but the video started at "
                 f"{self._size[0]}x{self._size[1]}: all frames must have one size"
             )
-        padded = self._padding.pad(frame)
+        padded = self._padding.pad(frame).contiguous(memory_format=torch.channels_last)
         query = self.model.encode_query(padded)
         probs = self._predict(query) if self._previous is not None else None
         given: list[int] = []
         if mask is not None:
             probs, given = self._merge_mask(probs, labels_to_tensor(mask, self.device))
         chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
-        self._previous = _PreviousFrame(
-            index=self.frame_index,
-            features=query.features,
-            object_probs=self._padding.pad(probs[1:]).to(self.dtype),
-            given_objects=given,
-            chosen_by_trigger=chosen,
-        )
+        object_probs = self._padding.pad(probs[1:]).to(self.dtype)
+        self._store.set_previous(*self.model.encode_memory(query.features, object_probs, backend=self.backend))
+        self._previous = _PreviousFrame(index=self.frame_index, given_objects=given, chosen_by_trigger=chosen)
         self.frame_index += 1
         return probs
 
@@ -171,13 +173,10 @@ class Segmenter:
             dtype=self.dtype,
         )
 
-    def _predict(self, query) -> Tensor:
-        """Steps 2 to 5 of the module docstring: (K+1, H, W) probabilities of the current frame."""
-        previous, store = self._previous, self._store
-        keys, values = self.model.encode_memory(previous.features, previous.object_probs, backend=self.backend)
-        store.set_previous(keys, values)
-        object_probs = self.model.segment_objects(query, *store.readable(), backend=self.backend)
-        self._update_long_term(previous)
+    def _predict(self, query: QueryEncoding) -> Tensor:
+        """Steps 2 and 3 of the module docstring: (K+1, H, W) probabilities of the current frame."""
+        object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
+        self._update_long_term(self._previous)
         return ops.soft_aggregate(self._padding.crop(object_probs), backend=self.backend)
 
     def _update_long_term(self, previous: _PreviousFrame) -> None:
