@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from swiftcuda import Segmenter
-from tests import official_semantics as official
+from swiftcuda.bench import official
 from tests.models import random_swiftnet
 from tests.videos import make_video
 

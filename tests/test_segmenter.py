@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -99,11 +101,11 @@ def test_variation_trigger_formulas():
     changed = frame.clone()
     changed[0, :, 0, :2] = 1.0  # two object pixels change colour, two background pixels too
     changed[0, :, 3, :2] = 1.0
-    assert trigger.variation(changed, probs) == pytest.approx(2 / 8)
+    assert float(trigger.variation(changed, probs)) == pytest.approx(2 / 8)
     assert not trigger.observe(1, changed, probs)  # P = 0.25
     moved = torch.zeros(1, 4, 4)
     moved[0, 1:3] = 1.0  # the object moves down a row: 4 pixels leave, 4 arrive
-    assert trigger.variation(changed, moved) == pytest.approx(8 / 12)
+    assert float(trigger.variation(changed, moved)) == pytest.approx(8 / 12)
     assert trigger.observe(2, changed, moved)  # P = 0.25 + 0.67 >= 0.6: update, reset
     assert trigger.accumulated == 0.0
 
@@ -164,3 +166,46 @@ def test_bad_inputs_are_named(model):
         Segmenter(model, capacity=5).step(video.frames[0], mask=video.labels[0])
     with pytest.raises(ValueError, match="unknown memory mode"):
         Segmenter(model, memory="lstm")
+
+
+def test_device_decided_updates_match_host_decided_ones(model):
+    """The sync-free PAM path (decisions, evictions and appends on the device), run on the CPU,
+    keeps exactly the memory the host-decided path keeps."""
+    video = make_video(num_frames=30, height=48, width=64, object_ids=(1, 2), seed=8)
+    options = PamOptions(update_threshold=0.3, max_gap=3)
+    runs = []
+    for device_decisions in (False, True):
+        segmenter = Segmenter(model, memory="pam", pam=options, capacity=30, device_decisions=device_decisions)
+        probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
+        memorised = []
+        for t in range(1, 30):
+            probs.append(segmenter.step(video.frames[t]))
+            memorised.append(segmenter.last_memorized)
+        runs.append((probs, memorised, segmenter.long_term_lengths, segmenter.memory))
+    (host_probs, host_memorised, host_lengths, host_store), (device_probs, device_memorised, device_lengths, device_store) = runs
+    assert host_memorised == device_memorised and sum(m is not None for m in host_memorised) > 5
+    assert host_lengths == device_lengths == [30, 30], "the small capacity forced evictions"
+    for a, b in zip(host_probs, device_probs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.equal(host_store.keys[:, :, : 12 + 30], device_store.keys[:, :, : 12 + 30])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("memory", ["official", "pam"])
+def test_cuda_graph_replay_matches_eager_and_never_syncs(model, memory):
+    """On a GPU: the captured steady-state step equals the eager one, with no host sync inside."""
+    video = make_video(num_frames=16, height=96, width=128, object_ids=(1, 2), seed=3)
+    gpu_model = copy.deepcopy(model).to("cuda", torch.float16)
+    frames = [torch.from_numpy(f).cuda().permute(2, 0, 1).half() / 255 for f in video.frames]
+    results = []
+    for graphs in (False, True):
+        segmenter = Segmenter(gpu_model, memory=memory, cuda_graphs=graphs, capacity=300, mem_every=2)
+        segmenter.step(video.frames[0], mask=video.labels[0])
+        outputs = [segmenter.step(frames[t]) for t in range(1, 4)]  # the graphs are captured here
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            outputs += [segmenter.step(frames[t]) for t in range(4, 16)]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        results.append(torch.stack(outputs))
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=2e-3)

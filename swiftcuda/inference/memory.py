@@ -13,6 +13,10 @@ When an append would overflow the capacity, the oldest entries after the object'
 dropped (FIFO). The first frame holds the only ground truth the engine ever sees, so it is never
 evicted. Lengths are kept twice: on the device (what the kernels read and advance) and on the host.
 The host copy is exact without synchronising because every append's size is known in advance.
+
+When the decision to update is itself on the device (the PAM trigger in a captured CUDA graph),
+:meth:`MemoryStore.memorize_previous_novel_where` appends and evicts under a device flag with no
+host synchronisation; the host copy of the lengths is then refreshed only when next needed.
 """
 
 from __future__ import annotations
@@ -72,8 +76,12 @@ class MemoryStore:
         self.keys = torch.zeros((0, key_dim, width), device=device, dtype=dtype)
         self.values = torch.zeros((0, value_dim, width), device=device, dtype=dtype)
         self.long_term_length = torch.zeros(0, device=device, dtype=torch.int32)
-        self._host_length: list[int] = []
+        self._host_length: list[int] | None = []  # None: changed on the device since last read
         self._first_length: list[int] = []
+        # Device copies for the device-side eviction (rebuilt only when objects or first frames change,
+        # so that no host-to-device copy happens inside a captured graph).
+        self._first_length_device = torch.zeros(0, device=device, dtype=torch.int32)
+        self._entry_index = torch.arange(capacity, device=device)
 
     @property
     def num_objects(self) -> int:
@@ -81,17 +89,24 @@ class MemoryStore:
 
     @property
     def long_term_lengths(self) -> list[int]:
-        """Long-term entries held by each object (host copy, no synchronisation)."""
-        return list(self._host_length)
+        """Long-term entries held by each object (synchronises only after a device-decided update)."""
+        return list(self._lengths())
+
+    def _lengths(self) -> list[int]:
+        if self._host_length is None:
+            self._host_length = [int(n) for n in self.long_term_length.tolist()]
+        return self._host_length
 
     def add_objects(self, count: int) -> None:
         """Append ``count`` objects with empty memories."""
+        self._lengths()
         shape = (count,) + tuple(self.keys.shape[1:])
         self.keys = torch.cat([self.keys, self.keys.new_zeros(shape)])
         self.values = torch.cat([self.values, self.values.new_zeros((count,) + tuple(self.values.shape[1:]))])
         self.long_term_length = torch.cat([self.long_term_length, self.long_term_length.new_zeros(count)])
         self._host_length += [0] * count
         self._first_length += [0] * count
+        self._first_length_device = self.long_term_length.new_tensor(self._first_length)
 
     def set_previous(self, keys: Tensor, values: Tensor) -> None:
         """Store the previous frame's keys (O, Ck, P) and values (O, Cv, P) in its slot."""
@@ -108,7 +123,7 @@ class MemoryStore:
 
     def _make_room(self, obj: int, incoming: int) -> None:
         """Evict object ``obj``'s oldest entries after its first frame until ``incoming`` fit."""
-        length, first = self._host_length[obj], self._first_length[obj]
+        length, first = self._lengths()[obj], self._first_length[obj]
         excess = length + incoming - self.capacity
         if excess <= 0:
             return
@@ -129,11 +144,12 @@ class MemoryStore:
         pixels = self.frame_pixels
         for obj in objects:
             self._make_room(obj, pixels)
-            start = pixels + self._host_length[obj]
+            start = pixels + self._lengths()[obj]
             self.keys[obj, :, start : start + pixels] = self.keys[obj, :, :pixels]
             self.values[obj, :, start : start + pixels] = self.values[obj, :, :pixels]
-            if self._host_length[obj] == 0:
+            if self._lengths()[obj] == 0:
                 self._first_length[obj] = pixels
+                self._first_length_device[obj] = pixels
             self._host_length[obj] += pixels
             self.long_term_length[obj] += pixels
 
@@ -143,7 +159,59 @@ class MemoryStore:
         count = ops.novel_pixel_count(pixels, beta)
         for obj in objects:
             self._make_room(obj, count)
-        for run in _contiguous_runs(objects):
+        self._append_novel(_contiguous_runs(objects), beta, backend)
+        for obj in objects:
+            self._host_length[obj] += count
+
+    def make_room_for_novel(self, beta: float) -> None:
+        """Evict, on the host's count, what every object needs to take a novel-pixel append."""
+        count = ops.novel_pixel_count(self.frame_pixels, beta)
+        for obj in range(self.num_objects):
+            self._make_room(obj, count)
+
+    def append_novel_all(self, beta: float, backend: str | None = None) -> None:
+        """Append every object's most novel pixels (device work only; room must have been made)."""
+        self._append_novel([slice(0, self.num_objects)], beta, backend)
+
+    def note_novel_appended(self, beta: float) -> None:
+        """Account on the host for an :meth:`append_novel_all` that ran (in a graph)."""
+        count = ops.novel_pixel_count(self.frame_pixels, beta)
+        lengths = self._lengths()
+        for obj in range(self.num_objects):
+            lengths[obj] = min(lengths[obj] + count, self.capacity)
+
+    def memorize_previous_novel_where(self, flag: Tensor, beta: float, backend: str | None = None) -> None:
+        """Append every object's most novel pixels of the previous frame when ``flag`` is true.
+
+        The decision, the eviction and the append all happen on the device, without host
+        synchronisation, so this can run inside a captured CUDA graph. Every object must already
+        hold its first frame.
+
+        Args:
+            flag: 0-dim bool tensor on the memory's device.
+        """
+        count = ops.novel_pixel_count(self.frame_pixels, beta)
+        lengths = self.long_term_length
+        excess = ((lengths + count - self.capacity).clamp(min=0) * flag).to(lengths.dtype)
+        self._evict_on_device(excess)
+        before = lengths.clone()
+        self._append_novel([slice(0, self.num_objects)], beta, backend)
+        lengths.copy_(torch.where(flag, lengths, before))
+        self._host_length = None
+
+    def _evict_on_device(self, excess: Tensor) -> None:
+        """Drop ``excess[o]`` oldest entries after each object's first frame (a gather, no sync)."""
+        first = self._first_length_device
+        index = self._entry_index[None, :]
+        source = torch.where(index >= first[:, None], index + excess[:, None], index).clamp_(max=self.capacity - 1)
+        for buffer in (self.keys, self.values):
+            long_term = buffer[:, :, self.frame_pixels :]
+            long_term.copy_(torch.gather(long_term, 2, source[:, None, :].expand(-1, buffer.shape[1], -1)))
+        self.long_term_length -= excess
+
+    def _append_novel(self, runs: list[slice], beta: float, backend: str | None) -> None:
+        pixels = self.frame_pixels
+        for run in runs:
             # The previous frame's slot and the long-term part are disjoint views of one buffer.
             ops.memory_update_(
                 self.keys[run, :, pixels:],
@@ -154,5 +222,3 @@ class MemoryStore:
                 beta=beta,
                 backend=backend,
             )
-        for obj in objects:
-            self._host_length[obj] += count

@@ -13,7 +13,10 @@ from one step to the next):
    and its masks, into the previous-frame slot that step 2 of frame t+1 reads.
 
 The official code encodes frame t-1 into memory at the start of step t; doing it at the end of
-step t-1 computes the same thing from the same inputs.
+step t-1 computes the same thing from the same inputs, and leaves nothing but the memory to carry
+between steps. That makes the steady-state step (no mask given, the same objects) a fixed
+sequence of device work: on a GPU it runs without host synchronisation and, with
+``cuda_graphs=True``, is captured once as a CUDA graph and replayed for every later frame.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import Tensor
 
 from swiftcuda import ops
 from swiftcuda.errors import InputError
+from swiftcuda.inference.graphs import StepGraphs
 from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
@@ -36,11 +40,14 @@ from swiftcuda.model.fuse import inference_copy
 
 @dataclass
 class _PreviousFrame:
-    """What the next step needs to know of the frame in the previous-frame slot."""
+    """What the next step needs to know of the frame in the previous-frame slot.
+
+    ``chosen`` is a host bool, or a 0-dim bool device tensor when the trigger decides on the device.
+    """
 
     index: int
     given_objects: list[int]  # objects whose mask was given at this frame: memorised in full
-    chosen_by_trigger: bool  # its most novel pixels go to the long-term memory
+    chosen: bool | Tensor  # its most novel pixels go to the long-term memory
 
 
 class Segmenter:
@@ -63,6 +70,9 @@ class Segmenter:
         backend: op backend (None for the best available).
         optimize: run a copy of the model with batch norms folded and channels-last weights
             (the caller's model is not modified); False runs ``model`` itself.
+        cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
+        device_decisions: decide PAM updates on the device (no host synchronisation); None for
+            "on a GPU". The official schedule is always decided on the host, where it is known.
     """
 
     def __init__(
@@ -76,6 +86,8 @@ class Segmenter:
         pam: PamOptions | None = None,
         backend: str | None = None,
         optimize: bool = True,
+        cuda_graphs: bool = False,
+        device_decisions: bool | None = None,
     ) -> None:
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
@@ -87,18 +99,24 @@ class Segmenter:
         self.beta = beta
         self.capacity = capacity
         self.backend = backend
+        on_gpu = self.device.type == "cuda"
+        self.device_decisions = self.trigger.decides_on_device and (on_gpu if device_decisions is None else device_decisions)
+        self._graphs = StepGraphs() if cuda_graphs and on_gpu else None
         self.reset()
 
     def reset(self) -> None:
         """Forget the video: the next step must carry a mask."""
         self.trigger.reset()
         self.frame_index = 0
-        self.last_memorized: int | None = None
+        self._memorized: tuple[int, bool | Tensor] | None = None
         self._object_ids: list[int] = []
+        self._ids_table: Tensor | None = None
         self._size: tuple[int, int] | None = None
         self._padding: Padding | None = None
         self._store: MemoryStore | None = None
         self._previous: _PreviousFrame | None = None
+        if self._graphs is not None:
+            self._graphs.clear()
 
     @property
     def object_ids(self) -> tuple[int, ...]:
@@ -114,6 +132,15 @@ class Segmenter:
     def long_term_lengths(self) -> list[int]:
         """Long-term memory entries held per object."""
         return self._store.long_term_lengths if self._store is not None else []
+
+    @property
+    def last_memorized(self) -> int | None:
+        """The frame whose pixels the last step added to the long-term memory, if any
+        (synchronises when the decision was taken on the device)."""
+        if self._memorized is None:
+            return None
+        index, happened = self._memorized
+        return index if bool(happened) else None
 
     @torch.inference_mode()
     def step(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None = None) -> Tensor:
@@ -140,23 +167,108 @@ class Segmenter:
                 f"frame {self.frame_index} is {height}x{width} but the video started at "
                 f"{self._size[0]}x{self._size[1]}: all frames must have one size"
             )
-        padded = self._padding.pad(frame).contiguous(memory_format=torch.channels_last)
-        query = self.model.encode_query(padded)
-        probs = self._predict(query) if self._previous is not None else None
-        given: list[int] = []
-        if mask is not None:
-            probs, given = self._merge_mask(probs, labels_to_tensor(mask, self.device))
-        chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
-        object_probs = self._padding.pad(probs[1:]).to(self.dtype)
-        self._store.set_previous(*self.model.encode_memory(query.features, object_probs, backend=self.backend))
-        self._previous = _PreviousFrame(index=self.frame_index, given_objects=given, chosen_by_trigger=chosen)
+        steady = mask is None and self._previous is not None and not self._previous.given_objects
+        if steady and self._graphs is not None:
+            probs = self._replay(frame)
+        else:
+            probs = self._eager_step(frame, mask)
         self.frame_index += 1
         return probs
 
     def to_labels(self, probs: Tensor) -> Tensor:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
-        ids = torch.tensor([0, *self._object_ids], device=probs.device)
-        return ids[probs.argmax(dim=0)]
+        if self._ids_table is None or self._ids_table.device != probs.device:
+            self._ids_table = torch.tensor([0, *self._object_ids], device=probs.device)
+        return self._ids_table[probs.argmax(dim=0)]
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def _eager_step(self, frame: Tensor, mask: np.ndarray | Tensor | None) -> Tensor:
+        query = self.model.encode_query(self._padding.pad(frame).contiguous(memory_format=torch.channels_last))
+        probs = self._predict(query, self._previous) if self._previous is not None else None
+        given: list[int] = []
+        if mask is not None:
+            probs, given = self._merge_mask(probs, labels_to_tensor(mask, self.device))
+        if self.device_decisions:
+            chosen: bool | Tensor = self.trigger.decide(self.frame_index, frame, probs[1:])
+        else:
+            chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
+        self._memorize_current(query, probs)
+        self._previous = _PreviousFrame(index=self.frame_index, given_objects=given, chosen=chosen)
+        return probs
+
+    def _predict(self, query: QueryEncoding, previous: _PreviousFrame) -> Tensor:
+        """Steps 2 and 3 of the module docstring: (K+1, H, W) probabilities of the current frame."""
+        object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
+        self._update_long_term(previous)
+        return ops.soft_aggregate(self._padding.crop(object_probs), backend=self.backend)
+
+    def _update_long_term(self, previous: _PreviousFrame) -> None:
+        store, in_full, chosen = self._store, previous.given_objects, previous.chosen
+        if isinstance(chosen, Tensor) and not in_full:
+            store.memorize_previous_novel_where(chosen, self.beta, backend=self.backend)
+            self._memorized = (previous.index, chosen)
+            return
+        chosen = bool(chosen)  # (a device decision is read back only on the rare given-mask frame)
+        novel = [o for o in range(store.num_objects) if o not in in_full] if chosen else []
+        store.memorize_previous_in_full(in_full)
+        store.memorize_previous_novel(novel, self.beta, backend=self.backend)
+        self._memorized = (previous.index, bool(in_full or novel))
+
+    def _memorize_current(self, query: QueryEncoding, probs: Tensor) -> None:
+        """Step 5: the current frame's keys and values into the previous-frame slot."""
+        object_probs = self._padding.pad(probs[1:]).to(self.dtype)
+        self._store.set_previous(*self.model.encode_memory(query.features, object_probs, backend=self.backend))
+
+    # -- CUDA graphs -----------------------------------------------------------------------------
+
+    def _replay(self, frame: Tensor) -> Tensor:
+        """The steady-state step through a captured graph (one per object count and update variant)."""
+        previous, store, graphs = self._previous, self._store, self._graphs
+        device_decided = isinstance(previous.chosen, Tensor)
+        if device_decided:
+            flag = graphs.state("flag", like=previous.chosen)  # the captured graphs read and write it
+            if previous.chosen is not flag:
+                flag.copy_(previous.chosen)
+            variant = ("device", store.num_objects)
+        else:
+            variant = ("host", bool(previous.chosen), store.num_objects)
+            if previous.chosen:  # evictions are decided on the host, outside the graph
+                store.make_room_for_novel(self.beta)
+        probs = graphs.replay(variant, frame, self._graph_body)
+        if device_decided:
+            self._memorized = (previous.index, previous.chosen)
+            chosen: bool | Tensor = flag
+        else:
+            if previous.chosen:
+                store.note_novel_appended(self.beta)
+            self._memorized = (previous.index, bool(previous.chosen))
+            chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
+        self._previous = _PreviousFrame(index=self.frame_index, given_objects=[], chosen=chosen)
+        # The graph's output is overwritten by the next replay: hand out a copy.
+        return probs.clone()
+
+    def _graph_body(self, frame: Tensor) -> Tensor:
+        """What a captured steady-state step computes; ``frame`` is the graph's static input.
+
+        Python runs this once, at capture: it must only launch device work.
+        """
+        previous = self._previous
+        query = self.model.encode_query(self._padding.pad(frame).contiguous(memory_format=torch.channels_last))
+        object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
+        device_decided = isinstance(previous.chosen, Tensor)
+        if device_decided:
+            flag = self._graphs.state("flag")
+            self._store.memorize_previous_novel_where(flag, self.beta, backend=self.backend)
+        elif previous.chosen:
+            self._store.append_novel_all(self.beta, backend=self.backend)
+        probs = ops.soft_aggregate(self._padding.crop(object_probs), backend=self.backend)
+        if device_decided:
+            flag.copy_(self.trigger.decide(self.frame_index, frame, probs[1:]))
+        self._memorize_current(query, probs)
+        return probs
+
+    # -- frames and masks ------------------------------------------------------------------------
 
     def _start(self, height: int, width: int) -> None:
         stride = self.model.config.stride
@@ -173,19 +285,6 @@ class Segmenter:
             dtype=self.dtype,
         )
 
-    def _predict(self, query: QueryEncoding) -> Tensor:
-        """Steps 2 and 3 of the module docstring: (K+1, H, W) probabilities of the current frame."""
-        object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
-        self._update_long_term(self._previous)
-        return ops.soft_aggregate(self._padding.crop(object_probs), backend=self.backend)
-
-    def _update_long_term(self, previous: _PreviousFrame) -> None:
-        in_full = previous.given_objects
-        novel = [o for o in range(self._store.num_objects) if o not in in_full] if previous.chosen_by_trigger else []
-        self._store.memorize_previous_in_full(in_full)
-        self._store.memorize_previous_novel(novel, self.beta, backend=self.backend)
-        self.last_memorized = previous.index if in_full or novel else None
-
     def _merge_mask(self, probs: Tensor | None, labels: Tensor) -> tuple[Tensor, list[int]]:
         """Apply a given mask: add new objects, replace the named ones.
 
@@ -201,9 +300,12 @@ class Segmenter:
         if not named_ids:
             raise InputError("the mask has no objects (every pixel is 0, background): label objects 1, 2, ...")
         new_ids = [i for i in named_ids if i not in self._object_ids]
-        self._object_ids += new_ids
-        self._store.add_objects(len(new_ids))
-
+        if new_ids:
+            self._object_ids += new_ids
+            self._ids_table = None
+            self._store.add_objects(len(new_ids))  # new buffers: captured graphs are stale
+            if self._graphs is not None:
+                self._graphs.clear()
         objects = torch.zeros((len(self._object_ids), *self._size), device=self.device)
         if probs is not None:
             # Pixels the mask gives to an object belong to no other object.

@@ -10,13 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 from swiftcuda import ops
 
 
 class UpdateTrigger(Protocol):
-    """Decides which frames update the long-term memory."""
+    """Decides which frames update the long-term memory.
+
+    ``decides_on_device`` says whether :meth:`decide` computes its answer on the device (without
+    host synchronisation); a trigger that does not decides on the host in :meth:`observe`.
+    """
+
+    decides_on_device: bool
 
     def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
         """Whether frame ``frame_index`` updates the memory.
@@ -28,6 +35,10 @@ class UpdateTrigger(Protocol):
         """
         ...
 
+    def decide(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> Tensor:
+        """The same decision as a 0-dim bool tensor on the frame's device."""
+        ...
+
     def reset(self) -> None:
         """Forget everything seen (a new video starts)."""
         ...
@@ -36,6 +47,8 @@ class UpdateTrigger(Protocol):
 class EveryNthFrame:
     """The official schedule: frames 0, n, 2n, ... update the memory."""
 
+    decides_on_device = False
+
     def __init__(self, every: int = 5) -> None:
         if every < 1:
             raise ValueError(f"mem_every must be at least 1, got {every}")
@@ -43,6 +56,9 @@ class EveryNthFrame:
 
     def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
         return frame_index % self.every == 0
+
+    def decide(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> Tensor:
+        return torch.tensor(self.observe(frame_index, frame, object_probs), device=frame.device)
 
     def reset(self) -> None:
         pass
@@ -82,7 +98,13 @@ class VariationAwareTrigger:
     background away from every object do not count. The running variation ``P += V_t``; the frame
     updates the memory when ``P >= P_th`` or when ``max_gap`` frames have passed since the last
     update, and P is then reset to zero.
+
+    The running state lives in device tensors updated in place, so :meth:`decide` needs no host
+    synchronisation and can be captured in a CUDA graph; :meth:`observe` is the same decision read
+    back to the host.
     """
+
+    decides_on_device = True
 
     def __init__(self, options: PamOptions | None = None, backend: str | None = None) -> None:
         self.options = options or PamOptions()
@@ -92,36 +114,52 @@ class VariationAwareTrigger:
         self.reset()
 
     def reset(self) -> None:
-        self.accumulated = 0.0
-        self.frames_since_update = 0
-        self._previous: tuple[Tensor, Tensor] | None = None
+        self._accumulated: Tensor | None = None  # 0-dim float32: P
+        self._since_update: Tensor | None = None  # 0-dim int32: frames since the last update
+        self._previous: tuple[Tensor, Tensor] | None = None  # last frame and its object probabilities
 
-    def variation(self, frame: Tensor, object_probs: Tensor) -> float | None:
-        """V_t of this frame against the last one observed, or None without a comparable last one."""
-        previous = self._previous
-        if previous is None or previous[1].shape != object_probs.shape:
+    @property
+    def accumulated(self) -> float:
+        """The running variation P (synchronises)."""
+        return 0.0 if self._accumulated is None else float(self._accumulated)
+
+    def _comparable(self, object_probs: Tensor) -> bool:
+        return self._previous is not None and self._previous[1].shape == object_probs.shape
+
+    def variation(self, frame: Tensor, object_probs: Tensor) -> Tensor | None:
+        """V_t (0-dim float32 device tensor) of this frame against the last one observed, or None
+        when there is no comparable last frame."""
+        if not self._comparable(object_probs):
             return None
-        prev_frame, prev_probs = previous
-        varied, region = ops.frame_variation(
+        prev_frame, prev_probs = self._previous
+        counts = ops.frame_variation(
             frame[0], prev_frame[0], object_probs, prev_probs,
             frame_threshold=self.options.frame_threshold,
             mask_threshold=self.options.mask_threshold,
             backend=self.backend,
-        ).tolist()
-        return varied / max(region, self.options.min_area * object_probs[0].numel())
+        )
+        return counts[0] / counts[1].clamp(min=self.options.min_area * object_probs[0].numel())
+
+    def decide(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> Tensor:
+        """Whether this frame updates the memory, as a 0-dim bool tensor computed on the device."""
+        change = self.variation(frame, object_probs)
+        if change is None:  # first frame, or the set of objects changed: start counting afresh
+            self._previous = (frame.clone(), object_probs.clone())
+            self._accumulated = torch.zeros((), device=frame.device)
+            self._since_update = torch.zeros((), device=frame.device, dtype=torch.int32)
+            return torch.zeros((), device=frame.device, dtype=torch.bool)
+        # In place, so that the state keeps its storage (a captured graph reads and writes it).
+        self._previous[0].copy_(frame)
+        self._previous[1].copy_(object_probs)
+        accumulated = self._accumulated + change
+        since = self._since_update + 1
+        fire = (accumulated >= self.options.update_threshold) | (since >= self.options.max_gap)
+        self._accumulated.copy_(torch.where(fire, 0.0, accumulated))
+        self._since_update.copy_(torch.where(fire, 0, since))
+        return fire
 
     def observe(self, frame_index: int, frame: Tensor, object_probs: Tensor) -> bool:
-        change = self.variation(frame, object_probs)
-        self._previous = (frame, object_probs)
-        if change is None:  # first frame, or the set of objects changed: start counting afresh
-            self.accumulated, self.frames_since_update = 0.0, 0
-            return False
-        self.accumulated += change
-        self.frames_since_update += 1
-        if self.accumulated >= self.options.update_threshold or self.frames_since_update >= self.options.max_gap:
-            self.accumulated, self.frames_since_update = 0.0, 0
-            return True
-        return False
+        return bool(self.decide(frame_index, frame, object_probs))
 
 
 def make_trigger(

@@ -1,7 +1,9 @@
-"""An independent, functional restatement of the official SwiftNet evaluation, for tests only.
+"""An independent, functional restatement of the official SwiftNet evaluation.
 
+It is what the engine is measured against: the equivalence tests check that the engine computes the
+same probabilities and memories, and the end-to-end benchmark times it as "the official code".
 It works straight from a state dict with ``torch.nn.functional`` and follows the released code's
-semantics step by step, including what is easy to miss:
+semantics and costs step by step, including what is easy to miss:
 
 - torchvision's stem ReLU is in place, so the "c1" the official encoder returns is rectified;
 - the official ResBlock rectifies its input in place, so its skip path adds ``relu(x)``;
@@ -12,6 +14,7 @@ semantics step by step, including what is easy to miss:
 - soft aggregation is computed at the padded size, then cropped, then softmaxed again.
 
 The engine (``swiftcuda.Segmenter``) must match this to float32 rounding with the same weights.
+Only the ResNet-18 layout of the official release is covered.
 """
 
 from __future__ import annotations
@@ -134,10 +137,73 @@ def _pad_amounts(height: int, width: int) -> tuple[int, int, int, int]:
     return extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2
 
 
+class OfficialLoop:
+    """The official evaluation loop, one frame at a time.
+
+    Args:
+        state_dict: official-layout SwiftNet-R18 weights (float32).
+        first_frame: (1, 3, H, W) float32 RGB in [0, 1].
+        first_labels: (H, W) labels 0..O of the first frame (objects numbered 1..O).
+        mem_every: update period of the long-term memory.
+    """
+
+    def __init__(self, state_dict: StateDict, first_frame: Tensor, first_labels: Tensor, mem_every: int = 5) -> None:
+        self.sd, self.mem_every = state_dict, mem_every
+        self.objects = int(first_labels.max())
+        height, width = first_frame.shape[-2:]
+        self.pad = _pad_amounts(height, width)
+        # As the official loader does: one-hot masks over 11 classes, background first.
+        self.masks = torch.stack([(first_labels == k).float() for k in range(11)])
+        self.features = encoder(self.sd, F.pad(first_frame, self.pad))
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+        self.t = 0
+
+    def _crop(self, x: Tensor) -> Tensor:
+        left, right, top, bottom = self.pad
+        return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
+
+    def step(self, frame: Tensor) -> Tensor:
+        """Segment the next frame (1, 3, H, W); returns its (O + 1, H, W) probabilities."""
+        self.t += 1
+        objects, sd = self.objects, self.sd
+        padded_masks = F.pad(self.masks, self.pad)
+        own = padded_masks[1 : objects + 1]
+        others = torch.stack([
+            (padded_masks[1 : o + 1].sum(0) + padded_masks[o + 2 : objects + 1].sum(0)).clamp(0, 1)
+            for o in range(objects)
+        ])
+        r4, r3, r2, c1 = self.features
+        fused = lae(sd, r4, r3, r2, c1, own, others)
+        prev_key = _conv(sd, "KV_M_r4.Key", fused, 1, 1).reshape(objects, 32, -1)
+        prev_val = _conv(sd, "KV_M_r4.Value", fused, 1, 1).reshape(objects, 128, -1)
+        if self.t == 1:
+            this_keys, this_values = prev_key, prev_val
+        else:
+            this_keys, this_values = torch.cat([self.keys, prev_key], dim=2), torch.cat([self.values, prev_val], dim=2)
+
+        self.features = encoder(sd, F.pad(frame, self.pad))
+        r4, r3, r2, c1 = self.features
+        q_key = _conv(sd, "KV_Q_r4.Key", r4, 1, 1).expand(objects, -1, -1, -1)
+        q_val = _conv(sd, "KV_Q_r4.Value", r4, 1, 1).expand(objects, -1, -1, -1)
+        logits = decode(sd, read(this_keys, this_values, q_key, q_val), r3, r2)
+        fg = torch.softmax(logits, dim=1)[:, 1]
+        em = torch.cat([torch.prod(1 - fg, dim=0, keepdim=True), fg]).clamp(1e-7, 1 - 1e-7)
+        probs = torch.softmax(self._crop(torch.log(em / (1 - em))), dim=0)
+
+        if (self.t - 1) % self.mem_every == 0:
+            if self.t - 1 == 0:
+                self.keys, self.values = this_keys, this_values
+            else:
+                self.keys, self.values = memory_update(self.keys, self.values, prev_key, prev_val)
+        self.masks = probs
+        return probs
+
+
 def run_video(
     sd: StateDict, frames: Tensor, first_labels: Tensor, mem_every: int = 5
 ) -> tuple[list[Tensor], list[Tensor | None]]:
-    """The official evaluation loop.
+    """The official evaluation loop over a whole video.
 
     Args:
         frames: (T, 3, H, W) float32 RGB in [0, 1].
@@ -147,47 +213,9 @@ def run_video(
         For frames 1..T-1: the (O + 1, H, W) probabilities the official code computes, and the
         long-term memory keys (O, 32, N) after that frame's step (None before the first update).
     """
-    objects = int(first_labels.max())
-    _, _, height, width = frames.shape
-    pad = _pad_amounts(height, width)
-    left, right, top, bottom = pad
-
-    def crop(x: Tensor) -> Tensor:
-        return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
-
-    masks = torch.stack([(first_labels == k).float() for k in range(objects + 1)])  # one-hot, background first
-    previous_frame = F.pad(frames[0:1], pad)
-    features = encoder(sd, previous_frame)
-    results, memories, keys, values = [], [], None, None
+    loop = OfficialLoop(sd, frames[0:1], first_labels, mem_every)
+    results, memories = [], []
     for t in range(1, frames.shape[0]):
-        padded_masks = F.pad(masks, pad)
-        own = padded_masks[1:]
-        others = torch.stack([
-            sum((padded_masks[1 + j] for j in range(objects) if j != o), torch.zeros_like(own[0])) for o in range(objects)
-        ]).clamp(0, 1)
-        r4, r3, r2, c1 = features
-        fused = lae(sd, r4, r3, r2, c1, own, others)
-        prev_key = _conv(sd, "KV_M_r4.Key", fused, 1, 1).reshape(objects, 32, -1)
-        prev_val = _conv(sd, "KV_M_r4.Value", fused, 1, 1).reshape(objects, 128, -1)
-        this_keys = prev_key if t == 1 else torch.cat([keys, prev_key], dim=2)
-        this_values = prev_val if t == 1 else torch.cat([values, prev_val], dim=2)
-
-        frame = F.pad(frames[t : t + 1], pad)
-        features = encoder(sd, frame)
-        r4, r3, r2, c1 = features
-        q_key = _conv(sd, "KV_Q_r4.Key", r4, 1, 1).expand(objects, -1, -1, -1)
-        q_val = _conv(sd, "KV_Q_r4.Value", r4, 1, 1).expand(objects, -1, -1, -1)
-        logits = decode(sd, read(this_keys, this_values, q_key, q_val), r3, r2)
-        fg = torch.softmax(logits, dim=1)[:, 1]
-        em = torch.cat([torch.prod(1 - fg, dim=0, keepdim=True), fg]).clamp(1e-7, 1 - 1e-7)
-        probs = torch.softmax(crop(torch.log(em / (1 - em))), dim=0)
-        results.append(probs)
-
-        if (t - 1) % mem_every == 0:
-            if t - 1 == 0:
-                keys, values = this_keys, this_values
-            else:
-                keys, values = memory_update(keys, values, prev_key, prev_val)
-        memories.append(keys)
-        masks = probs
+        results.append(loop.step(frames[t : t + 1]))
+        memories.append(loop.keys)
     return results, memories
