@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from swiftcuda import SwiftNet
+from swiftcuda.model.init import lively_random_init
 
 
 def random_swiftnet(seed: int = 0, variant: str = "r18") -> SwiftNet:
-    """A SwiftNet in eval mode whose random weights keep activations in a lively range.
-
-    PyTorch's default initialisation leaves an untrained SwiftNet's output nearly constant; here
-    convolutions get variance-preserving normal weights, small random biases, and batch norms random
-    statistics, so that outputs depend on the inputs and differences between code paths show.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    model = SwiftNet(variant)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (0.5 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
-    return model.eval()
+    """A SwiftNet in eval mode with lively random weights (see :func:`lively_random_init`)."""
+    return lively_random_init(SwiftNet(variant), seed).eval()

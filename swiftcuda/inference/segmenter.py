@@ -179,7 +179,8 @@ class Segmenter:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
         if self._ids_table is None or self._ids_table.device != probs.device:
             self._ids_table = torch.tensor([0, *self._object_ids], device=probs.device)
-        return self._ids_table[probs.argmax(dim=0)]
+        # max(dim=0).indices: on the CPU, argmax across the outer dimension is over ten times slower.
+        return self._ids_table[probs.max(dim=0).indices]
 
     # -- the step ------------------------------------------------------------------------------
 

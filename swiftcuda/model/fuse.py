@@ -1,4 +1,5 @@
-"""Inference-only rewrites of a SwiftNet: batch norms folded into convolutions, channels-last layout.
+"""Inference-only rewrites of a SwiftNet: batch norms folded into convolutions, the LAE's paired mask
+convolutions merged, channels-last layout.
 
 A folded model computes the same function with fewer passes over memory: each batch norm becomes
 a per-channel scale of its convolution's weights and a bias. Folding happens on a copy in float32
@@ -44,7 +45,8 @@ def fold_batch_norms(model: SwiftNet) -> SwiftNet:
 
 
 def inference_copy(model: SwiftNet, channels_last: bool = True) -> SwiftNet:
-    """A copy of ``model`` prepared for inference: batch norms folded, optionally channels-last.
+    """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
+    optionally channels-last weights.
 
     Args:
         model: any SwiftNet (left unchanged).
@@ -57,6 +59,7 @@ def inference_copy(model: SwiftNet, channels_last: bool = True) -> SwiftNet:
     parameter = next(model.parameters())
     prepared = copy.deepcopy(model).eval().float()
     fold_batch_norms(prepared)
+    prepared.LAE.pair_mask_convolutions()
     prepared = prepared.to(dtype=parameter.dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)

@@ -1,0 +1,292 @@
+"""End-to-end frames per second: engine configurations side by side with the official code.
+
+Every configuration segments the same video (real object motion from the bundled DAVIS masks,
+generated textures) with the same weights, in one process, one after the other, so the table's
+ratios are measured under the same conditions. Each row reports frames per second (the loop a
+user runs: step, labels, copy to the host), peak memory, and the fraction of pixels labelled as
+the float32 reference configuration labels them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swiftcuda.bench.official import OfficialLoop
+from swiftcuda.data.testset import bundled_masks_root, load_mask_sequence, render_video, sequence_rng
+from swiftcuda.errors import InputError
+from swiftcuda.inference import Segmenter
+from swiftcuda.model import SwiftNet
+from swiftcuda.model.init import lively_random_init
+from swiftcuda.ops import available_backends
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Held-out sequences (not used to train the demo weights) with 1, 2 and 3 objects.
+SEQUENCE_FOR_OBJECTS = {1: "dog", 2: "horsejump-high", 3: "kite-surf"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of the table.
+
+    Attributes:
+        engine: "official" (the restated official code, float32 eager) or "swiftcuda".
+        precision: "fp32", "fp16" or "bf16".
+        backend: op backend of the engine (None: best available).
+        graphs: CUDA graphs.
+    """
+
+    engine: str
+    precision: str = "fp32"
+    backend: str | None = None
+    graphs: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.engine == "official":
+            return "official code (fp32, eager)"
+        parts = [self.precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
+        return "swiftcuda " + ", ".join(parts)
+
+
+@dataclass
+class Measurement:
+    config: Config
+    objects: int
+    fps: float
+    peak_mib: float | None
+    labels: list[np.ndarray]
+    agreement: float | None = None
+
+
+@dataclass
+class Video:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    labels: np.ndarray  # (T, H, W) uint8, objects 1..K
+
+
+def benchmark_video(objects: int, num_frames: int, height: int, width: int, seed: int = 0) -> Video:
+    """A test video of ``objects`` objects with real motion, of the asked size and length.
+
+    Frames are played back and forth when the mask sequence is shorter than ``num_frames``.
+    """
+    if objects not in SEQUENCE_FOR_OBJECTS:
+        raise InputError(f"benchmark videos have 1 to {max(SEQUENCE_FOR_OBJECTS)} objects, not {objects}")
+    name = SEQUENCE_FOR_OBJECTS[objects]
+    masks = load_mask_sequence(bundled_masks_root() / name, size=(width, height))
+    cycle = np.concatenate([masks, masks[-2:0:-1]]) if len(masks) > 1 else masks
+    labels = cycle[np.arange(num_frames) % len(cycle)]
+    frames = render_video(labels, sequence_rng(seed, name))
+    return Video(frames=frames, labels=labels)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    elif Path("/proc/self/clear_refs").exists():
+        Path("/proc/self/clear_refs").write_text("5")  # resets the resident-set high-water mark
+
+
+def _peak_mib(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[float, list[np.ndarray]]:
+    """Frames per second of ``step(t) -> labels tensor`` over frames warmup+1.. and every frame's labels."""
+    labels, started = [], None
+    for t in range(1, len(video.frames)):
+        if t == warmup + 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+        labels.append(step(t).to("cpu").numpy())
+    elapsed = time.perf_counter() - started
+    return (len(video.frames) - 1 - warmup) / elapsed, labels
+
+
+def run_swiftcuda(model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int) -> Measurement:
+    model = model.to(device=device, dtype=PRECISIONS[config.precision])
+    segmenter = Segmenter(model, backend=config.backend, cuda_graphs=config.graphs)
+    _reset_peak(device)
+    with torch.inference_mode():
+        segmenter.step(video.frames[0], mask=video.labels[0])
+        fps, labels = _time_loop(lambda t: segmenter.to_labels(segmenter.step(video.frames[t])), video, warmup, device)
+    return Measurement(config, int(video.labels[0].max()), fps, _peak_mib(device), labels)
+
+
+def run_official(model: SwiftNet, video: Video, device: torch.device, warmup: int) -> Measurement:
+    state = {k: v.to(device=device, dtype=torch.float32) for k, v in model.state_dict().items()}
+
+    def frame_tensor(t: int) -> torch.Tensor:
+        # As the official loader does: float frames in [0, 1], then moved to the device.
+        return torch.from_numpy(video.frames[t].astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+
+    _reset_peak(device)
+    with torch.no_grad():
+        loop = OfficialLoop(state, frame_tensor(0), torch.from_numpy(video.labels[0].astype(np.int64)).to(device))
+        fps, labels = _time_loop(lambda t: torch.argmax(loop.step(frame_tensor(t)), dim=0), video, warmup, device)
+    return Measurement(Config("official"), int(video.labels[0].max()), fps, _peak_mib(device), labels)
+
+
+def agreement(labels: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Fraction of pixels, over all frames, with the same label."""
+    same = sum(int((a == b).sum()) for a, b in zip(labels, reference))
+    return same / sum(a.size for a in reference)
+
+
+def default_configs(device: torch.device) -> list[Config]:
+    """The table's rows for a device: the official code, the float32 eager reference, and the fast paths."""
+    backends = [b for b in available_backends(device.type) if b != "reference"]
+    rows = [Config("official"), Config("swiftcuda", "fp32", "reference")]
+    if device.type == "cpu":
+        for backend in backends or [None]:
+            rows += [Config("swiftcuda", "fp32", backend), Config("swiftcuda", "bf16", backend)]
+        return rows
+    for backend in backends:
+        rows += [
+            Config("swiftcuda", "fp16", backend),
+            Config("swiftcuda", "fp16", backend, graphs=True),
+            Config("swiftcuda", "bf16", backend, graphs=True),
+        ]
+    return rows
+
+
+def environment(device: torch.device) -> str:
+    """One line naming the machine and versions, for the table's heading."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_properties(device).name}, CUDA {torch.version.cuda}"
+    else:
+        where = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{date}; {where}; torch {torch.__version__}; triton {triton_version}; commit {commit or 'unknown'}"
+
+
+def format_table(measurements: list[Measurement], official_fps: dict[int, float]) -> str:
+    head = "| configuration | objects | FPS | ms / frame | vs official | peak MiB | same labels as fp32 reference |"
+    lines = [head, "|" + " --- |" * 7]
+    for m in measurements:
+        speedup = m.fps / official_fps[m.objects] if m.objects in official_fps else float("nan")
+        peak = f"{m.peak_mib:.0f}" if m.peak_mib is not None else "n/a"
+        agree = f"{100 * m.agreement:.2f}%" if m.agreement is not None else "n/a"
+        lines.append(
+            f"| {m.config.label} | {m.objects} | {m.fps:.2f} | {1000 / m.fps:.1f} | {speedup:.2f}x | {peak} | {agree} |"
+        )
+    return "\n".join(lines)
+
+
+def load_bench_model(weights: str) -> tuple[SwiftNet, str]:
+    """The model to benchmark and a note on its weights ("random" gives lively random weights)."""
+    if weights == "random":
+        return lively_random_init(SwiftNet(), seed=0).eval(), "random weights (label agreement is not meaningful)"
+    from swiftcuda.weights import load_model
+
+    return load_model(weights), f"weights {weights}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def build_parser(prog: str = "bench_fps") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--size", type=parse_size, default=(480, 864), metavar="HxW", help="frame size")
+    parser.add_argument("--frames", type=int, default=30, help="frames per run, the first given")
+    parser.add_argument("--warmup", type=int, default=3, help="frames not timed after the first")
+    parser.add_argument("--objects", default="1", help="comma-separated object counts (1 to 3)")
+    parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
+    parser.add_argument(
+        "--configs", default=None,
+        help="rows as engine:precision:backend:graphs, comma-separated (default: the device's standard set)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
+
+
+def parse_configs(text: str) -> list[Config]:
+    rows = []
+    for item in text.split(","):
+        engine, precision, backend, graphs = (item.split(":") + ["", "", ""])[:4]
+        rows.append(Config(engine, precision or "fp32", backend or None, graphs in ("graphs", "1", "true")))
+    return rows
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark the arguments describe; returns the markdown report."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, weights_note = load_bench_model(args.weights)
+    configs = parse_configs(args.configs) if args.configs else default_configs(device)
+    height, width = args.size
+    measurements: list[Measurement] = []
+    official_fps: dict[int, float] = {}
+    for objects in (int(v) for v in args.objects.split(",")):
+        video = benchmark_video(objects, args.frames, height, width)
+        reference = None
+        for config in configs:
+            if config.engine == "official":
+                result = run_official(model, video, device, args.warmup)
+                official_fps[objects] = result.fps
+            else:
+                result = run_swiftcuda(model, config, video, device, args.warmup)
+                if config.precision == "fp32" and config.backend == "reference" and not config.graphs:
+                    reference = result.labels
+            measurements.append(result)
+            print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
+        for result in measurements:
+            if result.objects == objects and reference is not None:
+                result.agreement = agreement(result.labels, reference)
+    heading = (
+        f"### End to end, {device.type}, {height}x{width}, {args.frames} frames\n\n"
+        f"{environment(device)}; {weights_note}; official memory schedule.\n"
+    )
+    return heading + "\n" + format_table(measurements, official_fps) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = run(args)
+    print(report)
+    if args.markdown is not None:
+        with open(args.markdown, "a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
