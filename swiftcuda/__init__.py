@@ -14,7 +14,7 @@ import logging
 
 from swiftcuda import nn, ops
 from swiftcuda.errors import InputError, SwiftcudaError, WeightsError
-from swiftcuda.inference import PamOptions, Segmenter
+from swiftcuda.inference import BatchedSegmenter, PamOptions, Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.weights import load_model
 
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "BatchedSegmenter",
     "InputError",
     "PamOptions",
     "Segmenter",

@@ -156,6 +156,16 @@ class Segmenter:
             (K+1, H, W) float32 probabilities on the model's device, background first, then the
             objects in :attr:`object_ids` order.
         """
+        frame = self._prepare(image, mask)
+        steady = mask is None and self._previous is not None and not self._previous.given_objects
+        if steady and self._graphs is not None:
+            probs = self._replay(frame)
+        else:
+            probs = self._finish(frame, self.encode(frame), mask)
+        return probs
+
+    def _prepare(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None) -> Tensor:
+        """Check a frame against the video and return it as (1, 3, H, W) on the device."""
         frame = image_to_tensor(image, self.device, self.dtype)
         height, width = frame.shape[-2:]
         if self._padding is None:
@@ -167,13 +177,11 @@ class Segmenter:
                 f"frame {self.frame_index} is {height}x{width} but the video started at "
                 f"{self._size[0]}x{self._size[1]}: all frames must have one size"
             )
-        steady = mask is None and self._previous is not None and not self._previous.given_objects
-        if steady and self._graphs is not None:
-            probs = self._replay(frame)
-        else:
-            probs = self._eager_step(frame, mask)
-        self.frame_index += 1
-        return probs
+        return frame
+
+    def encode(self, frames: Tensor) -> QueryEncoding:
+        """Step 1 for (B, 3, H, W) frames of this video's size (a batched session passes several)."""
+        return self.model.encode_query(self._padding.pad(frames).contiguous(memory_format=torch.channels_last))
 
     def to_labels(self, probs: Tensor) -> Tensor:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
@@ -184,8 +192,8 @@ class Segmenter:
 
     # -- the step ------------------------------------------------------------------------------
 
-    def _eager_step(self, frame: Tensor, mask: np.ndarray | Tensor | None) -> Tensor:
-        query = self.model.encode_query(self._padding.pad(frame).contiguous(memory_format=torch.channels_last))
+    def _finish(self, frame: Tensor, query: QueryEncoding, mask: np.ndarray | Tensor | None) -> Tensor:
+        """Steps 2 to 5 of the module docstring, eagerly, for an encoded frame."""
         probs = self._predict(query, self._previous) if self._previous is not None else None
         given: list[int] = []
         if mask is not None:
@@ -196,6 +204,7 @@ class Segmenter:
             chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
         self._memorize_current(query, probs)
         self._previous = _PreviousFrame(index=self.frame_index, given_objects=given, chosen=chosen)
+        self.frame_index += 1
         return probs
 
     def _predict(self, query: QueryEncoding, previous: _PreviousFrame) -> Tensor:
@@ -246,6 +255,7 @@ class Segmenter:
             self._memorized = (previous.index, bool(previous.chosen))
             chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
         self._previous = _PreviousFrame(index=self.frame_index, given_objects=[], chosen=chosen)
+        self.frame_index += 1
         # The graph's output is overwritten by the next replay: hand out a copy.
         return probs.clone()
 
@@ -255,7 +265,7 @@ class Segmenter:
         Python runs this once, at capture: it must only launch device work.
         """
         previous = self._previous
-        query = self.model.encode_query(self._padding.pad(frame).contiguous(memory_format=torch.channels_last))
+        query = self.encode(frame)
         object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
         device_decided = isinstance(previous.chosen, Tensor)
         if device_decided:

@@ -34,6 +34,12 @@ class QueryEncoding(NamedTuple):
     key: Tensor
     value: Tensor
 
+    def frame(self, index: int) -> QueryEncoding:
+        """The encoding of frame ``index`` of a batch, keeping batch size 1 (views, no copies)."""
+        pick = slice(index, index + 1)
+        features = TrunkFeatures(*(f[pick] for f in self.features))
+        return QueryEncoding(features=features, key=self.key[pick], value=self.value[pick])
+
 
 class SwiftNet(nn.Module):
     """SwiftNet (Wang et al., CVPR 2021) with a ResNet-18 or ResNet-50 trunk."""

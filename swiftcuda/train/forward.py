@@ -13,16 +13,9 @@ from torch import Tensor
 
 from swiftcuda import ops
 from swiftcuda.model import QueryEncoding, SwiftNet
-from swiftcuda.model.backbone import TrunkFeatures
 
 #: Ops backend for training: the reference ops are differentiable; the fused kernels need not be.
 TRAIN_BACKEND = "reference"
-
-
-def _frame_features(query: QueryEncoding, index: int) -> QueryEncoding:
-    pick = slice(index, index + 1)
-    features = TrunkFeatures(*(f[pick] for f in query.features))
-    return QueryEncoding(features=features, key=query.key[pick], value=query.value[pick])
 
 
 def predict_clips(model: SwiftNet, frames: Tensor, first_objects: list[Tensor]) -> list[list[Tensor]]:
@@ -42,7 +35,7 @@ def predict_clips(model: SwiftNet, frames: Tensor, first_objects: list[Tensor]) 
     batch, length = frames.shape[:2]
     query = model.encode_query(frames.flatten(0, 1))
     return [
-        _predict_clip(model, [_frame_features(query, b * length + t) for t in range(length)], first_objects[b].to(frames.dtype))
+        _predict_clip(model, [query.frame(b * length + t) for t in range(length)], first_objects[b].to(frames.dtype))
         for b in range(batch)
     ]
 

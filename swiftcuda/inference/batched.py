@@ -1,0 +1,89 @@
+"""Several independent videos segmented together, for throughput.
+
+The trunk, the most expensive part of a step, encodes the current frame of every video in one
+batch; each video then reads and updates its own memory as a :class:`Segmenter` does alone. Videos
+may start at different times, have different objects and different sizes (videos of one size share
+a trunk pass).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from swiftcuda.inference.segmenter import Segmenter
+from swiftcuda.model import SwiftNet
+from swiftcuda.model.fuse import inference_copy
+
+
+class BatchedSegmenter:
+    """``num_videos`` independent streams stepped together.
+
+    Example::
+
+        batch = BatchedSegmenter(model, num_videos=4)
+        probs = batch.step(first_frames, masks=first_masks)   # list of (K_b + 1, H_b, W_b)
+        probs = batch.step(next_frames)
+
+    Args:
+        model: a SwiftNet in eval mode.
+        num_videos: how many streams.
+        optimize: prepare one inference copy of the model for all streams.
+        **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend);
+            CUDA graphs are per stream and not used here.
+    """
+
+    def __init__(self, model: SwiftNet, num_videos: int, *, optimize: bool = True, **options) -> None:
+        if num_videos < 1:
+            raise ValueError(f"num_videos must be at least 1, got {num_videos}")
+        if options.get("cuda_graphs"):
+            raise ValueError("a batched session does not capture CUDA graphs: use one Segmenter per stream for that")
+        shared = inference_copy(model.eval()) if optimize else model.eval()
+        self.streams = [Segmenter(shared, optimize=False, **options) for _ in range(num_videos)]
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def reset(self, video: int) -> None:
+        """Start a new video in stream ``video`` (its next step needs a mask)."""
+        self.streams[video].reset()
+
+    @torch.inference_mode()
+    def step(
+        self,
+        images: Sequence[np.ndarray | Tensor | None],
+        masks: Sequence[np.ndarray | Tensor | None] | None = None,
+    ) -> list[Tensor | None]:
+        """Segment the next frame of every stream.
+
+        Args:
+            images: one frame per stream (as :meth:`Segmenter.step` takes); None skips a stream.
+            masks: optional per-stream masks (None where there is none).
+
+        Returns:
+            Per stream, (K+1, H, W) float32 probabilities, or None for a skipped stream.
+        """
+        if len(images) != len(self.streams) or (masks is not None and len(masks) != len(self.streams)):
+            raise ValueError(f"give one image (and mask) per stream: {len(self.streams)} streams")
+        masks = masks if masks is not None else [None] * len(self.streams)
+        frames: dict[int, Tensor] = {}
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, (stream, image, mask) in enumerate(zip(self.streams, images, masks)):
+            if image is not None:
+                frames[index] = stream._prepare(image, mask)
+                groups[tuple(frames[index].shape[-2:])].append(index)
+        results: list[Tensor | None] = [None] * len(self.streams)
+        for members in groups.values():
+            query = self.streams[members[0]].encode(torch.cat([frames[i] for i in members]))
+            for position, index in enumerate(members):
+                stream = self.streams[index]
+                results[index] = stream._finish(frames[index], query.frame(position), masks[index])
+        return results
+
+    def to_labels(self, probs: Sequence[Tensor | None]) -> list[Tensor | None]:
+        """Per stream, (H, W) object ids from its probabilities."""
+        return [None if p is None else stream.to_labels(p) for stream, p in zip(self.streams, probs)]
