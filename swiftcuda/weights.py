@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,6 +26,32 @@ _PREFIX = "module."
 #: A tensor whose input-channel count tells the variants apart (layer3's channels).
 _VARIANT_PROBE = "KV_Q_r4.Key.weight"
 _MAX_LISTED = 5
+
+#: Name that :func:`load_model` resolves to the weights shipped with the package.
+DEMO = "demo"
+DEMO_NOTICE = (
+    "using the demo weights shipped with swiftcuda, trained on synthetic videos only: "
+    "pass --weights for the official or your own checkpoint"
+)
+
+
+def demo_weights_path() -> Path:
+    """The demo checkpoint inside the package (a half-precision SwiftNet-R18 state dict)."""
+    return Path(str(resources.files("swiftcuda") / "assets" / "demo_r18.pt"))
+
+
+def resolve_weights(source: str | os.PathLike) -> Path:
+    """A checkpoint path; ``"demo"`` names the weights shipped with the package.
+
+    Raises:
+        WeightsError: "demo" was asked but this installation has no demo weights.
+    """
+    if str(source) != DEMO:
+        return Path(source)
+    path = demo_weights_path()
+    if not path.is_file():
+        raise WeightsError(f"this installation has no demo weights ({path} is missing): pass a checkpoint path")
+    return path
 
 
 def _read_checkpoint(path: Path) -> object:
@@ -141,7 +168,8 @@ def load_model(
     """Build SwiftNet and load a checkpoint into it strictly.
 
     Args:
-        source: path of a checkpoint (official or this project's).
+        source: path of a checkpoint (official or this project's), or "demo" for the weights
+            shipped with the package (trained on synthetic videos only).
         device: where the model runs.
         dtype: parameter dtype (float32, float16 or bfloat16).
         variant: "r18" (the official release) or "r50".
@@ -155,7 +183,7 @@ def load_model(
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     device = resolve_device(device)
-    path = Path(source)
+    path = resolve_weights(source)
     state_dict = read_state_dict(path)
     model = SwiftNet(variant)
     check_state_dict(model, state_dict, origin=str(path))

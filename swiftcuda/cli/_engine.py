@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -10,13 +11,13 @@ from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.ops.backends import BACKEND_MODULES
-from swiftcuda.weights import load_model, resolve_device
+from swiftcuda.weights import DEMO, DEMO_NOTICE, demo_weights_path, load_model, resolve_device
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 NO_WEIGHTS = (
-    "no weights given: pass --weights CKPT, for example the official swiftnet_resnet18_old.pth "
-    "released with the SwiftNet code (github.com/haochenheheda/SwiftNet)"
+    "no weights given and this installation has no demo weights: pass --weights CKPT, for example "
+    "the official swiftnet_resnet18_old.pth released with the SwiftNet code (github.com/haochenheheda/SwiftNet)"
 )
 
 
@@ -30,7 +31,10 @@ def positive_int(text: str) -> int:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model and engine options (weights, device, precision, memory mode, backend)."""
     group = parser.add_argument_group("engine")
-    group.add_argument("--weights", metavar="CKPT", help="SwiftNet checkpoint (official or swiftcuda)")
+    group.add_argument(
+        "--weights", metavar="CKPT",
+        help="SwiftNet checkpoint (official or swiftcuda); default: the demo weights, trained on synthetic videos",
+    )
     group.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone of the checkpoint")
     group.add_argument(
         "--device", default=None, help="cpu or cuda (default: cuda when a GPU is available, else cpu)"
@@ -58,9 +62,13 @@ def load_engine_model(args: argparse.Namespace) -> SwiftNet:
         InputError / WeightsError: no weights, an unusable device, or a bad checkpoint.
     """
     device = resolve_device(args.device or default_device())
-    if args.weights is None:
-        raise InputError(NO_WEIGHTS)
-    return load_model(args.weights, device=device, dtype=PRECISIONS[args.precision], variant=args.variant)
+    weights = args.weights
+    if weights is None:
+        if not demo_weights_path().is_file():
+            raise InputError(NO_WEIGHTS)
+        print(f"swiftcuda: {DEMO_NOTICE}", file=sys.stderr)
+        weights = DEMO
+    return load_model(weights, device=device, dtype=PRECISIONS[args.precision], variant=args.variant)
 
 
 def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
