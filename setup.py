@@ -2,11 +2,142 @@
 
 The Triton kernels in kernels/triton are installed inside the package as swiftcuda.kernels.triton
 (never as a top-level "kernels" package).
+
+One compiled extension, ``swiftcuda._C``, is built with ninja by torch's BuildExtension: the C++ CPU
+kernels (csrc/, OpenMP) always, and the CUDA kernels (kernels/cuda/*.cu plus csrc/cuda/) when a CUDA
+toolkit is found. The build imports torch, so install torch first and build without isolation::
+
+    pip install torch ninja setuptools
+    pip install --no-build-isolation .
+
+Environment:
+    SWIFTCUDA_CUDA          "auto" (default): CUDA kernels when a toolkit is found; "1": require them;
+                            "0": CPU kernels only.
+    SWIFTCUDA_CUDA_ARCHS    compute capabilities to compile for, default "8.0;9.0+PTX" ("+PTX" also
+                            embeds PTX for newer GPUs).
+    SWIFTCUDA_NO_EXTENSION  "1": build no extension at all (pure Python; ops fall back to reference/triton).
+    MAX_JOBS                parallel compile jobs (ninja).
 """
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
 
 from setuptools import find_packages, setup
 
 PACKAGES = find_packages(include=["swiftcuda", "swiftcuda.*"]) + ["swiftcuda.kernels", "swiftcuda.kernels.triton"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def _sources(folder: str, suffix: str) -> list[str]:
+    """Relative paths of the files ending in ``suffix`` under ``folder``, sorted."""
+    found = []
+    for root, _, files in os.walk(os.path.join(HERE, folder)):
+        found += [os.path.relpath(os.path.join(root, name), HERE) for name in files if name.endswith(suffix)]
+    return sorted(found)
+
+
+def _parse_archs(spec: str) -> tuple[list[str], list[str]]:
+    """"8.0;9.0+PTX" -> (["80", "90"], ["90"]): SASS targets and PTX targets."""
+    sass, ptx = [], []
+    for item in re.split(r"[;,\s]+", spec.strip()):
+        if not item:
+            continue
+        number = item.removesuffix("+PTX").replace(".", "")
+        if not number.isdigit():
+            raise ValueError(f"SWIFTCUDA_CUDA_ARCHS: cannot read {item!r} (expected e.g. 8.0 or 9.0+PTX)")
+        sass.append(number)
+        if item.endswith("+PTX"):
+            ptx.append(number)
+    return sass, ptx
+
+
+def _nvcc_version(cuda_home: str) -> str:
+    """The toolkit's version ("13.0") from ``nvcc --version``."""
+    output = subprocess.run(
+        [os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"release (\d+\.\d+)", output)
+    return match.group(1) if match else "unknown"
+
+
+def _cuda_build_possible(cuda_home: str | None) -> bool:
+    """Whether "auto" should build the CUDA kernels: a toolkit whose major version matches torch's.
+
+    A CPU-only torch, or a toolkit of another major version than torch was built with, cannot
+    build CUDA extensions; "auto" then builds the CPU kernels only and says why, instead of failing
+    the whole install.
+    """
+    import torch
+
+    if cuda_home is None:
+        return False
+    if torch.version.cuda is None:
+        print("swiftcuda: this torch has no CUDA support: building the CPU kernels only", file=sys.stderr)
+        return False
+    toolkit = _nvcc_version(cuda_home)
+    if toolkit.split(".")[0] != torch.version.cuda.split(".")[0]:
+        print(
+            f"swiftcuda: the CUDA toolkit in {cuda_home} is {toolkit} but torch was built with CUDA "
+            f"{torch.version.cuda}: building the CPU kernels only (set CUDA_HOME to a matching toolkit)",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def extension_build() -> tuple[list, dict]:
+    """The ``swiftcuda._C`` extension and the build_ext command that builds it, or nothing."""
+    if os.environ.get("SWIFTCUDA_NO_EXTENSION") == "1":
+        return [], {}
+    try:
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        print(
+            "swiftcuda: torch is not importable in this build environment, so the C++/CUDA extension is "
+            "NOT built. Install torch first, then: pip install --no-build-isolation .",
+            file=sys.stderr,
+        )
+        return [], {}
+
+    mode = os.environ.get("SWIFTCUDA_CUDA", "auto").lower()
+    with_cuda = mode in ("1", "on", "true") or (mode == "auto" and _cuda_build_possible(CUDA_HOME))
+    if with_cuda and CUDA_HOME is None:
+        raise RuntimeError("SWIFTCUDA_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
+
+    sources = ["csrc/registration.cpp", "csrc/checks.cpp"] + _sources("csrc/cpu", ".cpp")
+    # No errno and no FP traps (as torch itself builds): the CPU loops with exp2 and max vectorise.
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"]
+    nvcc_flags: list[str] = []
+    if with_cuda:
+        sass, ptx = _parse_archs(os.environ.get("SWIFTCUDA_CUDA_ARCHS", DEFAULT_CUDA_ARCHS))
+        sources += _sources("kernels/cuda", ".cu") + _sources("csrc/cuda", ".cpp")
+        # Explicit -gencode flags: torch then adds no architecture flags of its own.
+        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in sass]
+        gencode += [f"-gencode=arch=compute_{a},code=compute_{a}" for a in ptx]
+        nvcc_flags = ["-O3", "-lineinfo", "-std=c++17", "-DSWIFTCUDA_WITH_CUDA", *gencode]
+        cxx_flags += [
+            "-DSWIFTCUDA_WITH_CUDA",
+            f"-DSWIFTCUDA_CUDA_ARCHS={','.join(sass)}",
+            f"-DSWIFTCUDA_PTX_ARCHS={','.join(ptx)}",
+            f"-DSWIFTCUDA_CUDA_VERSION={_nvcc_version(CUDA_HOME)}",
+        ]
+    extension_class = CUDAExtension if with_cuda else CppExtension
+    extension = extension_class(
+        name="swiftcuda._C",
+        sources=sources,
+        include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "kernels", "cuda")],
+        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags} if with_cuda else {"cxx": cxx_flags},
+        extra_link_args=["-fopenmp"],
+    )
+    return [extension], {"build_ext": BuildExtension}
+
+
+EXT_MODULES, CMDCLASS = extension_build()
 
 setup(
     name="swiftcuda",
@@ -20,6 +151,8 @@ setup(
     package_dir={"swiftcuda.kernels": "kernels", "swiftcuda.kernels.triton": "kernels/triton"},
     # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/.
     package_data={"swiftcuda": ["assets/**/*"]},
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     install_requires=[
         "torch>=2.6",
         "torchvision",

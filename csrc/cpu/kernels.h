@@ -1,0 +1,29 @@
+// The C++ CPU kernels (OpenMP through at::parallel_for, inner loops written to vectorise).
+//
+// Arguments are checked by the callers in register_cpu.cpp. Half-precision inputs are computed in
+// float32 and results rounded once at the end.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <tuple>
+
+namespace swiftcuda::cpu {
+
+// Writes [mem_val softmax(mem_key^T q_key / sqrt(Ck)), q_val] into out (B, 2Cv, P); never forms a
+// P x N matrix: query tiles x memory tiles with an online softmax.
+void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+                      const at::Tensor& q_val, const std::optional<at::Tensor>& n_valid, const at::Tensor& out);
+
+// Appends the most novel new pixels at n_valid[b] in the buffers and advances n_valid.
+void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf, const at::Tensor& n_valid,
+                            const at::Tensor& new_key, const at::Tensor& new_val, double beta);
+
+// Own maps and clamped union of the others, both pixel-unshuffled by factor.
+std::tuple<at::Tensor, at::Tensor> rsp(const at::Tensor& probs, int64_t factor);
+
+// (O + 1, H, W) float32 probabilities, background first (clamped odds, normalised).
+at::Tensor soft_aggregate(const at::Tensor& object_probs);
+
+}  // namespace swiftcuda::cpu

@@ -1,0 +1,121 @@
+"""``swiftcuda info``: versions, the op backends this machine can run, and the compiled extension."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from swiftcuda import __version__, _extension
+from swiftcuda.ops import backends
+
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="show versions, available op backends and the compiled kernels",
+        description=(
+            "Print the versions of swiftcuda, torch, CUDA, triton and Python; the op backends "
+            "available on this machine per device; whether the C++/CUDA extension loaded, and if "
+            "not why; and for which GPU architectures its CUDA kernels were compiled."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.set_defaults(run=run)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def collect() -> dict[str, Any]:
+    """Everything ``swiftcuda info`` reports, as plain data."""
+    gpu = None
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        gpu = {"name": torch.cuda.get_device_name(), "capability": f"sm_{major}{minor}", "count": torch.cuda.device_count()}
+    devices: dict[str, Any] = {}
+    for device_type in DEVICE_TYPES:
+        devices[device_type] = {
+            "present": device_type == "cpu" or gpu is not None,
+            "available": backends.available_backends(device_type),
+            # Backends made for this device that cannot run here, and why.
+            "unavailable": {
+                name: reason
+                for name, kinds in backends.BACKEND_DEVICES.items()
+                if device_type in kinds and (reason := backends.unavailable_reason(name, device_type)) is not None
+            },
+        }
+    found = _extension.status()
+    return {
+        "versions": {
+            "swiftcuda": __version__,
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "triton": _package_version("triton"),
+            "python": platform.python_version(),
+        },
+        "gpu": gpu,
+        "cpu_threads": torch.get_num_threads(),
+        "backends": devices,
+        "extension": {
+            "loaded": found.loaded,
+            "error": found.error,
+            "path": found.path,
+            "cuda_kernels": found.cuda,
+            "cuda_version": found.cuda_version,
+            "cuda_archs": [f"sm_{a}" for a in found.cuda_archs],
+            "ptx_archs": [f"compute_{a}" for a in found.ptx_archs],
+            "built_against_torch": found.torch_version,
+            "openmp": found.openmp,
+        },
+    }
+
+
+def format_text(info: dict[str, Any]) -> str:
+    """The report as aligned text lines."""
+    versions, extension = info["versions"], info["extension"]
+    gpu = info["gpu"]
+    lines = [
+        f"swiftcuda  {versions['swiftcuda']}",
+        f"python     {versions['python']}",
+        f"torch      {versions['torch']} (CUDA {versions['torch_cuda'] or 'none'})",
+        f"triton     {versions['triton'] or 'not installed'}",
+        "GPU        " + (f"{gpu['name']} ({gpu['capability']}) x{gpu['count']}" if gpu else "none visible"),
+        "",
+        "backends",
+    ]
+    for device_type, entry in info["backends"].items():
+        note = "" if entry["present"] else "   (no such device here)"
+        lines.append(f"  {device_type:<5} {', '.join(entry['available']) or 'none'}{note}")
+        for name, reason in entry["unavailable"].items():
+            lines.append(f"        - {name}: {reason}")
+    lines += ["", "extension (swiftcuda._C)"]
+    if not extension["loaded"]:
+        lines.append(f"  not loaded: {extension['error']}")
+        return "\n".join(lines)
+    lines.append(f"  loaded from {extension['path']}")
+    lines.append(f"  built against torch {extension['built_against_torch']}")
+    openmp = extension["openmp"]
+    lines.append(f"  CPU kernels: {'OpenMP ' + str(openmp) if openmp else 'no OpenMP'}, {info['cpu_threads']} threads")
+    if extension["cuda_kernels"]:
+        archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
+        lines.append(f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}")
+    else:
+        lines.append("  CUDA kernels: not compiled (no CUDA toolkit when the extension was built)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    info = collect()
+    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
