@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -66,8 +67,7 @@ def _score_one(truth_dir: Path, results_dir: Path, options: ScoreOptions, name: 
 
 
 def _start_worker() -> None:
-    # One process per sequence already fills the CPUs; OpenCV's own threads would oversubscribe
-    # them (and a pool inherited through fork is not to be trusted).
+    # One process per sequence already fills the CPUs; OpenCV's own threads would oversubscribe them.
     cv2.setNumThreads(1)
 
 
@@ -119,7 +119,10 @@ def evaluate(
                 outcomes[job[-1]] = _score_one(*job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
+            # "spawn": a forked child of a process whose OpenMP pool (torch, OpenCV) has run can
+            # deadlock on that pool's locks.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, mp_context=context) as pool:
                 futures = {pool.submit(_score_one, *job): job[-1] for job in jobs}
                 for future in as_completed(futures):
                     outcomes[futures[future]] = future.result()

@@ -83,7 +83,8 @@ def test_ties_go_to_the_lower_pixel_index(backend_device, generator):
     count = novel_pixel_count(30, 0.15)  # 5: two tied pairs and one pixel of the third pair
     _, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.15, backend=backend)
     chosen = locate_columns(values[0, :, 40:].cpu(), new_val[0])  # values are distinct: they identify pixels
-    similarity = similarity_truth(mem_key, new_key)[0]
+    # Duplicate columns may differ in the last bits of a float64 product: round the ties exact.
+    similarity = similarity_truth(mem_key, new_key)[0].round(decimals=9)
     expected = torch.sort(similarity, stable=True).indices[:count].sort().values
     assert chosen.tolist() == expected.tolist()
 
