@@ -25,7 +25,7 @@ from swiftcuda.data.testset import make_testset
 from swiftcuda.inference import Segmenter
 from swiftcuda.io.frames import read_image
 from swiftcuda.io.masks import read_mask, write_mask
-from swiftcuda.io.output import staged_directory
+from swiftcuda.io.output import check_writable_target, staged_directory
 from swiftcuda.io.overlay import OverlayVideoWriter, draw_overlay
 from swiftcuda.metrics import evaluate
 from swiftcuda.weights import DEMO, load_model
@@ -74,17 +74,26 @@ def run_demo(
     dtype: torch.dtype = torch.float32,
     weights: str | os.PathLike = DEMO,
     sequence: str = DEMO_SEQUENCE,
+    size: int | tuple[int, int] | None = None,
+    max_frames: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> DemoResult:
     """Generate the demo video, segment it, write the outputs, and score them.
 
+    Args:
+        size, max_frames: shrink the video (width or (width, height), frame count); the demo
+            itself uses the full 480p sequence.
+
     Raises:
         InputError / WeightsError: unusable output folder, device or weights.
     """
+    check_writable_target(Path(out), overwrite, "output folder")  # before the slow parts
     model = load_model(weights, device=device, dtype=dtype)
     with staged_directory(out, overwrite=overwrite) as staging:
-        testset = make_testset(staging / "video", sequences=[sequence], seed=DEMO_SEED, progress=progress)
+        testset = make_testset(
+            staging / "video", sequences=[sequence], seed=DEMO_SEED, size=size, max_frames=max_frames, progress=progress
+        )
         images_dir = testset.root / "JPEGImages" / "480p" / sequence
         truth_dir = testset.root / "Annotations" / "480p" / sequence
         image_paths = sorted(images_dir.glob("*.jpg"))

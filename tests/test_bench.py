@@ -1,0 +1,34 @@
+"""The end-to-end benchmark runs every configuration on one video and reports them side by side."""
+
+from __future__ import annotations
+
+from swiftcuda.bench.fps import Config, benchmark_video, default_configs, parse_configs
+from swiftcuda.cli import main
+
+
+def test_benchmark_video_has_the_asked_objects_size_and_length():
+    video = benchmark_video(objects=2, num_frames=70, height=48, width=80)
+    assert video.frames.shape == (70, 48, 80, 3) and video.labels.shape == (70, 48, 80)
+    assert set(video.labels[0].ravel().tolist()) == {0, 1, 2}
+
+
+def test_configs_parse_and_defaults_start_with_the_baselines():
+    assert parse_configs("official,swiftcuda:bf16:cpu:graphs") == [Config("official"), Config("swiftcuda", "bf16", "cpu", True)]
+    import torch
+
+    rows = default_configs(torch.device("cpu"))
+    assert rows[:2] == [Config("official"), Config("swiftcuda", "fp32", "reference")]
+
+
+def test_bench_command_prints_a_table(tmp_path, capsys):
+    report = tmp_path / "results.md"
+    code = main([
+        "bench", "--device", "cpu", "--size", "48x64", "--frames", "6", "--warmup", "1",
+        "--configs", "official,swiftcuda:fp32:reference,swiftcuda:bf16", "--markdown", str(report),
+    ])
+    assert code == 0
+    table = report.read_text()
+    assert "| official code (fp32, eager) | 1 |" in table
+    assert "| swiftcuda fp32, reference, eager | 1 |" in table and "100.00% |" in table
+    assert "| swiftcuda bf16, auto, eager | 1 |" in table
+    assert "torch" in table and "commit" in table

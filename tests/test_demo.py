@@ -1,0 +1,44 @@
+"""The demo pipeline, and the demo weights when they ship."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from swiftcuda.cli import main
+from swiftcuda.demo import run_demo
+from swiftcuda.io import read_mask
+from swiftcuda.weights import demo_weights_path, load_model
+from tests.models import random_swiftnet
+
+
+def test_demo_writes_masks_overlay_strip_and_scores(tmp_path):
+    weights = tmp_path / "w.pth"
+    torch.save(random_swiftnet(seed=0).state_dict(), weights)
+    result = run_demo(tmp_path / "demo", weights=weights, size=(128, 72), max_frames=6, progress=False)
+    out = tmp_path / "demo"
+    masks = sorted((out / "masks" / result.sequence).glob("*.png"))
+    assert len(masks) == result.frames == 6
+    truth = out / "video" / "Annotations" / "480p" / result.sequence
+    assert np.array_equal(read_mask(masks[0]), read_mask(truth / masks[0].name)), "frame 0 is the given mask"
+    assert (out / "overlay.mp4").stat().st_size > 0 and (out / "strip.png").stat().st_size > 0
+    assert 0.0 <= result.j_and_f <= 1.0 and result.fps > 0
+    assert result.size == (72, 128)
+
+
+def test_demo_refuses_an_existing_output(tmp_path, capsys):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "demo" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
+def test_demo_weights_ship_small_and_half_precision():
+    assert demo_weights_path().stat().st_size <= 20 * 2**20
+    state = torch.load(demo_weights_path(), weights_only=True)
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+    model = load_model("demo")
+    assert not model.training and next(model.parameters()).dtype == torch.float32
