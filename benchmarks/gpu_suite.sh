@@ -41,7 +41,7 @@ stage info 60 python -m swiftcuda info
 } >> "$RESULTS"
 
 stage gpu_tests 180 python -m pytest -q -x -p no:cacheprovider \
-    tests/ops tests/test_segmenter.py tests/test_engine_triton.py -k "cuda or graph or triton"
+    tests/ops tests/test_segmenter.py tests/test_engine_backends.py -k "cuda or graph or triton"
 stage bench_memory_read 90 python benchmarks/bench_memory_read.py --device cuda --dtypes fp32,fp16 --no-memory --markdown "$RESULTS"
 stage bench_memory_update 60 python benchmarks/bench_memory_update.py --device cuda --dtypes fp32,fp16 --no-memory --markdown "$RESULTS"
 stage bench_rsp 30 python benchmarks/bench_rsp.py --device cuda --no-memory --markdown "$RESULTS"

@@ -44,3 +44,14 @@ def generator() -> torch.Generator:
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     print(f"random seed: {seed}")
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> torch.device:
+    """A device the Triton backend runs on (the CPU under the interpreter), for Triton-only tests."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    reason = backends.unavailable_reason("triton", request.param)
+    if reason is not None:
+        pytest.skip(f"triton backend unavailable: {reason}")
+    return torch.device(request.param)

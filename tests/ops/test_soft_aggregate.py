@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from swiftcuda import ops
-from tests.ops.tolerances import assert_close_to_truth
 
 SHAPES = [(1, 1, 1), (1, 17, 23), (3, 45, 61), (6, 8, 129)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

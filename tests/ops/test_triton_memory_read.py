@@ -9,19 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda.ops import backends, reference
+from swiftcuda.ops import reference
 from tests.ops.test_memory_read import random_inputs, truth
 from tests.ops.tolerances import assert_close_to_truth, poisoned
-
-
-@pytest.fixture(params=["cpu", "cuda"])
-def device(request) -> torch.device:
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU here")
-    reason = backends.unavailable_reason("triton", request.param)
-    if reason is not None:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    return torch.device(request.param)
 
 
 def read(mem_key, mem_val, q_key, q_val, n_valid=None, out=None, num_splits=0):

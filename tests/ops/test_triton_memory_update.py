@@ -14,19 +14,8 @@ import pytest
 import torch
 
 from swiftcuda import ops
-from swiftcuda.ops import backends
 from swiftcuda.ops.reference import novel_pixel_count
 from tests.ops.test_memory_update import assert_valid_choice, locate_columns, random_memory, similarity_truth
-
-
-@pytest.fixture(params=["cpu", "cuda"])
-def device(request) -> torch.device:
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU here")
-    reason = backends.unavailable_reason("triton", request.param)
-    if reason is not None:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    return torch.device(request.param)
 
 
 @contextlib.contextmanager

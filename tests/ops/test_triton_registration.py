@@ -17,16 +17,6 @@ from swiftcuda.ops import backends
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(params=["cpu", "cuda"])
-def device(request) -> torch.device:
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU here")
-    reason = backends.unavailable_reason("triton", request.param)
-    if reason is not None:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    return torch.device(request.param)
-
-
 @pytest.fixture
 def triton_backend(device):
     from swiftcuda.ops import triton_backend

@@ -10,20 +10,9 @@ import pytest
 import torch
 
 from swiftcuda import ops
-from swiftcuda.ops import backends
 from tests.ops.test_rsp import truth as rsp_truth
 from tests.ops.test_frame_variation import truth as variation_truth
 from tests.ops.tolerances import assert_close_to_truth
-
-
-@pytest.fixture(params=["cpu", "cuda"])
-def device(request) -> torch.device:
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU here")
-    reason = backends.unavailable_reason("triton", request.param)
-    if reason is not None:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    return torch.device(request.param)
 
 
 @pytest.mark.parametrize("objects, height, width, factor", [(2, 9, 15, 3), (9, 16, 16, 16), (1, 5, 7, 1), (3, 12, 40, 4)])
