@@ -209,3 +209,13 @@ def test_cuda_graph_replay_matches_eager_and_never_syncs(model, memory):
             torch.cuda.set_sync_debug_mode("default")
         results.append(torch.stack(outputs))
     torch.testing.assert_close(results[1], results[0], rtol=0, atol=2e-3)
+
+
+def test_compiled_convolutions_give_the_same_probabilities(model):
+    video = make_video(num_frames=4, height=48, width=64, object_ids=(1, 2), seed=5)
+    outputs = []
+    for compile in (False, True):
+        segmenter = Segmenter(model, compile=compile)
+        segmenter.step(video.frames[0], mask=video.labels[0])
+        outputs.append(torch.stack([segmenter.step(f) for f in video.frames[1:]]))
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)

@@ -42,18 +42,22 @@ class Config:
         precision: "fp32", "fp16" or "bf16".
         backend: op backend of the engine (None: best available).
         graphs: CUDA graphs.
+        compiled: TorchInductor-compiled convolutions.
     """
 
     engine: str
     precision: str = "fp32"
     backend: str | None = None
     graphs: bool = False
+    compiled: bool = False
 
     @property
     def label(self) -> str:
         if self.engine == "official":
             return "official code (fp32, eager)"
         parts = [self.precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
+        if self.compiled:
+            parts.append("compiled")
         return "swiftcuda " + ", ".join(parts)
 
 
@@ -123,7 +127,7 @@ def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[f
 
 def run_swiftcuda(model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int) -> Measurement:
     model = model.to(device=device, dtype=PRECISIONS[config.precision])
-    segmenter = Segmenter(model, backend=config.backend, cuda_graphs=config.graphs)
+    segmenter = Segmenter(model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled)
     _reset_peak(device)
     with torch.inference_mode():
         segmenter.step(video.frames[0], mask=video.labels[0])
@@ -157,7 +161,8 @@ def default_configs(device: torch.device) -> list[Config]:
     rows = [Config("official"), Config("swiftcuda", "fp32", "reference")]
     if device.type == "cpu":
         for backend in backends or [None]:
-            rows += [Config("swiftcuda", "fp32", backend), Config("swiftcuda", "bf16", backend)]
+            for precision in ("fp32", "bf16"):
+                rows += [Config("swiftcuda", precision, backend), Config("swiftcuda", precision, backend, compiled=True)]
         return rows
     for backend in backends:
         rows += [
@@ -230,7 +235,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
     parser.add_argument(
         "--configs", default=None,
-        help="rows as engine:precision:backend:graphs, comma-separated (default: the device's standard set)",
+        help="rows as engine:precision:backend:graphs:compiled, comma-separated (default: the device's standard set)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
@@ -239,8 +244,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_configs(text: str) -> list[Config]:
     rows = []
     for item in text.split(","):
-        engine, precision, backend, graphs = (item.split(":") + ["", "", ""])[:4]
-        rows.append(Config(engine, precision or "fp32", backend or None, graphs in ("graphs", "1", "true")))
+        engine, precision, backend, graphs, compiled = (item.split(":") + ["", "", "", ""])[:5]
+        rows.append(Config(
+            engine, precision or "fp32", backend or None, graphs in ("graphs", "1", "true"), compiled in ("compiled", "1", "true")
+        ))
     return rows
 
 

@@ -49,6 +49,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--capacity", type=positive_int, default=None, help="long-term memory entries per object"
     )
     group.add_argument("--backend", choices=tuple(BACKEND_MODULES), default=None, help="op implementation")
+    group.add_argument(
+        "--compile", action="store_true",
+        help="compile the convolutions with TorchInductor (faster frames after a slower start)",
+    )
 
 
 def default_device() -> str:
@@ -74,5 +78,10 @@ def load_engine_model(args: argparse.Namespace) -> SwiftNet:
 def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
     """A segmenter configured by the options."""
     return Segmenter(
-        model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend
+        model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
+        compile=args.compile, cuda_graphs=model_device(model).type == "cuda",
     )
+
+
+def model_device(model: SwiftNet) -> torch.device:
+    return next(model.parameters()).device

@@ -70,6 +70,8 @@ class Segmenter:
         backend: op backend (None for the best available).
         optimize: run a copy of the model with batch norms folded and channels-last weights
             (the caller's model is not modified); False runs ``model`` itself.
+        compile: with ``optimize``, also compile the copy's convolutional parts with TorchInductor
+            (faster steps after a slower start; see :func:`swiftcuda.model.fuse.compile_convolutions`).
         cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
         device_decisions: decide PAM updates on the device (no host synchronisation); None for
             "on a GPU". The official schedule is always decided on the host, where it is known.
@@ -86,12 +88,13 @@ class Segmenter:
         pam: PamOptions | None = None,
         backend: str | None = None,
         optimize: bool = True,
+        compile: bool = False,
         cuda_graphs: bool = False,
         device_decisions: bool | None = None,
     ) -> None:
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
-        self.model = inference_copy(model.eval()) if optimize else model.eval()
+        self.model = inference_copy(model.eval(), compile=compile) if optimize else model.eval()
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.memory_mode = memory

@@ -44,14 +44,33 @@ def fold_batch_norms(model: SwiftNet) -> SwiftNet:
     return model
 
 
-def inference_copy(model: SwiftNet, channels_last: bool = True) -> SwiftNet:
+#: The convolutional parts of SwiftNet that ``compile_convolutions`` hands to torch.compile.
+COMPILED_PARTS = ("Encoder", "LAE", "KV_M_r4", "KV_Q_r4", "aspp", "Decoder")
+
+
+def compile_convolutions(model: SwiftNet) -> SwiftNet:
+    """Compile the convolutional parts of an inference copy with TorchInductor, in place.
+
+    Inductor fuses each convolution with the ReLU and residual add around it and, with freezing,
+    packs the weights once into the layout oneDNN wants instead of at every call. Each part is
+    compiled for the shapes it first sees (a new frame size or object count compiles again), so the
+    first frames of a video are slow; the memory ops stay outside, as opaque custom ops.
+    """
+    for name in COMPILED_PARTS:
+        part = getattr(model, name)
+        setattr(model, name, torch.compile(part, dynamic=False, options={"freezing": True}))
+    return model
+
+
+def inference_copy(model: SwiftNet, channels_last: bool = True, compile: bool = False) -> SwiftNet:
     """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
-    optionally channels-last weights.
+    optionally channels-last weights and compiled convolutions.
 
     Args:
         model: any SwiftNet (left unchanged).
         channels_last: store convolution weights NHWC, which oneDNN and cuDNN run faster,
             especially in half precision.
+        compile: see :func:`compile_convolutions`.
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -65,4 +84,4 @@ def inference_copy(model: SwiftNet, channels_last: bool = True) -> SwiftNet:
         prepared = prepared.to(memory_format=torch.channels_last)
     for p in prepared.parameters():
         p.requires_grad_(False)
-    return prepared
+    return compile_convolutions(prepared) if compile else prepared
