@@ -97,6 +97,9 @@ class ClipOptions:
         scale_range: random resize factor range applied before cropping.
         flip: random horizontal flips.
         colour_jitter: largest relative change of brightness and contrast.
+        colour_shuffle: also permute the colour channels, scale and shift each one, and sometimes
+            invert the clip, so that the model learns to match appearance rather than to
+            remember the colours of the training videos.
     """
 
     length: int = 3
@@ -106,6 +109,7 @@ class ClipOptions:
     scale_range: tuple[float, float] = (0.7, 1.0)
     flip: bool = True
     colour_jitter: float = 0.15
+    colour_shuffle: bool = True
 
 
 @dataclass
@@ -178,11 +182,23 @@ class ClipSampler:
             brightness = rng.uniform(-opts.colour_jitter, opts.colour_jitter)
             contrast = 1 + rng.uniform(-opts.colour_jitter, opts.colour_jitter)
             stack = np.clip((stack - 0.5) * contrast + 0.5 + brightness, 0.0, 1.0)
+        if opts.colour_shuffle:
+            stack = _shuffle_colours(stack, rng)
         return Clip(
             frames=torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
             labels=torch.from_numpy(relabel[np.stack(labels)]),
             num_objects=len(ids),
         )
+
+
+def _shuffle_colours(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random colour transform for a whole clip (T, H, W, 3) in [0, 1]: channel permutation,
+    per-channel gain and offset, and an inversion one time in five."""
+    stack = stack[..., rng.permutation(3)]
+    gain = rng.uniform(0.7, 1.3, 3).astype(np.float32)
+    offset = rng.uniform(-0.15, 0.15, 3).astype(np.float32)
+    stack = np.clip(stack * gain + offset, 0.0, 1.0)
+    return 1.0 - stack if rng.random() < 0.2 else stack
 
 
 def _random_crop(
