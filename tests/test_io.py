@@ -64,3 +64,20 @@ def test_staged_outputs_are_all_or_nothing(tmp_path):
     with pytest.raises(InputError, match="--overwrite"):
         with staged_file(tmp_path / "v.mp4"):
             pass
+
+
+def test_label_copier_hands_labels_back_in_order():
+    import torch
+
+    from swiftcuda.inference.host_copy import LabelCopier
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    copier = LabelCopier(device)
+    maps = [torch.full((3, 4), value, device=device) for value in (1, 7, 200)]
+    got = []
+    for index, labels in enumerate(maps):
+        got += copier.push(index, labels)
+    got += copier.drain()
+    assert [tag for tag, _ in got] == [0, 1, 2]
+    assert [int(array[0, 0]) for _, array in got] == [1, 7, 200]
+    assert all(array.dtype == np.uint8 and array.shape == (3, 4) for _, array in got)
