@@ -155,3 +155,14 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
     code = main(["eval", "--youtube", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), *engine_args(checkpoint)])
     err = capsys.readouterr().err
     assert code == 2 and "YouTube-VOS folder not found" in err
+
+
+def test_eval_copy_first_mask_baseline(davis_root, tmp_path, capsys):
+    """The no-tracking baseline needs no weights and writes every frame as the first mask."""
+    out = tmp_path / "baseline"
+    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--method", "copy-first-mask", "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    first = read_mask(davis_root / "Annotations" / "480p" / "blackswan" / "00000.png")
+    for t in range(FRAMES):
+        assert np.array_equal(read_mask(out / "blackswan" / f"{t:05d}.png"), first)
+    assert (out / "global_results-val.csv").is_file()

@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)")
     parser.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: one per CPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+    parser.add_argument(
+        "--method", choices=("swiftcuda", "copy-first-mask"), default="swiftcuda",
+        help="copy-first-mask: the no-tracking baseline (every frame gets the first mask), for comparison",
+    )
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -73,6 +77,15 @@ def _chosen(available: list[str], chosen: list[str] | None, where: str) -> list[
     return chosen
 
 
+def _method(args: argparse.Namespace, load_engine_model, make_segmenter):
+    """The segmenter the options ask for, or the copy-first-mask baseline."""
+    if args.method == "copy-first-mask":
+        from swiftcuda.inference.baselines import CopyFirstMask
+
+        return CopyFirstMask()
+    return make_segmenter(load_engine_model(args), args)
+
+
 def run(args: argparse.Namespace) -> int:
     return run_davis(args) if args.davis is not None else run_youtube(args)
 
@@ -91,7 +104,7 @@ def run_davis(args: argparse.Namespace) -> int:
     names = _chosen(dataset.sequences, args.sequences, f"ImageSets/{args.year}/{args.set_name}.txt")
     sequences = _check_all(names, dataset.sequence)
     check_writable_target(args.out, args.overwrite, "output folder")
-    segmenter = make_segmenter(load_engine_model(args), args)
+    segmenter = _method(args, load_engine_model, make_segmenter)
     warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(), args.warmup)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
@@ -165,7 +178,7 @@ def run_youtube(args: argparse.Namespace) -> int:
     names = _chosen(dataset.videos, args.sequences, f"{dataset.split_root}")
     videos = _check_all(names, dataset.video)
     check_writable_target(args.out, args.overwrite, "output folder")
-    segmenter = make_segmenter(load_engine_model(args), args)
+    segmenter = _method(args, load_engine_model, make_segmenter)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         warmed = False
