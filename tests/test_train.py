@@ -9,7 +9,7 @@ import torch
 
 from swiftcuda.cli import main
 from swiftcuda.data import make_testset
-from swiftcuda.train import ClipOptions, TrainOptions, train
+from swiftcuda.train import ClipOptions, TrainOptions, export_weights, train
 from swiftcuda.weights import load_model
 
 
@@ -73,3 +73,11 @@ def load_model_state():
 
     torch.manual_seed(0)
     return SwiftNet().state_dict()
+
+
+def test_export_half_precision_weights(data, tmp_path):
+    train([data], tmp_path / "run", tiny_options(steps=1), progress=False)
+    path = export_weights(tmp_path / "run" / "last.pt", tmp_path / "demo.pt")
+    state = torch.load(path, weights_only=True)
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+    assert load_model(path).config.variant == "r18"

@@ -256,3 +256,19 @@ def train(
     elif init is not None:
         trainer.initialise_from(init)
     return trainer.run(progress=progress)
+
+
+def export_weights(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a checkpoint's model weights alone, floating tensors cast to ``dtype`` (shipping size).
+
+    Args:
+        checkpoint: a training checkpoint or any state dict :func:`swiftcuda.load_model` reads.
+        path: the file to write (replaced).
+
+    Returns:
+        ``path``.
+    """
+    state = read_state_dict(checkpoint)
+    slim = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
+    _save(Path(path), slim)
+    return Path(path)
