@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from swiftcuda.cli.score import positive_int, sequence_names
+from swiftcuda.errors import InputError
 
 
 def frame_size(text: str) -> int | tuple[int, int]:
@@ -41,14 +42,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--size", type=frame_size, default=None, metavar="WxH", help="resize to WIDTHxHEIGHT (or WIDTH, keeping the aspect)"
     )
+    parser.add_argument(
+        "--random-shapes", type=positive_int, default=None, metavar="N",
+        help=(
+            "instead of mask sequences, N videos of random moving shapes (training data: unlimited shapes); "
+            "--frames sets their length (default 12) and --size WxH their size (default 480x272)"
+        ),
+    )
     parser.add_argument("--set", default="val", dest="set_name", help="name of the sequence list (default val)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing ROOT")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftcuda.data.testset import make_testset
+    from swiftcuda.data.testset import make_shapes_testset, make_testset
 
+    if args.random_shapes is not None:
+        if args.masks is not None or args.sequences is not None:
+            raise InputError("--random-shapes makes its own shapes: drop --masks and --sequences")
+        size = args.size if args.size is not None else (480, 272)
+        if isinstance(size, int):
+            raise InputError("--random-shapes needs --size as WIDTHxHEIGHT, like 480x272")
+        testset = make_shapes_testset(
+            args.out, args.random_shapes, seed=args.seed, frames=args.frames or 12, size=size,
+            set_name=args.set_name, overwrite=args.overwrite, progress=None,
+        )
+        print(f"wrote {len(testset.sequences)} random-shape sequence(s) to {testset.root}")
+        return 0
     testset = make_testset(
         args.out, args.masks, sequences=args.sequences, seed=args.seed, max_frames=args.frames,
         frame_step=args.frame_step, size=args.size, set_name=args.set_name, overwrite=args.overwrite,

@@ -279,6 +279,49 @@ def make_testset(
     return Testset(root=Path(out), sequences=tuple(names), set_name=set_name)
 
 
+def make_shapes_testset(
+    out: str | os.PathLike,
+    count: int,
+    *,
+    seed: int = 0,
+    frames: int = 12,
+    size: tuple[int, int] = (480, 272),
+    max_objects: int = 3,
+    set_name: str = "val",
+    overwrite: bool = False,
+    progress: bool | None = False,
+) -> Testset:
+    """Write a DAVIS-layout data set of ``count`` videos of random moving shapes (for training).
+
+    The sequences are named ``shapes-0000`` ... and painted like :func:`make_testset`'s; see
+    :mod:`swiftcuda.data.shapes` for why they exist.
+
+    Args:
+        size: (width, height) of the frames.
+        max_objects: the most objects per video (each video has 1 to this many).
+    """
+    from swiftcuda.data.shapes import random_shape_sequence
+
+    if count < 1 or frames < 2:
+        raise InputError("random shapes need at least one sequence of at least two frames")
+    width, height = size
+    names = [f"shapes-{k:04d}" for k in range(count)]
+    with staged_directory(out, overwrite=overwrite) as staging:
+        for name in tqdm(names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False):
+            rng = sequence_rng(seed, name)
+            labels = random_shape_sequence(rng, frames, height, width, max_objects)
+            _write_sequence(staging, name, render_video(labels, rng), labels)
+        for year in ("2017", "2016"):
+            write_sequence_list(staging, set_name, year, names)
+        (staging / "README.md").write_text(
+            "# Generated random-shape videos\n\n"
+            f"Made by `swiftcuda make-testset --random-shapes {count}` with seed {seed}: random moving, "
+            "deforming, occluding blobs painted with generated textures over a moving textured background.\n",
+            encoding="utf-8",
+        )
+    return Testset(root=Path(out), sequences=tuple(names), set_name=set_name)
+
+
 def _write_sequence(root: Path, name: str, frames: np.ndarray, labels: np.ndarray) -> None:
     image_dir = root / "JPEGImages" / RESOLUTION / name
     mask_dir = root / "Annotations" / RESOLUTION / name
