@@ -61,7 +61,7 @@ class Encoder(nn.Module):
             the light-aggregation encoder receives the rectified map.
         """
         x = (frame - self.mean) / self.std
-        c1 = F.relu(self.bn1(self.conv1(x)))
+        c1 = self.bn1(self.conv1(x)).relu_()  # in place: a fresh map, and a large one at 1/2 resolution
         r2 = self.res2(F.max_pool2d(c1, kernel_size=3, stride=2, padding=1))
         r3 = self.res3(r2)
         r4 = self.res4(r3)

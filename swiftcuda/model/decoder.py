@@ -20,8 +20,9 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(x)
-        return x + self.conv2(F.relu(self.conv1(x)))
+        # In place, as the official block's in-place ReLU was: every caller passes a fresh map.
+        x = x.relu_()
+        return self.conv2(self.conv1(x).relu_()).add_(x)
 
 
 class Refine(nn.Module):
@@ -41,7 +42,7 @@ class Refine(nn.Module):
         """
         s = self.ResFS(self.convFS(skip))
         up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.ResMM(s + up)
+        return self.ResMM(up.add_(s))  # up is fresh and has the objects' batch; s may be broadcast
 
 
 class Decoder(nn.Module):
@@ -63,4 +64,4 @@ class Decoder(nn.Module):
         m4 = self.ResMM(self.convFM(x))
         m3 = self.RF3(r3, m4)
         m2 = self.RF2(r2, m3)
-        return self.pred2(F.relu(m2))
+        return self.pred2(m2.relu_())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -31,7 +30,7 @@ class _AtrousBranch(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.atrous_conv(x))
+        return self.atrous_conv(x).relu_()
 
 
 class ASPP(nn.Module):
@@ -49,4 +48,4 @@ class ASPP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, h, w) -> (B, channels, h, w)."""
         branches = torch.cat([self.aspp1(x), self.aspp2(x), self.aspp3(x), self.aspp4(x)], dim=1)
-        return self.dropout(F.relu(self.conv1(branches)))
+        return self.dropout(self.conv1(branches).relu_())

@@ -9,7 +9,6 @@ by 16 into 256 channels) followed by a 3x3 convolution.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.model.backbone import TrunkFeatures
@@ -76,10 +75,12 @@ class LAE(nn.Module):
         Returns:
             (O, C4, H/16, W/16) memory features.
         """
-        x = F.relu(features.c1 + self._mask_term(self.paired_full, self.conv1_m, self.conv1_o, own, others))
-        x = F.relu(features.r2 + self.conv_fusion1(x))
-        x = F.relu(features.r3 + self.conv_fusion2(x))
+        # Sums and ReLUs run in place on the fresh per-object maps (the shared trunk features are
+        # broadcast into them): no extra full-size allocations, and the same sums, since a + b == b + a.
+        x = self._mask_term(self.paired_full, self.conv1_m, self.conv1_o, own, others).add_(features.c1).relu_()
+        x = self.conv_fusion1(x).add_(features.r2).relu_()
+        x = self.conv_fusion2(x).add_(features.r3).relu_()
         small = self._mask_term(self.paired_small, self.conv2_m, self.conv2_o, own_small, others_small)
-        x = F.relu(features.r4 + small + self.conv_fusion3(x))
-        x = F.relu(self.conv_fusion4(x))
-        return F.relu(self.conv_fusion5(x))
+        x = small.add_(features.r4).add_(self.conv_fusion3(x)).relu_()
+        x = self.conv_fusion4(x).relu_()
+        return self.conv_fusion5(x).relu_()
