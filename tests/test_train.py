@@ -61,6 +61,21 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(data, tmp_path, capsys
     assert "not in the DAVIS layout" in capsys.readouterr().err
 
 
+def test_cli_clip_options_are_recorded(data, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64",
+            "--device", "cpu", "--scale-range", "0.6,0.9", "--no-colour-shuffle", "--keep", "3"]
+    assert main(args) == 0
+    recorded = json.loads((out / "train.json").read_text())["options"]
+    assert recorded["clip"]["scale_range"] == [0.6, 0.9] and recorded["clip"]["colour_shuffle"] is False
+    assert recorded["keep"] == 3
+    with pytest.raises(SystemExit):
+        main(args[:-5] + ["--scale-range", "1.2,0.5"])
+    assert "0 < LOW <= HIGH" in capsys.readouterr().err
+
+
 def test_fine_tune_from_weights(data, tmp_path):
     init = tmp_path / "init.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in load_model_state().items()}}, init)

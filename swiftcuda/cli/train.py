@@ -21,6 +21,16 @@ def _crop(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale range must be LOW,HIGH like 0.7,1.0, got {text}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"scale range needs 0 < LOW <= HIGH, got {text}")
+    return low, high
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -44,9 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-length", type=positive_int, default=3, help="frames per clip")
     parser.add_argument("--max-skip", type=positive_int, default=5, help="largest gap between clip frames")
     parser.add_argument("--max-objects", type=positive_int, default=3)
+    parser.add_argument(
+        "--scale-range", type=_scale_range, default=(0.7, 1.0), metavar="LOW,HIGH",
+        help="random resize of each clip before cropping (default 0.7,1.0)",
+    )
+    parser.add_argument(
+        "--no-colour-shuffle", dest="colour_shuffle", action="store_false",
+        help="do not permute, rescale or invert each clip's colours",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--save-every", type=positive_int, default=1000)
+    parser.add_argument("--keep", type=positive_int, default=2, help="step checkpoints kept besides last.pt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-scale", type=float, default=1.0, help="resize the data by this factor when reading it")
     parser.add_argument("--sequences", help="comma-separated sequences to train on (default: all)")
@@ -72,10 +91,14 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         steps=args.steps,
         batch_size=args.batch_size,
-        clip=ClipOptions(length=args.clip_length, max_skip=args.max_skip, crop=args.crop, max_objects=args.max_objects),
+        clip=ClipOptions(
+            length=args.clip_length, max_skip=args.max_skip, crop=args.crop, max_objects=args.max_objects,
+            scale_range=args.scale_range, colour_shuffle=args.colour_shuffle,
+        ),
         lr=args.lr,
         warmup=args.warmup,
         save_every=args.save_every,
+        keep=args.keep,
         seed=args.seed,
         device=args.device or default_device(),
         amp=args.amp == "on" or (args.amp == "auto" and (args.device or default_device()).startswith("cuda")),
