@@ -14,6 +14,7 @@ from PIL import Image
 
 from swiftcuda.cli import main
 from swiftcuda.io import read_mask, write_mask
+from swiftcuda.weights import DEMO_NOTICE, demo_weights_path
 from tests.models import random_swiftnet
 from tests.videos import make_video
 
@@ -166,10 +167,21 @@ def test_bad_masks(tmp_path, inputs, weights, capsys, video):
     assert_refused(capsys, run_cli(frames, "--mask", tmp_path / "none.png", "--out", out, "--weights", weights), "mask not found", out)
 
 
-def test_bad_weights_and_device(tmp_path, inputs, weights, capsys):
+@pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
+def test_without_weights_the_demo_weights_are_used_and_named(tmp_path, inputs, capsys):
     frames, mask = inputs
     out = tmp_path / "out"
+    assert run_cli(frames, "--mask", mask, "--out", out) == 0
+    assert DEMO_NOTICE in capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) == FRAMES
+
+
+def test_bad_weights_and_device(tmp_path, inputs, weights, capsys, monkeypatch):
+    frames, mask = inputs
+    out = tmp_path / "out"
+    monkeypatch.setattr("swiftcuda.cli._engine.demo_weights_path", lambda: tmp_path / "no-demo-weights.pt")
     assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out), "no weights given", out)
+    monkeypatch.undo()
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
     assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a readable PyTorch checkpoint", out)
