@@ -42,3 +42,25 @@ def test_demo_weights_ship_small_and_half_precision():
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
     model = load_model("demo")
     assert not model.training and next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
+def test_demo_weights_track_a_held_out_object(tmp_path):
+    """On a held-out sequence the shipped weights follow the object far better than copying frame 0
+    (they reach a mean IoU of 0.83 here over 7 frames; copying the first mask, below 0.5)."""
+    from swiftcuda import Segmenter
+    from swiftcuda.data import DavisDataset, make_testset
+    from swiftcuda.io.frames import read_image
+
+    make_testset(tmp_path / "set", sequences=["dog"], seed=100, max_frames=8, size=(432, 240))
+    sequence = DavisDataset(tmp_path / "set", "val").sequence("dog")
+    segmenter = Segmenter(load_model("demo"))
+    truth = [read_mask(sequence.annotation_paths[p.stem]) == 1 for p in sequence.image_paths]
+    tracked, copied = [], []
+    for index, path in enumerate(sequence.image_paths):
+        probs = segmenter.step(read_image(path), mask=truth[0].astype(np.uint8) if index == 0 else None)
+        if index:
+            predicted = segmenter.to_labels(probs).numpy() == 1
+            tracked.append((predicted & truth[index]).sum() / (predicted | truth[index]).sum())
+            copied.append((truth[0] & truth[index]).sum() / (truth[0] | truth[index]).sum())
+    assert np.mean(tracked) > 0.75 and np.mean(tracked) > np.mean(copied) + 0.2, (np.mean(tracked), np.mean(copied))
