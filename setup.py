@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -65,6 +66,26 @@ def _nvcc_version(cuda_home: str) -> str:
     return match.group(1) if match else "unknown"
 
 
+def _has_cuda_headers(root: str) -> bool:
+    return os.path.isfile(os.path.join(root, "include", "cuda_runtime.h"))
+
+
+def _locate_cuda_toolkit() -> None:
+    """Set CUDA_HOME to a complete toolkit when the environment names none.
+
+    torch guesses the folder above the ``nvcc`` on PATH; where that ``nvcc`` is a wrapper (such as
+    /usr/local/bin/nvcc) the guess is /usr/local, which has no CUDA headers, and the build fails.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    candidates = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
+    for root in [*candidates, "/usr/local/cuda"]:
+        if _has_cuda_headers(root):
+            os.environ["CUDA_HOME"] = root
+            return
+
+
 def _cuda_build_possible(cuda_home: str | None) -> bool:
     """Whether "auto" should build the CUDA kernels: a toolkit whose major version matches torch's.
 
@@ -75,6 +96,9 @@ def _cuda_build_possible(cuda_home: str | None) -> bool:
     import torch
 
     if cuda_home is None:
+        return False
+    if not _has_cuda_headers(cuda_home):
+        print(f"swiftcuda: no CUDA headers under {cuda_home}: building the CPU kernels only (set CUDA_HOME)", file=sys.stderr)
         return False
     if torch.version.cuda is None:
         print("swiftcuda: this torch has no CUDA support: building the CPU kernels only", file=sys.stderr)
@@ -94,6 +118,7 @@ def extension_build() -> tuple[list, dict]:
     """The ``swiftcuda._C`` extension and the build_ext command that builds it, or nothing."""
     if os.environ.get("SWIFTCUDA_NO_EXTENSION") == "1":
         return [], {}
+    _locate_cuda_toolkit()
     try:
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
     except ImportError:
