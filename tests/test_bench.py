@@ -32,3 +32,25 @@ def test_bench_command_prints_a_table(tmp_path, capsys):
     assert "| swiftcuda fp32, reference, eager | 1 |" in table and "100.00% |" in table
     assert "| swiftcuda bf16, auto, eager | 1 |" in table
     assert "torch" in table and "commit" in table
+
+
+def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite():
+    """Large keys overflow the official read's unnormalised exp (NaN); swiftcuda's softmax does not."""
+    import torch
+
+    from swiftcuda import Segmenter
+    from swiftcuda.bench.fps import format_table, run_official
+    from tests.models import random_swiftnet
+
+    model = random_swiftnet(seed=0)
+    with torch.no_grad():
+        for head in (model.KV_Q_r4, model.KV_M_r4):
+            head.Key.weight.mul_(1e3)
+    video = benchmark_video(objects=1, num_frames=3, height=48, width=64)
+    official = run_official(model, video, torch.device("cpu"), warmup=0)
+    assert official.non_finite
+    segmenter = Segmenter(model, backend="reference")
+    segmenter.step(video.frames[0], mask=video.labels[0])
+    for frame in video.frames[1:]:
+        assert torch.isfinite(segmenter.step(frame)).all()
+    assert "exp overflowed" in format_table([official], {1: official.fps})
