@@ -68,9 +68,10 @@ def random_shape_sequence(
 ) -> np.ndarray:
     """(frames, height, width) uint8 labels of 1..max_objects random moving blobs.
 
-    Objects are numbered in depth order (a higher id is in front), every object is visible in frame
-    0 with at least :data:`MIN_FIRST_FRAME_AREA` of the frame, and later frames may lose objects to
-    occlusion or to the frame's edge.
+    Objects are numbered in depth order (a higher id is in front), each covers at least
+    :data:`MIN_FIRST_FRAME_AREA` of frame 0 before occlusion, an object the ones in front hide
+    entirely in frame 0 is removed (ids need not be contiguous), and later frames may lose objects
+    to occlusion or to the frame's edge.
     """
     if frames < 1 or height < 16 or width < 16 or max_objects < 1:
         raise ValueError("random_shape_sequence needs frames >= 1, a frame of at least 16x16 and max_objects >= 1")
@@ -80,8 +81,9 @@ def random_shape_sequence(
         for _ in range(20):
             blob = _MovingBlob(rng, height, width, frames)
             masks = [blob.mask(t) for t in range(frames)]
-            visible_first = masks[0] & (labels[0] == 0)  # before it is painted over the earlier objects
-            if masks[0].mean() >= MIN_FIRST_FRAME_AREA and visible_first.any():
+            # Part of it over the background in frame 0, not wholly on top of the objects drawn before it.
+            over_background = masks[0] & (labels[0] == 0)
+            if masks[0].mean() >= MIN_FIRST_FRAME_AREA and over_background.any():
                 break
         for t, mask in enumerate(masks):
             labels[t][mask] = object_id

@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -266,16 +266,36 @@ def make_testset(
         )
     if not names:
         raise InputError("no sequences chosen")
+    def make_sequence(name: str) -> tuple[np.ndarray, np.ndarray]:
+        labels = load_mask_sequence(root / name, max_frames=max_frames, frame_step=frame_step, size=size)
+        if not (labels[0] != 0).any():
+            logger.warning("sequence %s: the first frame has no object at this size", name)
+        return render_video(labels, sequence_rng(seed, name)), labels
+
+    return _write_dataset(
+        out, names, make_sequence, lambda staging: _write_notes(staging, root, names, seed),
+        set_name=set_name, overwrite=overwrite, progress=progress,
+    )
+
+
+def _write_dataset(
+    out: str | os.PathLike,
+    names: list[str],
+    make_sequence: Callable[[str], tuple[np.ndarray, np.ndarray]],
+    write_notes: Callable[[Path], None],
+    *,
+    set_name: str,
+    overwrite: bool,
+    progress: bool | None,
+) -> Testset:
+    """Write a DAVIS-layout set, all or nothing: ``make_sequence(name)`` gives (frames, labels)."""
     with staged_directory(out, overwrite=overwrite) as staging:
         for name in tqdm(names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False):
-            labels = load_mask_sequence(root / name, max_frames=max_frames, frame_step=frame_step, size=size)
-            if not (labels[0] != 0).any():
-                logger.warning("sequence %s: the first frame has no object at this size", name)
-            frames = render_video(labels, sequence_rng(seed, name))
+            frames, labels = make_sequence(name)
             _write_sequence(staging, name, frames, labels)
         for year in ("2017", "2016"):
             write_sequence_list(staging, set_name, year, names)
-        _write_notes(staging, root, names, seed)
+        write_notes(staging)
     return Testset(root=Path(out), sequences=tuple(names), set_name=set_name)
 
 
@@ -306,20 +326,23 @@ def make_shapes_testset(
         raise InputError("random shapes need at least one sequence of at least two frames")
     width, height = size
     names = [f"shapes-{k:04d}" for k in range(count)]
-    with staged_directory(out, overwrite=overwrite) as staging:
-        for name in tqdm(names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False):
-            rng = sequence_rng(seed, name)
-            labels = random_shape_sequence(rng, frames, height, width, max_objects)
-            _write_sequence(staging, name, render_video(labels, rng), labels)
-        for year in ("2017", "2016"):
-            write_sequence_list(staging, set_name, year, names)
+
+    def make_sequence(name: str) -> tuple[np.ndarray, np.ndarray]:
+        rng = sequence_rng(seed, name)
+        labels = random_shape_sequence(rng, frames, height, width, max_objects)
+        return render_video(labels, rng), labels
+
+    def write_notes(staging: Path) -> None:
         (staging / "README.md").write_text(
             "# Generated random-shape videos\n\n"
             f"Made by `swiftcuda make-testset --random-shapes {count}` with seed {seed}: random moving, "
             "deforming, occluding blobs painted with generated textures over a moving textured background.\n",
             encoding="utf-8",
         )
-    return Testset(root=Path(out), sequences=tuple(names), set_name=set_name)
+
+    return _write_dataset(
+        out, names, make_sequence, write_notes, set_name=set_name, overwrite=overwrite, progress=progress
+    )
 
 
 def _write_sequence(root: Path, name: str, frames: np.ndarray, labels: np.ndarray) -> None:
