@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "cpu/kernels.h"
 
 #if __has_include(<torch/headeronly/version.h>)
 #include <torch/headeronly/version.h>
@@ -44,6 +45,8 @@ std::string build_info() {
   return info + "}";
 }
 
+bool conv3x3_available_op() { return cpu::conv3x3_available(); }
+
 int64_t novel_pixel_count_op(int64_t pixels, double beta) { return novel_pixel_count(pixels, beta); }
 
 std::vector<int64_t> split_range_op(int64_t length, int64_t split, int64_t splits, int64_t tile) {
@@ -69,7 +72,9 @@ TORCH_LIBRARY(swiftcuda, m) {
       "float beta) -> ()");
   m.def("rsp(Tensor probs, int factor) -> (Tensor, Tensor)");
   m.def("soft_aggregate(Tensor object_probs) -> Tensor");
+  m.def("conv3x3(Tensor input, Tensor weight, Tensor? bias=None, bool relu=False) -> Tensor");
   m.def("build_info() -> str", &build_info);
+  m.def("conv3x3_available() -> bool", &conv3x3_available_op);
   // Test hooks for the shared __host__ __device__ helpers (kernels/cuda/common.cuh).
   m.def("_ordered_key(Tensor x) -> Tensor");
   m.def("_exp2_approx(Tensor x) -> Tensor");

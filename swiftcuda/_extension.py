@@ -22,7 +22,9 @@ from swiftcuda.ops.reference import novel_pixel_count
 logger = logging.getLogger(__name__)
 
 #: The ops the extension defines in torch.ops.swiftcuda (plus the test hooks starting with "_").
-EXTENSION_OPS = ("memory_read", "memory_update", "memory_update_", "rsp", "soft_aggregate", "build_info")
+EXTENSION_OPS = (
+    "memory_read", "memory_update", "memory_update_", "rsp", "soft_aggregate", "conv3x3", "conv3x3_available", "build_info"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ExtensionStatus:
         ptx_archs: compute capabilities with embedded PTX (JIT-compiled on newer GPUs).
         torch_version: the torch version the extension was compiled against.
         openmp: the OpenMP version the CPU kernels use (None without OpenMP).
+        winograd: the CPU 3x3 convolution (``conv3x3``, NNPACK's Winograd kernels) can run: torch
+            was built with NNPACK and this CPU supports it.
     """
 
     loaded: bool
@@ -50,6 +54,7 @@ class ExtensionStatus:
     ptx_archs: tuple[int, ...] = field(default_factory=tuple)
     torch_version: str | None = None
     openmp: int | None = None
+    winograd: bool = False
 
 
 def _register_fakes() -> None:
@@ -87,6 +92,12 @@ def _register_fakes() -> None:
         return object_probs.new_empty((objects + 1, height, width), dtype=torch.float32)
 
 
+    @torch.library.register_fake("swiftcuda::conv3x3")
+    def _conv3x3_fake(input, weight, bias=None, relu=False):
+        batch, _, height, width = input.shape
+        return input.new_empty((batch, weight.shape[0], height, width))
+
+
 def _read_build_info(path: str | None) -> ExtensionStatus:
     info = json.loads(torch.ops.swiftcuda.build_info())
     return ExtensionStatus(
@@ -98,6 +109,7 @@ def _read_build_info(path: str | None) -> ExtensionStatus:
         ptx_archs=tuple(info["ptx_archs"]),
         torch_version=info["torch"],
         openmp=info["openmp"],
+        winograd=bool(torch.ops.swiftcuda.conv3x3_available()),
     )
 
 

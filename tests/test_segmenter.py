@@ -10,6 +10,7 @@ import torch
 
 from swiftcuda import InputError, PamOptions, Segmenter
 from swiftcuda.inference.trigger import VariationAwareTrigger
+from swiftcuda.model.winograd import winograd_available
 from tests.models import random_swiftnet
 from tests.videos import make_video
 
@@ -219,3 +220,22 @@ def test_compiled_convolutions_give_the_same_probabilities(model):
         segmenter.step(video.frames[0], mask=video.labels[0])
         outputs.append(torch.stack([segmenter.step(f) for f in video.frames[1:]]))
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not winograd_available(), reason="Winograd convolutions unavailable here")
+@pytest.mark.parametrize("objects", [(1,), (1, 2, 3)], ids=["one-object", "three-objects"])
+def test_winograd_convolutions_give_the_direct_masks(model, objects):
+    """The float32 CPU default (Winograd 3x3 convolutions) labels pixels as direct convolutions do.
+
+    One object also takes the LAE path without the other-objects convolutions.
+    """
+    video = make_video(num_frames=6, height=96, width=128, object_ids=objects, seed=11)
+    runs = {}
+    for winograd in (False, True):
+        segmenter = Segmenter(model, winograd=winograd)
+        probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
+        probs += [segmenter.step(frame) for frame in video.frames[1:]]
+        runs[winograd] = torch.stack(probs)
+    torch.testing.assert_close(runs[True], runs[False], rtol=0, atol=1e-3)
+    agree = (runs[True].argmax(1) == runs[False].argmax(1)).float().mean().item()
+    assert agree > 0.999

@@ -26,4 +26,9 @@ std::tuple<at::Tensor, at::Tensor> rsp(const at::Tensor& probs, int64_t factor);
 // (O + 1, H, W) float32 probabilities, background first (clamped odds, normalised).
 at::Tensor soft_aggregate(const at::Tensor& object_probs);
 
+// 3x3 convolution, stride 1, padding 1, float32 NCHW, through NNPACK's Winograd kernels
+// (winograd_conv.cpp); conv3x3_available() is false where torch was built without NNPACK.
+bool conv3x3_available();
+at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, bool relu);
+
 }  // namespace swiftcuda::cpu

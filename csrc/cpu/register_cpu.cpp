@@ -45,6 +45,20 @@ at::Tensor soft_aggregate_op(const at::Tensor& object_probs) {
   return soft_aggregate(object_probs);
 }
 
+at::Tensor conv3x3_op(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      bool relu) {
+  TORCH_CHECK(input.dim() == 4 && input.scalar_type() == at::kFloat,
+              "swiftcuda.conv3x3: input must be a float32 (B, C, H, W) tensor, got ", input.scalar_type(), " of shape ",
+              input.sizes());
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == input.size(1) && weight.size(2) == 3 && weight.size(3) == 3 &&
+                  weight.scalar_type() == at::kFloat,
+              "swiftcuda.conv3x3: weight must be float32 (K, ", input.size(1), ", 3, 3), got ", weight.sizes());
+  TORCH_CHECK(!bias.has_value() || (bias->dim() == 1 && bias->size(0) == weight.size(0) && bias->scalar_type() == at::kFloat),
+              "swiftcuda.conv3x3: bias must be float32 (", weight.size(0), "), got ",
+              bias.has_value() ? bias->sizes() : at::IntArrayRef{});
+  return conv3x3(input, weight, bias, relu);
+}
+
 // Test hooks: the shared helpers of common.cuh applied elementwise, so the tests can compare them
 // with Python's float and integer semantics directly.
 at::Tensor ordered_key_op(const at::Tensor& x) {
@@ -74,6 +88,7 @@ TORCH_LIBRARY_IMPL(swiftcuda, CPU, m) {
   m.impl("memory_update_", &memory_update_in_place_op);
   m.impl("rsp", &rsp_op);
   m.impl("soft_aggregate", &soft_aggregate_op);
+  m.impl("conv3x3", &conv3x3_op);
   m.impl("_ordered_key", &ordered_key_op);
   m.impl("_exp2_approx", &exp2_approx_op);
 }

@@ -77,6 +77,7 @@ def collect() -> dict[str, Any]:
             "ptx_archs": [f"compute_{a}" for a in found.ptx_archs],
             "built_against_torch": found.torch_version,
             "openmp": found.openmp,
+            "winograd_conv3x3": found.winograd,
         },
     }
 
@@ -107,6 +108,10 @@ def format_text(info: dict[str, Any]) -> str:
     lines.append(f"  built against torch {extension['built_against_torch']}")
     openmp = extension["openmp"]
     lines.append(f"  CPU kernels: {'OpenMP ' + str(openmp) if openmp else 'no OpenMP'}, {info['cpu_threads']} threads")
+    lines.append(
+        "  CPU 3x3 convolutions: "
+        + ("Winograd (NNPACK), used for float32" if extension["winograd_conv3x3"] else "oneDNN (this torch has no NNPACK)")
+    )
     if extension["cuda_kernels"]:
         archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
         lines.append(f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}")

@@ -18,6 +18,7 @@ from torch import Tensor
 from swiftcuda.inference.segmenter import Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.fuse import inference_copy
+from swiftcuda.model.winograd import resolve_winograd
 
 
 class BatchedSegmenter:
@@ -33,8 +34,8 @@ class BatchedSegmenter:
         model: a SwiftNet in eval mode.
         num_videos: how many streams.
         optimize: prepare one inference copy of the model for all streams.
-        **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend);
-            CUDA graphs are per stream and not used here.
+        **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend,
+            winograd); CUDA graphs are per stream and not used here.
     """
 
     def __init__(self, model: SwiftNet, num_videos: int, *, optimize: bool = True, **options) -> None:
@@ -42,7 +43,12 @@ class BatchedSegmenter:
             raise ValueError(f"num_videos must be at least 1, got {num_videos}")
         if options.get("cuda_graphs"):
             raise ValueError("a batched session does not capture CUDA graphs: use one Segmenter per stream for that")
-        shared = inference_copy(model.eval()) if optimize else model.eval()
+        if optimize:
+            parameter = next(model.parameters())
+            winograd = resolve_winograd(options.pop("winograd", None), parameter.device, parameter.dtype)
+            shared = inference_copy(model.eval(), winograd=winograd)
+        else:
+            shared = model.eval()
         self.streams = [Segmenter(shared, optimize=False, **options) for _ in range(num_videos)]
 
     def __len__(self) -> int:

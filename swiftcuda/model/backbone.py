@@ -53,14 +53,20 @@ class Encoder(nn.Module):
         """Encode frames.
 
         Args:
-            frame: (B, 3, H, W) RGB in [0, 1], H and W multiples of 16.
+            frame: (B, 3, H, W) RGB in [0, 1], H and W multiples of 16, in any floating dtype
+                (cast to the trunk's after normalisation).
 
         Returns:
             The trunk features. ``c1`` is taken after the stem's ReLU: the official code returns the
             batch-norm output, but torchvision's in-place ReLU has already rectified it by then, so
             the light-aggregation encoder receives the rectified map.
         """
-        x = (frame - self.mean) / self.std
+        # Normalised in the frame's precision, then cast to the trunk's dtype and weight layout in
+        # one pass (the engine passes float32 frames to a half-precision model).
+        x = (frame - self.mean.to(frame.dtype)) / self.std.to(frame.dtype)
+        weight = self.conv1.weight
+        layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format
+        x = x.to(dtype=weight.dtype, memory_format=layout)
         c1 = self.bn1(self.conv1(x)).relu_()  # in place: a fresh map, and a large one at 1/2 resolution
         r2 = self.res2(F.max_pool2d(c1, kernel_size=3, stride=2, padding=1))
         r3 = self.res3(r2)

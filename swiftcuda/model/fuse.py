@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from swiftcuda.model.swiftnet import SwiftNet
+from swiftcuda.model.winograd import use_winograd_convolutions
 
 
 def _fold_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> None:
@@ -62,15 +63,19 @@ def compile_convolutions(model: SwiftNet) -> SwiftNet:
     return model
 
 
-def inference_copy(model: SwiftNet, channels_last: bool = True, compile: bool = False) -> SwiftNet:
+def inference_copy(
+    model: SwiftNet, channels_last: bool = True, compile: bool = False, winograd: bool = False
+) -> SwiftNet:
     """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
-    optionally channels-last weights and compiled convolutions.
+    optionally channels-last weights, Winograd 3x3 convolutions and compiled convolutions.
 
     Args:
         model: any SwiftNet (left unchanged).
         channels_last: store convolution weights NHWC, which oneDNN and cuDNN run faster,
             especially in half precision.
         compile: see :func:`compile_convolutions`.
+        winograd: replace the 3x3 stride-1 convolutions by
+            :class:`~swiftcuda.model.winograd.WinogradConv2d` (float32 CPU inference).
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -82,6 +87,8 @@ def inference_copy(model: SwiftNet, channels_last: bool = True, compile: bool = 
     prepared = prepared.to(dtype=parameter.dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    if winograd:
+        use_winograd_convolutions(prepared)
     for p in prepared.parameters():
         p.requires_grad_(False)
     return compile_convolutions(prepared) if compile else prepared

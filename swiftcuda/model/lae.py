@@ -51,7 +51,11 @@ class LAE(nn.Module):
             paired.weight.data = torch.cat([own.weight.data, others.weight.data], dim=1)
             setattr(self, name, paired)
 
-    def _mask_term(self, paired: nn.Conv2d | None, own_conv: nn.Conv2d, others_conv: nn.Conv2d, own: Tensor, others: Tensor) -> Tensor:
+    def _mask_term(
+        self, paired: nn.Conv2d | None, own_conv: nn.Conv2d, others_conv: nn.Conv2d, own: Tensor, others: Tensor | None
+    ) -> Tensor:
+        if others is None:  # no other objects: others_conv(zeros) == 0
+            return own_conv(own)
         if paired is not None:
             return paired(torch.cat([own, others], dim=1))
         return own_conv(own) + others_conv(others)
@@ -60,9 +64,9 @@ class LAE(nn.Module):
         self,
         features: TrunkFeatures,
         own: Tensor,
-        others: Tensor,
+        others: Tensor | None,
         own_small: Tensor,
-        others_small: Tensor,
+        others_small: Tensor | None,
     ) -> Tensor:
         """Fuse one frame's trunk features with each object's masks.
 
@@ -71,6 +75,8 @@ class LAE(nn.Module):
             own: (O, 1, H, W) each object's probability map.
             others: (O, 1, H, W) union of the other objects' maps.
             own_small, others_small: (O, 256, H/16, W/16) the same maps after reversed sub-pixel.
+            ``others`` and ``others_small`` may be None when there is one object (their maps are
+            zero): the other-object convolutions are then skipped.
 
         Returns:
             (O, C4, H/16, W/16) memory features.

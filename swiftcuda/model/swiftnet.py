@@ -80,8 +80,12 @@ class SwiftNet(nn.Module):
             keys (O, Ck, P) and values (O, Cv, P), P = H/16 * W/16.
         """
         own_small, others_small = ops.rsp(object_probs, factor=self.config.rsp_factor, backend=backend)
-        others = F.pixel_shuffle(others_small, self.config.rsp_factor)
-        fused = self.LAE(features, object_probs[:, None], others, own_small, others_small)
+        if object_probs.shape[0] == 1:
+            # A lone object has no others: their mask is zero and so are its convolutions.
+            fused = self.LAE(features, object_probs[:, None], None, own_small, None)
+        else:
+            others = F.pixel_shuffle(others_small, self.config.rsp_factor)
+            fused = self.LAE(features, object_probs[:, None], others, own_small, others_small)
         key, value = self.KV_M_r4(fused)
         return key.flatten(2), value.flatten(2)
 

@@ -42,6 +42,14 @@ def test_opcheck_rsp():
     torch.library.opcheck(torch.ops.swiftcuda.rsp.default, (torch.rand(3, 32, 48), 16))
 
 
+@pytest.mark.skipif(not _extension.status().winograd, reason="this torch has no NNPACK")
+def test_opcheck_conv3x3():
+    x, weight, bias = torch.randn(2, 5, 13, 9), torch.randn(7, 5, 3, 3), torch.randn(7)
+    torch.library.opcheck(torch.ops.swiftcuda.conv3x3.default, (x, weight, bias, False))
+    torch.library.opcheck(torch.ops.swiftcuda.conv3x3.default, (x, weight, None, True))
+    assert torch.ops.swiftcuda.conv3x3(x.to("meta"), weight.to("meta"), None).shape == (2, 7, 13, 9)
+
+
 def test_fake_shapes_on_meta_tensors():
     mem_key, mem_val, q_key, q_val = [t.to("meta") for t in memory()]
     assert torch.ops.swiftcuda.memory_read(mem_key, mem_val, q_key, q_val, None).shape == (2, 24, 23)
