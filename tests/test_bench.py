@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from swiftcuda.bench.fps import Config, benchmark_video, default_configs, parse_configs
 from swiftcuda.cli import main
+from swiftcuda.model.winograd import winograd_available
 
 
 def test_benchmark_video_has_the_asked_objects_size_and_length():
@@ -16,21 +17,30 @@ def test_configs_parse_and_defaults_start_with_the_baselines():
     assert parse_configs("official,swiftcuda:bf16:cpu:graphs") == [Config("official"), Config("swiftcuda", "bf16", "cpu", True)]
     import torch
 
+    assert parse_configs("swiftcuda:fp32:cpu:::winograd,swiftcuda:fp32:cpu:::direct") == [
+        Config("swiftcuda", "fp32", "cpu", winograd=True),
+        Config("swiftcuda", "fp32", "cpu", winograd=False),
+    ]
     rows = default_configs(torch.device("cpu"))
-    assert rows[:2] == [Config("official"), Config("swiftcuda", "fp32", "reference")]
+    assert rows[:2] == [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False)]
+    assert Config("swiftcuda", "fp32", "cpu", winograd=False) in rows
+    assert Config("swiftcuda", "bf16", "cpu") in rows
 
 
 def test_bench_command_prints_a_table(tmp_path, capsys):
     report = tmp_path / "results.md"
     code = main([
         "bench", "--device", "cpu", "--size", "48x64", "--frames", "6", "--warmup", "1",
-        "--configs", "official,swiftcuda:fp32:reference,swiftcuda:bf16", "--markdown", str(report),
+        "--configs", "official,swiftcuda:fp32:reference,swiftcuda:bf16" + (",swiftcuda:fp32:cpu:::winograd" if winograd_available() else ""),
+        "--markdown", str(report),
     ])
     assert code == 0
     table = report.read_text()
     assert "| official code (fp32, eager) | 1 |" in table
     assert "| swiftcuda fp32, reference, eager | 1 |" in table and "100.00% |" in table
     assert "| swiftcuda bf16, auto, eager | 1 |" in table
+    if winograd_available():
+        assert "| swiftcuda fp32, cpu, eager, Winograd 3x3 | 1 |" in table
     assert "torch" in table and "commit" in table
 
 

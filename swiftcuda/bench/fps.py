@@ -26,6 +26,7 @@ from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
+from swiftcuda.model.winograd import winograd_available
 from swiftcuda.ops import available_backends
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -43,6 +44,8 @@ class Config:
         backend: op backend of the engine (None: best available).
         graphs: CUDA graphs.
         compiled: TorchInductor-compiled convolutions.
+        winograd: Winograd 3x3 convolutions on the CPU (None: the engine's default, which is
+            Winograd for float32 on a CPU; False: direct convolutions, as the official code).
     """
 
     engine: str
@@ -50,6 +53,7 @@ class Config:
     backend: str | None = None
     graphs: bool = False
     compiled: bool = False
+    winograd: bool | None = None
 
     @property
     def label(self) -> str:
@@ -58,6 +62,8 @@ class Config:
         parts = [self.precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
         if self.compiled:
             parts.append("compiled")
+        if self.winograd is not None:
+            parts.append("Winograd 3x3" if self.winograd else "direct 3x3")
         return "swiftcuda " + ", ".join(parts)
 
 
@@ -128,7 +134,11 @@ def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[f
 
 def run_swiftcuda(model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int) -> Measurement:
     model = model.to(device=device, dtype=PRECISIONS[config.precision])
-    segmenter = Segmenter(model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled)
+    # The reference backend is the plain computation throughout: direct convolutions unless asked.
+    winograd = False if config.backend == "reference" and config.winograd is None else config.winograd
+    segmenter = Segmenter(
+        model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled, winograd=winograd
+    )
     _reset_peak(device)
     with torch.inference_mode():
         segmenter.step(video.frames[0], mask=video.labels[0])
@@ -165,14 +175,23 @@ def agreement(labels: list[np.ndarray], reference: list[np.ndarray]) -> float:
 
 
 def default_configs(device: torch.device) -> list[Config]:
-    """The table's rows for a device: the official code, the float32 eager reference, and the fast paths."""
+    """The table's rows for a device: the official code, the float32 eager reference (direct
+    convolutions, the official computation), and the fast paths.
+
+    On a CPU: float32 with direct and with Winograd 3x3 convolutions, and bfloat16. Compiled rows
+    are left out (TorchInductor added nothing on the CPU when measured; ask with --configs).
+    """
     backends = [b for b in available_backends(device.type) if b != "reference"]
-    rows = [Config("official"), Config("swiftcuda", "fp32", "reference")]
     if device.type == "cpu":
+        rows = [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False)]
         for backend in backends or [None]:
-            for precision in ("fp32", "bf16"):
-                rows += [Config("swiftcuda", precision, backend), Config("swiftcuda", precision, backend, compiled=True)]
-        return rows
+            rows += [
+                Config("swiftcuda", "fp32", backend, winograd=False),
+                Config("swiftcuda", "fp32", backend, winograd=True) if winograd_available() else None,
+                Config("swiftcuda", "bf16", backend),
+            ]
+        return [row for row in rows if row is not None]
+    rows = [Config("official"), Config("swiftcuda", "fp32", "reference")]
     for backend in backends:
         rows += [
             Config("swiftcuda", "fp16", backend),
@@ -247,7 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
     parser.add_argument(
         "--configs", default=None,
-        help="rows as engine:precision:backend:graphs:compiled, comma-separated (default: the device's standard set)",
+        help="rows as engine:precision:backend:graphs:compiled:winograd|direct, comma-separated "
+        "(default: the device's standard set)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
@@ -256,9 +276,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_configs(text: str) -> list[Config]:
     rows = []
     for item in text.split(","):
-        engine, precision, backend, graphs, compiled = (item.split(":") + ["", "", "", ""])[:5]
+        engine, precision, backend, graphs, compiled, winograd = (item.split(":") + [""] * 5)[:6]
         rows.append(Config(
-            engine, precision or "fp32", backend or None, graphs in ("graphs", "1", "true"), compiled in ("compiled", "1", "true")
+            engine,
+            precision or "fp32",
+            backend or None,
+            graphs in ("graphs", "1", "true"),
+            compiled in ("compiled", "1", "true"),
+            {"winograd": True, "direct": False}.get(winograd),
         ))
     return rows
 
@@ -282,7 +307,7 @@ def run(args: argparse.Namespace) -> str:
                 official_fps[objects] = result.fps
             else:
                 result = run_swiftcuda(model, config, video, device, args.warmup)
-                if config.precision == "fp32" and config.backend == "reference" and not config.graphs:
+                if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd:
                     reference = result.labels
             measurements.append(result)
             print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
