@@ -36,7 +36,7 @@ def test_bench_command_prints_a_table(tmp_path, capsys):
     ])
     assert code == 0
     table = report.read_text()
-    assert "| official code (fp32, eager) | 1 |" in table
+    assert "| official code (fp32, eager; faster of a run first and last) | 1 |" in table
     assert "| swiftcuda fp32, reference, eager | 1 |" in table and "100.00% |" in table
     assert "| swiftcuda bf16, auto, eager | 1 |" in table
     if winograd_available():

@@ -58,7 +58,7 @@ class Config:
     @property
     def label(self) -> str:
         if self.engine == "official":
-            return "official code (fp32, eager)"
+            return "official code (fp32, eager; faster of a run first and last)"
         parts = [self.precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
         if self.compiled:
             parts.append("compiled")
@@ -311,6 +311,16 @@ def run(args: argparse.Namespace) -> str:
                     reference = result.labels
             measurements.append(result)
             print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
+        if objects in official_fps:
+            # The baseline decides every ratio, so it gets the benefit of the doubt: it runs again
+            # after the other rows and keeps its faster run (a busy shared machine or a cold start
+            # would otherwise flatter the rest).
+            again = run_official(model, video, device, args.warmup)
+            index = next(i for i, m in enumerate(measurements) if m.objects == objects and m.config.engine == "official")
+            if again.fps > measurements[index].fps:
+                measurements[index] = again
+            official_fps[objects] = measurements[index].fps
+            print(f"  official code again, {objects} object(s): {again.fps:.2f} FPS", flush=True)
         for result in measurements:
             if result.objects == objects and reference is not None:
                 result.agreement = agreement(result.labels, reference)
