@@ -64,3 +64,19 @@ def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite()
     for frame in video.frames[1:]:
         assert torch.isfinite(segmenter.step(frame)).all()
     assert "exp overflowed" in format_table([official], {1: official.fps})
+
+
+def test_conv3x3_benchmark_runs(tmp_path):
+    """The CPU convolution benchmark's quick run writes its table (timings are not checked)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_conv3x3.py"
+    report = tmp_path / "conv.md"
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--no-memory", "--markdown", str(report)], check=True, capture_output=True
+    )
+    table = report.read_text()
+    assert "| conv3x3 | reference | fp32 | 1 | 64 | 64 | 120 | 216 |" in table
+    assert ("| conv3x3 | winograd |" in table) == winograd_available()

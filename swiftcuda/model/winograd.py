@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: Narrower outputs stay with oneDNN: the Winograd transforms then cost more than they save.
-MIN_OUT_CHANNELS = 8
+#: Narrower outputs (the 32-channel key heads) stay with oneDNN: there the transforms of the wide
+#: input cost as much as the multiplications saved (`benchmarks/bench_conv3x3.py`).
+MIN_OUT_CHANNELS = 64
 
 
 def winograd_available() -> bool:

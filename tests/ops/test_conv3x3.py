@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swiftcuda import _extension
-from swiftcuda.model.winograd import WinogradConv2d, resolve_winograd, use_winograd_convolutions
+from swiftcuda.model.winograd import MIN_OUT_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
 
 pytestmark = pytest.mark.skipif(
     not _extension.status().winograd, reason="extension or NNPACK unavailable: conv3x3 cannot run here"
@@ -101,13 +101,14 @@ def test_rejects_wrong_inputs():
 
 
 def test_module_replaces_eligible_convolutions_only(generator):
+    wide = MIN_OUT_CHANNELS
     model = nn.Sequential(
-        nn.Conv2d(6, 16, 3, padding=1),
+        nn.Conv2d(6, wide, 3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=2, dilation=2),  # dilated: kept
-        nn.Conv2d(16, 16, 3, stride=2, padding=1),  # strided: kept
-        nn.Sequential(nn.Conv2d(16, 12, 3, padding=1, bias=False)),
-        nn.Conv2d(12, 2, 3, padding=1),  # too narrow to gain: kept
+        nn.Conv2d(wide, wide, 3, padding=2, dilation=2),  # dilated: kept
+        nn.Conv2d(wide, wide, 3, stride=2, padding=1),  # strided: kept
+        nn.Sequential(nn.Conv2d(wide, wide, 3, padding=1, bias=False)),
+        nn.Conv2d(wide, wide - 1, 3, padding=1),  # too narrow to gain: kept
     ).eval()
     x = torch.randn(2, 6, 19, 23, generator=generator)
     with torch.no_grad():
