@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swiftcuda import _extension
-from swiftcuda.model.winograd import MIN_OUT_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
+from swiftcuda.model.winograd import MIN_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
 
 pytestmark = pytest.mark.skipif(
     not _extension.status().winograd, reason="extension or NNPACK unavailable: conv3x3 cannot run here"
@@ -101,21 +101,22 @@ def test_rejects_wrong_inputs():
 
 
 def test_module_replaces_eligible_convolutions_only(generator):
-    wide = MIN_OUT_CHANNELS
+    wide = MIN_CHANNELS
     model = nn.Sequential(
         nn.Conv2d(6, wide, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(wide, wide, 3, padding=2, dilation=2),  # dilated: kept
         nn.Conv2d(wide, wide, 3, stride=2, padding=1),  # strided: kept
-        nn.Sequential(nn.Conv2d(wide, wide, 3, padding=1, bias=False)),
-        nn.Conv2d(wide, wide - 1, 3, padding=1),  # too narrow to gain: kept
+        nn.Sequential(nn.Conv2d(wide, wide + 1, 3, padding=1, bias=False)),
+        nn.Conv2d(wide + 1, wide - 1, 3, padding=1),  # few outputs from a wide input: kept
+        nn.Conv2d(wide - 1, 2, 3, padding=1),  # few outputs from a narrow input: replaced
     ).eval()
     x = torch.randn(2, 6, 19, 23, generator=generator)
     with torch.no_grad():
         expected = model.double()(x.double())
         model.float()
-        assert use_winograd_convolutions(model) == 2
-        assert isinstance(model[0], WinogradConv2d) and isinstance(model[4][0], WinogradConv2d)
+        assert use_winograd_convolutions(model) == 3
+        assert all(isinstance(m, WinogradConv2d) for m in (model[0], model[4][0], model[6]))
         assert type(model[2]) is nn.Conv2d and type(model[3]) is nn.Conv2d and type(model[5]) is nn.Conv2d
         assert_winograd_close(model(x), expected)
 
