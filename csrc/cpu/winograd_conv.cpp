@@ -64,9 +64,10 @@ class Scratch {
   size_t size_ = 0;
 };
 
-// One NNPACK call: ``channels`` output channels of ``rows`` output rows from a dense
-// (in_channels, input_rows, width) input, zero-padded by one column left and right and by
-// pad_top / pad_bottom rows (1 at an image edge, 0 inside a band whose neighbours were copied in).
+// One NNPACK call: ``channels`` output channels from a dense (in_channels, input_rows, width) input,
+// zero-padded by one column left and right and by pad_top / pad_bottom rows (1 at an image edge, 0
+// where a band's neighbouring rows were copied in). The output has input_rows + pad_top +
+// pad_bottom - 2 rows; weight and bias point at the first of the ``channels`` filters.
 struct Share {
   const float* input;
   int64_t in_channels, input_rows, width, pad_top, pad_bottom;
