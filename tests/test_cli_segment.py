@@ -205,3 +205,19 @@ def test_console_script_exit_status(tmp_path, inputs, weights):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"swiftcuda: error: mask not found: {tmp_path / 'absent.png'}"]
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["default", "direct"])
+def test_direct_convolutions_option(direct):
+    """--direct-convolutions keeps oneDNN's direct 3x3 convolutions on a float32 CPU model."""
+    import argparse
+
+    from swiftcuda.cli._engine import add_engine_arguments, make_segmenter
+    from swiftcuda.model.winograd import WinogradConv2d, winograd_available
+
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    args = parser.parse_args(["--direct-convolutions"] if direct else [])
+    segmenter = make_segmenter(random_swiftnet(seed=1), args)
+    uses_winograd = any(isinstance(m, WinogradConv2d) for m in segmenter.model.modules())
+    assert uses_winograd == (winograd_available() and not direct)

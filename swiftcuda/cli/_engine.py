@@ -53,6 +53,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile", action="store_true",
         help="compile the convolutions with TorchInductor (faster frames after a slower start)",
     )
+    group.add_argument(
+        "--direct-convolutions", action="store_true",
+        help="on a CPU in fp32, compute 3x3 convolutions directly as the official code does, not with the "
+        "faster Winograd kernels (whose labels agree on more than 99.99%% of pixels)",
+    )
 
 
 def default_device() -> str:
@@ -80,6 +85,7 @@ def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
     return Segmenter(
         model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
         compile=args.compile, cuda_graphs=model_device(model).type == "cuda",
+        winograd=False if args.direct_convolutions else None,
     )
 
 
