@@ -4,8 +4,8 @@ Most of a SwiftNet step on a CPU is 3x3, stride-1 convolutions (the trunk's resi
 LAE's fusion layers, the key/value heads and the decoder). oneDNN computes them directly; the
 extension's ``conv3x3`` computes them with NNPACK's Winograd F(6x6, 3x3) kernels, which need about
 a fifth of the multiplications, split over the OpenMP threads (``csrc/cpu/winograd_conv.cpp``). On
-the 2-core development machine that is 1.7x to 2.4x faster per convolution at SwiftNet's shapes
-(``benchmarks/bench_fps.py`` measures the whole step).
+the 2-core development machine that is 1.7x to 3.0x faster per convolution at SwiftNet's shapes
+(``benchmarks/bench_conv3x3.py``) and 1.2x to 1.3x per step (``benchmarks/bench_fps.py``).
 
 Winograd is exact in exact arithmetic; in float32 its results differ from a direct convolution by
 about 1e-5 of the output's magnitude (the transforms add rounding), against about 1e-6 for oneDNN.
