@@ -18,7 +18,6 @@ from torch import Tensor
 from swiftcuda.inference.segmenter import Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.fuse import inference_copy
-from swiftcuda.model.winograd import resolve_winograd
 
 
 class BatchedSegmenter:
@@ -43,12 +42,8 @@ class BatchedSegmenter:
             raise ValueError(f"num_videos must be at least 1, got {num_videos}")
         if options.get("cuda_graphs"):
             raise ValueError("a batched session does not capture CUDA graphs: use one Segmenter per stream for that")
-        if optimize:
-            parameter = next(model.parameters())
-            winograd = resolve_winograd(options.pop("winograd", None), parameter.device, parameter.dtype)
-            shared = inference_copy(model.eval(), winograd=winograd)
-        else:
-            shared = model.eval()
+        winograd = options.pop("winograd", None)
+        shared = inference_copy(model.eval(), winograd=winograd) if optimize else model.eval()
         self.streams = [Segmenter(shared, optimize=False, **options) for _ in range(num_videos)]
 
     def __len__(self) -> int:

@@ -36,7 +36,6 @@ from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.model import QueryEncoding, SwiftNet
 from swiftcuda.model.fuse import inference_copy
-from swiftcuda.model.winograd import resolve_winograd
 
 
 @dataclass
@@ -102,11 +101,7 @@ class Segmenter:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
-        if optimize:
-            winograd = resolve_winograd(winograd, self.device, self.dtype, compile=compile)
-            self.model = inference_copy(model.eval(), compile=compile, winograd=winograd)
-        else:
-            self.model = model.eval()
+        self.model = inference_copy(model.eval(), compile=compile, winograd=winograd) if optimize else model.eval()
         self.memory_mode = memory
         self.trigger = make_trigger(memory, mem_every, pam, backend=backend)
         self.beta = beta

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from swiftcuda.model.swiftnet import SwiftNet
-from swiftcuda.model.winograd import use_winograd_convolutions
+from swiftcuda.model.winograd import resolve_winograd, use_winograd_convolutions
 
 
 def _fold_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> None:
@@ -64,7 +64,7 @@ def compile_convolutions(model: SwiftNet) -> SwiftNet:
 
 
 def inference_copy(
-    model: SwiftNet, channels_last: bool = True, compile: bool = False, winograd: bool = False
+    model: SwiftNet, channels_last: bool = True, compile: bool = False, winograd: bool | None = False
 ) -> SwiftNet:
     """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
     optionally channels-last weights, Winograd 3x3 convolutions and compiled convolutions.
@@ -75,7 +75,9 @@ def inference_copy(
             especially in half precision.
         compile: see :func:`compile_convolutions`.
         winograd: replace the 3x3 stride-1 convolutions by
-            :class:`~swiftcuda.model.winograd.WinogradConv2d` (float32 CPU inference).
+            :class:`~swiftcuda.model.winograd.WinogradConv2d` (float32 CPU inference); None for
+            the default of :func:`~swiftcuda.model.winograd.resolve_winograd` for the model's
+            device and dtype.
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -87,7 +89,7 @@ def inference_copy(
     prepared = prepared.to(dtype=parameter.dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
-    if winograd:
+    if resolve_winograd(winograd, parameter.device, parameter.dtype, compile=compile):
         use_winograd_convolutions(prepared)
     for p in prepared.parameters():
         p.requires_grad_(False)
