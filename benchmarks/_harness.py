@@ -303,6 +303,19 @@ def implementations(op_backends: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ordered))
 
 
+#: Memory sizes N of the memory benchmarks: 1620 is one 480p frame at 1/16 resolution.
+MEMORY_SIZES = {"cuda": [1620, 4096, 8192, 16384, 32768, 65536], "cpu": [1620, 4096, 8192, 16384, 32768]}
+QUICK_MEMORY_SIZES = {"cuda": [1620, 4096], "cpu": [512, 1620]}
+
+
+def memory_sizes(args: argparse.Namespace, device: torch.device) -> list[int]:
+    """The memory sizes N to run: ``--sizes`` if given, else the quick or full list for the device."""
+    if args.sizes:
+        return [int(n) for n in args.sizes.split(",")]
+    table = QUICK_MEMORY_SIZES if args.quick else MEMORY_SIZES
+    return table["cuda" if device.type == "cuda" else "cpu"]
+
+
 def dtypes_from(args: argparse.Namespace) -> list[str]:
     names = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     unknown = [d for d in names if d not in DTYPES]

@@ -25,9 +25,6 @@ import _harness as h  # noqa: E402
 
 from swiftcuda import ops  # noqa: E402
 
-GPU_SIZES = [1620, 4096, 8192, 16384, 32768, 65536]
-CPU_SIZES = [1620, 4096, 8192, 16384, 32768]
-QUICK_SIZES = {"cuda": [1620, 4096], "cpu": [512, 1620]}
 DIMS = {"B": 1, "Ck": 32, "Cv": 128, "P": 1620}
 BETA = 0.1
 
@@ -63,10 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         h.measure_memory_case_here(args.memory_case, build)
         return
     device = torch.device(args.device)
-    if args.sizes:
-        sizes = [int(n) for n in args.sizes.split(",")]
-    else:
-        sizes = QUICK_SIZES[device.type] if args.quick else (GPU_SIZES if device.type == "cuda" else CPU_SIZES)
+    sizes = h.memory_sizes(args, device)
     impls = h.implementations(ops.available_backends(device.type))
     cases = [
         h.Case("memory_update_", impl, dtype, {**DIMS, "N": n})

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swiftcuda import ops
 from swiftcuda.bench.fps import Config, benchmark_video, default_configs, parse_configs
 from swiftcuda.cli import main
 from swiftcuda.model.winograd import winograd_available
@@ -66,17 +73,31 @@ def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite()
     assert "exp overflowed" in format_table([official], {1: official.fps})
 
 
+def _run_benchmark_script(name: str, report: Path, *options: str) -> str:
+    """Run ``benchmarks/<name>`` in a quick smoke run and return the markdown table it wrote."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / name
+    subprocess.run([sys.executable, str(script), "--quick", "--markdown", str(report), *options], check=True, capture_output=True)
+    return report.read_text()
+
+
+@pytest.mark.parametrize(
+    "script, first_row",
+    [
+        ("bench_memory_read.py", "| memory_read | reference | fp32 | 1 | 32 | 128 | 1620 | 512 |"),
+        ("bench_memory_update.py", "| memory_update_ | reference | fp32 | 1 | 32 | 128 | 1620 | 512 |"),
+    ],
+)
+def test_op_benchmarks_run_on_the_cpu(tmp_path, script, first_row):
+    """The op benchmarks' quick CPU runs time every available backend (timings are not checked):
+    the GPU suite runs the same scripts, so a break shows here first."""
+    table = _run_benchmark_script(script, tmp_path / "ops.md", "--device", "cpu", "--dtypes", "fp32", "--no-memory")
+    assert first_row in table
+    for backend in ops.available_backends("cpu"):
+        assert f" | {backend} | fp32 |" in table
+
+
 def test_conv3x3_benchmark_runs(tmp_path):
     """The CPU convolution benchmark's quick run writes its table (timings are not checked)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_conv3x3.py"
-    report = tmp_path / "conv.md"
-    subprocess.run(
-        [sys.executable, str(script), "--quick", "--no-memory", "--markdown", str(report)], check=True, capture_output=True
-    )
-    table = report.read_text()
+    table = _run_benchmark_script("bench_conv3x3.py", tmp_path / "conv.md", "--no-memory")
     assert "| conv3x3 | reference | fp32 | 1 | 64 | 64 | 120 | 216 |" in table
     assert ("| conv3x3 | winograd |" in table) == winograd_available()

@@ -25,6 +25,23 @@ YEARS = ("2017", "2016")
 VOID_LABEL = 255
 
 
+def video_files(image_dir: Path, annotation_dir: Path) -> tuple[tuple[Path, ...], dict[str, Path]]:
+    """A video's frames (natural order) and its PNG masks by frame name (possibly none).
+
+    Raises:
+        InputError: the frames folder is missing or holds no image.
+    """
+    if not image_dir.is_dir():
+        raise InputError(f"no frames folder {image_dir}")
+    images = tuple(list_image_files(image_dir))
+    if not images:
+        raise InputError(f"no frames in {image_dir}")
+    annotations = {}
+    if annotation_dir.is_dir():
+        annotations = {p.stem: p for p in annotation_dir.iterdir() if p.suffix.lower() == ".png"}
+    return images, annotations
+
+
 @dataclass(frozen=True)
 class DavisSequence:
     """The files of one sequence.
@@ -99,18 +116,10 @@ class DavisDataset:
         Raises:
             InputError: it has no frames, or no annotation of its first frame.
         """
-        image_dir = self.images_root / name
-        if not image_dir.is_dir():
-            raise InputError(f"no frames folder {image_dir}")
-        images = tuple(list_image_files(image_dir))
-        if not images:
-            raise InputError(f"no frames in {image_dir}")
-        annotation_dir = self.annotations_root / name
-        annotations = {}
-        if annotation_dir.is_dir():
-            annotations = {p.stem: p for p in annotation_dir.iterdir() if p.suffix.lower() == ".png"}
+        images, annotations = video_files(self.images_root / name, self.annotations_root / name)
         if images[0].stem not in annotations:
-            raise InputError(f"no annotation of the first frame: expected {annotation_dir / (images[0].stem + '.png')}")
+            expected = self.annotations_root / name / (images[0].stem + ".png")
+            raise InputError(f"no annotation of the first frame: expected {expected}")
         return DavisSequence(name, images, annotations, self.single_object)
 
 

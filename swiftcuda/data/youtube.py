@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from swiftcuda.data.davis import video_files
 from swiftcuda.errors import InputError
-from swiftcuda.io.frames import list_image_files, natural_key
+from swiftcuda.io.frames import natural_key
 from swiftcuda.io.masks import read_mask
 
 logger = logging.getLogger(__name__)
@@ -124,16 +125,7 @@ class YouTubeVOSDataset:
         Raises:
             InputError: it has no frames or no annotation.
         """
-        image_dir = self.images_root / name
-        if not image_dir.is_dir():
-            raise InputError(f"no frames folder {image_dir}")
-        images = tuple(list_image_files(image_dir))
-        if not images:
-            raise InputError(f"no frames in {image_dir}")
-        annotation_dir = self.annotations_root / name
-        annotations = {}
-        if annotation_dir.is_dir():
-            annotations = {p.stem: p for p in annotation_dir.iterdir() if p.suffix.lower() == ".png"}
+        images, annotations = video_files(self.images_root / name, self.annotations_root / name)
         if not annotations:
-            raise InputError(f"no annotation of video {name}: expected PNG masks in {annotation_dir}")
+            raise InputError(f"no annotation of video {name}: expected PNG masks in {self.annotations_root / name}")
         return YouTubeVideo(name, images, annotations)
