@@ -36,6 +36,11 @@ def test_loss_goes_down(data, tmp_path):
     assert not model.training
 
 
+def test_loss_goes_down_with_the_matching_loss(data, tmp_path):
+    losses = train([data], tmp_path / "run", tiny_options(matching_loss=1.0), progress=False)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+
+
 def test_resume_gives_the_same_next_step(data, tmp_path):
     options = tiny_options(steps=5, save_every=4)
     straight = train([data], tmp_path / "straight", options, progress=False)
@@ -66,11 +71,13 @@ def test_cli_clip_options_are_recorded(data, tmp_path, capsys):
 
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64",
-            "--device", "cpu", "--scale-range", "0.6,0.9", "--no-colour-shuffle", "--keep", "3"]
+            "--device", "cpu", "--matching-loss", "0.5", "--scale-range", "0.6,0.9", "--no-colour-shuffle", "--keep", "3"]
     assert main(args) == 0
     recorded = json.loads((out / "train.json").read_text())["options"]
     assert recorded["clip"]["scale_range"] == [0.6, 0.9] and recorded["clip"]["colour_shuffle"] is False
-    assert recorded["keep"] == 3
+    assert recorded["keep"] == 3 and recorded["matching_loss"] == 0.5
+    assert main(args[:4] + [str(tmp_path / "neg"), "--matching-loss", "-1"]) == 2
+    assert "--matching-loss -1.0 is negative" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args[:-5] + ["--scale-range", "1.2,0.5"])
     assert "0 < LOW <= HIGH" in capsys.readouterr().err

@@ -62,6 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-colour-shuffle", dest="colour_shuffle", action="store_false",
         help="do not permute, rescale or invert each clip's colours",
     )
+    parser.add_argument(
+        "--matching-loss", type=float, default=0.0, metavar="WEIGHT",
+        help="add this weight of a loss that makes frame 0's memory read match pixels (default 0: off)",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--save-every", type=positive_int, default=1000)
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.clip_length < 2:
         raise InputError("--clip-length must be at least 2: one given frame and one to predict")
+    if args.matching_loss < 0:
+        raise InputError(f"--matching-loss {args.matching_loss} is negative: give a weight >= 0 (0 turns it off)")
     options = TrainOptions(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         variant=args.variant,
         data_scale=args.data_scale,
         sequences=tuple(args.sequences.split(",")) if args.sequences else None,
+        matching_loss=args.matching_loss,
     )
     losses = train(args.data, args.out, options, init=args.init, resume=args.resume)
     if losses:

@@ -25,7 +25,7 @@ from swiftcuda.errors import InputError
 from swiftcuda.io.output import staged_file
 from swiftcuda.model import SwiftNet
 from swiftcuda.train.clips import Clip, ClipOptions, ClipSampler, load_davis_sequences
-from swiftcuda.train.forward import clip_loss, predict_clips
+from swiftcuda.train.forward import clip_loss, matching_loss, predict_clips
 from swiftcuda.weights import check_state_dict, read_state_dict, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class TrainOptions:
         variant: "r18" or "r50".
         data_scale: resize factor applied to the data when it is read.
         sequences: train on these sequences only (default: all).
+        matching_loss: weight of :func:`~swiftcuda.train.forward.matching_loss` beside the
+            segmentation loss (0: the segmentation loss alone, as the official training).
     """
 
     steps: int = 20000
@@ -73,6 +75,7 @@ class TrainOptions:
     variant: str = "r18"
     data_scale: float = 1.0
     sequences: tuple[str, ...] | None = None
+    matching_loss: float = 0.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,7 +191,11 @@ class Trainer:
         )
         with autocast:
             predictions = predict_clips(self.model, frames, first_objects)
-            loss = torch.stack([clip_loss(p, label) for p, label in zip(predictions, labels)]).mean()
+            losses = [clip_loss(p.probabilities, label) for p, label in zip(predictions, labels)]
+            if self.options.matching_loss > 0:
+                weight = self.options.matching_loss
+                losses = [loss + weight * matching_loss(p, label) for loss, p, label in zip(losses, predictions, labels)]
+            loss = torch.stack(losses).mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
