@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from swiftcuda.errors import InputError
 from swiftcuda.model import SwiftNet
-from swiftcuda.train.forward import attention_on_object
+from swiftcuda.train.forward import attention_on_object, object_fractions
 
 #: A 16x16 cell counts as object when at least this fraction of it is object, as background when
 #: at most ``BACKGROUND_FRACTION`` is; mixed cells are left out of both means.
@@ -64,7 +63,7 @@ def self_read_attention(model: SwiftNet, frame: Tensor, mask: Tensor) -> SelfRea
     object_map = mask.to(parameter.device, parameter.dtype)
     query = model.encode_query(frame[None])
     mem_key, _ = model.encode_memory(query.features, object_map[None], backend="reference")
-    fraction = F.avg_pool2d(object_map.float()[None, None], 16).flatten()
+    fraction = object_fractions(mask[None].to(parameter.device), num_objects=1)[0, 0]  # (N,)
     on_object = attention_on_object(mem_key[0], query.key.flatten(2)[0], fraction)
     object_cells, background_cells = fraction >= OBJECT_FRACTION, fraction <= BACKGROUND_FRACTION
     if not object_cells.any() or not background_cells.any():
