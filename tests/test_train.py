@@ -55,6 +55,20 @@ def test_resume_gives_the_same_next_step(data, tmp_path):
         assert torch.equal(tensor, again[name]), name
 
 
+def test_workers_train_the_same_clips(data, tmp_path):
+    """Clips drawn ahead in worker processes are the in-process clips, step for step."""
+    options = tiny_options(steps=5, save_every=4)
+    in_process = train([data], tmp_path / "in_process", options, progress=False)
+    with_workers = train([data], tmp_path / "workers", tiny_options(steps=5, save_every=4, workers=2), progress=False)
+    assert with_workers == in_process
+    # Resuming with workers starts the loader at the checkpoint's step.
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copy(tmp_path / "in_process" / "step-0000004.pt", resumed_dir / "last.pt")
+    resumed = train([data], resumed_dir, tiny_options(steps=5, save_every=4, workers=1), resume=True, progress=False)
+    assert resumed == in_process[4:]
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64", "--device", "cpu"]
@@ -78,6 +92,8 @@ def test_cli_clip_options_are_recorded(data, tmp_path, capsys):
     assert recorded["keep"] == 3 and recorded["matching_loss"] == 0.5
     assert main(args[:4] + [str(tmp_path / "neg"), "--matching-loss", "-1"]) == 2
     assert "--matching-loss -1.0 is negative" in capsys.readouterr().err
+    assert main(args[:4] + [str(tmp_path / "neg2"), "--workers", "-2"]) == 2
+    assert "--workers -2 is negative" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args[:-5] + ["--scale-range", "1.2,0.5"])
     assert "0 < LOW <= HIGH" in capsys.readouterr().err

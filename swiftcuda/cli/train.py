@@ -80,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mixed precision (auto: on for CUDA, off for the CPU; on the CPU it is bfloat16)",
     )
     parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes drawing clips ahead of the model (default: 0 on the CPU, up to 8 on a GPU); "
+        "the training is the same for any number",
+    )
+    parser.add_argument(
         "--freeze-bn", choices=("auto", "yes", "no"), default="auto",
         help="keep batch norms in inference mode (auto: yes when fine-tuning with --init)",
     )
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--clip-length must be at least 2: one given frame and one to predict")
     if args.matching_loss < 0:
         raise InputError(f"--matching-loss {args.matching_loss} is negative: give a weight >= 0 (0 turns it off)")
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers {args.workers} is negative: give 0 (draw clips in the training process) or more")
     options = TrainOptions(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         data_scale=args.data_scale,
         sequences=tuple(args.sequences.split(",")) if args.sequences else None,
         matching_loss=args.matching_loss,
+        workers=args.workers,
     )
     losses = train(args.data, args.out, options, init=args.init, resume=args.resume)
     if losses:

@@ -3,6 +3,8 @@
 Checkpoints hold the model, the optimiser, the schedule's step and the random state, and are
 written all-or-nothing. Resuming from one continues exactly where the run stopped: the clips of
 step s come from a generator seeded by (seed, s), and the torch random state (dropout) is restored.
+Because a step's clips depend on nothing else, worker processes can draw them ahead of the model
+(``TrainOptions.workers``) without changing what is trained.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +61,9 @@ class TrainOptions:
         sequences: train on these sequences only (default: all).
         matching_loss: weight of :func:`~swiftcuda.train.forward.matching_loss` beside the
             segmentation loss (0: the segmentation loss alone, as the official training).
+        workers: processes that draw clips ahead of the model (None: none on the CPU, where the
+            model wants every core, and up to 8 on a GPU, which one process cannot keep busy).
+            The clips, and so the training, are the same for any number.
     """
 
     steps: int = 20000
@@ -76,6 +82,7 @@ class TrainOptions:
     data_scale: float = 1.0
     sequences: tuple[str, ...] | None = None
     matching_loss: float = 0.0
+    workers: int | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,6 +102,28 @@ def _set_train_mode(model: SwiftNet, freeze_bn: bool) -> None:
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
+
+
+def default_workers(device: torch.device) -> int:
+    """Clip-drawing processes for :attr:`TrainOptions.workers` = None on ``device``."""
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+class _StepClips(torch.utils.data.Dataset):
+    """Item ``s`` is the batch of training step ``s``: (frames (B, T, 3, H, W), [labels (T, H, W)], [K]).
+
+    A map-style data set indexed by step, so that a DataLoader's workers draw exactly the clips the
+    sampler gives in-process, in order, for any number of workers.
+    """
+
+    def __init__(self, sampler: ClipSampler, batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+        clips: list[Clip] = self.sampler.batch(step, self.batch_size)
+        return torch.stack([c.frames for c in clips]), [c.labels for c in clips], [c.num_objects for c in clips]
 
 
 def _step_checkpoint(out: Path, step: int) -> Path:
@@ -176,14 +205,36 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
-    def train_step(self) -> float:
-        """One optimiser step on the clips of the current step; returns the loss."""
-        clips: list[Clip] = self.sampler.batch(self.step, self.options.batch_size)
-        frames = torch.stack([clip.frames for clip in clips]).to(self.device, non_blocking=True)
-        labels = [clip.labels.to(self.device, non_blocking=True) for clip in clips]
+    def step_batches(self) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[int]]]:
+        """The batches of steps ``self.step`` to ``options.steps - 1``, drawn ahead by the workers."""
+        workers = default_workers(self.device) if self.options.workers is None else self.options.workers
+        loader = torch.utils.data.DataLoader(
+            _StepClips(self.sampler, self.options.batch_size),
+            sampler=range(self.step, self.options.steps),
+            batch_size=None,  # an item is already a step's batch
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+            # Its own generator: seeding workers from the global one would move the torch random
+            # state that checkpoints restore (clips take their randomness from the step alone).
+            generator=torch.Generator(),
+        )
+        return iter(loader)
+
+    def train_step(self, batch: tuple[torch.Tensor, list[torch.Tensor], list[int]] | None = None) -> float:
+        """One optimiser step; returns the loss.
+
+        Args:
+            batch: the current step's clips as :meth:`step_batches` gives them (None: draw them here).
+        """
+        if batch is None:
+            batch = _StepClips(self.sampler, self.options.batch_size)[self.step]
+        frames, labels, num_objects = batch
+        frames = frames.to(self.device, non_blocking=True)
+        labels = [label.to(self.device, non_blocking=True) for label in labels]
         first_objects = [
-            torch.stack([(label[0] == k).float() for k in range(1, clip.num_objects + 1)])
-            for label, clip in zip(labels, clips)
+            torch.stack([(label[0] == k).float() for k in range(1, count + 1)])
+            for label, count in zip(labels, num_objects)
         ]
         _set_train_mode(self.model, self.options.freeze_bn)
         autocast = (
@@ -220,8 +271,8 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=self.options.steps, initial=self.step, unit="step", desc="train", disable=not progress)
         with bar:
-            while self.step < self.options.steps:
-                loss = self.train_step()
+            for batch in self.step_batches():
+                loss = self.train_step(batch)
                 losses.append(loss)
                 smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
                 elapsed = time.perf_counter() - started
