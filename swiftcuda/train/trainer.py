@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 FINAL_WEIGHTS = "model.pt"
+
+# One step's clips: frames (B, T, 3, H, W) float32, labels [(T, H, W) int64] and object counts [K].
+StepBatch = tuple[torch.Tensor, list[torch.Tensor], list[int]]
 OPTIONS_FILE = "train.json"
 
 
@@ -112,7 +115,7 @@ def default_workers(device: torch.device) -> int:
 
 
 class _StepClips(torch.utils.data.Dataset):
-    """Item ``s`` is the batch of training step ``s``: (frames (B, T, 3, H, W), [labels (T, H, W)], [K]).
+    """Item ``s`` is the :data:`StepBatch` of training step ``s``.
 
     A map-style data set indexed by step, so that a DataLoader's workers draw exactly the clips the
     sampler gives in-process, in order, for any number of workers.
@@ -121,7 +124,7 @@ class _StepClips(torch.utils.data.Dataset):
     def __init__(self, sampler: ClipSampler, batch_size: int) -> None:
         self.sampler, self.batch_size = sampler, batch_size
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    def __getitem__(self, step: int) -> StepBatch:
         clips: list[Clip] = self.sampler.batch(step, self.batch_size)
         return torch.stack([c.frames for c in clips]), [c.labels for c in clips], [c.num_objects for c in clips]
 
@@ -205,7 +208,7 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
-    def step_batches(self) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[int]]]:
+    def step_batches(self) -> Iterator[StepBatch]:
         """The batches of steps ``self.step`` to ``options.steps - 1``, drawn ahead by the workers."""
         workers = default_workers(self.device) if self.options.workers is None else self.options.workers
         loader = torch.utils.data.DataLoader(
@@ -221,7 +224,7 @@ class Trainer:
         )
         return iter(loader)
 
-    def train_step(self, batch: tuple[torch.Tensor, list[torch.Tensor], list[int]] | None = None) -> float:
+    def train_step(self, batch: StepBatch | None = None) -> float:
         """One optimiser step; returns the loss.
 
         Args:
