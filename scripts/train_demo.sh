@@ -46,8 +46,8 @@ pids=()
 for seed in 1 2 3; do
     make_set "data-seed$seed" --sequences "$TRAIN_SEQUENCES" --seed "$seed" "${size_args[@]}" "${frame_args[@]}" & pids+=($!)
 done
-make_set shapes-seed7 --random-shapes "$SHAPES" --seed 7 --frames 12 ${SIZE:+--size "$SIZE"} & pids+=($!)
-make_set shapes-seed8 --random-shapes "$SHAPES" --seed 8 --frames 16 ${SIZE:+--size "$SIZE"} & pids+=($!)
+make_set shapes-seed7 --random-shapes "$SHAPES" --seed 7 --frames 12 "${size_args[@]}" & pids+=($!)
+make_set shapes-seed8 --random-shapes "$SHAPES" --seed 8 --frames 16 "${size_args[@]}" & pids+=($!)
 make_set heldout --sequences "$HELD_OUT" --seed 100 "${size_args[@]}" "${frame_args[@]}" & pids+=($!)
 make_set heldout-val101 --sequences "$HELD_OUT" --seed 101 "${size_args[@]}" "${frame_args[@]}" & pids+=($!)
 make_set heldout-val102 --sequences "$HELD_OUT" --seed 102 "${size_args[@]}" "${frame_args[@]}" & pids+=($!)

@@ -91,10 +91,14 @@ def attention_on_object(mem_key: Tensor, q_key: Tensor, object_weight: Tensor) -
         return (object_weight.float()[..., None, :] @ torch.softmax(scores, dim=-2)).squeeze(-2)
 
 
+def object_masks(labels: Tensor, num_objects: int) -> Tensor:
+    """(..., H, W) labels -> (K, ..., H, W) float masks of objects 1..K."""
+    return torch.stack([(labels == k).float() for k in range(1, num_objects + 1)])
+
+
 def object_fractions(labels: Tensor, num_objects: int, factor: int = 16) -> Tensor:
     """(T, H, W) labels -> (K, T, H/factor * W/factor): each object's share of every cell."""
-    masks = torch.stack([(labels == k).float() for k in range(1, num_objects + 1)])
-    return F.avg_pool2d(masks, factor).flatten(2)
+    return F.avg_pool2d(object_masks(labels, num_objects), factor).flatten(2)
 
 
 def matching_loss(prediction: ClipPrediction, labels: Tensor) -> Tensor:

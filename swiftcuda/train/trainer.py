@@ -28,17 +28,17 @@ from swiftcuda.errors import InputError
 from swiftcuda.io.output import staged_file
 from swiftcuda.model import SwiftNet
 from swiftcuda.train.clips import Clip, ClipOptions, ClipSampler, load_davis_sequences
-from swiftcuda.train.forward import clip_loss, matching_loss, predict_clips
+from swiftcuda.train.forward import clip_loss, matching_loss, object_masks, predict_clips
 from swiftcuda.weights import check_state_dict, read_state_dict, resolve_device
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 FINAL_WEIGHTS = "model.pt"
+OPTIONS_FILE = "train.json"
 
 # One step's clips: frames (B, T, 3, H, W) float32, labels [(T, H, W) int64] and object counts [K].
 StepBatch = tuple[torch.Tensor, list[torch.Tensor], list[int]]
-OPTIONS_FILE = "train.json"
 
 
 @dataclass(frozen=True)
@@ -224,21 +224,12 @@ class Trainer:
         )
         return iter(loader)
 
-    def train_step(self, batch: StepBatch | None = None) -> float:
-        """One optimiser step; returns the loss.
-
-        Args:
-            batch: the current step's clips as :meth:`step_batches` gives them (None: draw them here).
-        """
-        if batch is None:
-            batch = _StepClips(self.sampler, self.options.batch_size)[self.step]
+    def train_step(self, batch: StepBatch) -> float:
+        """One optimiser step on the current step's clips, as :meth:`step_batches` gives them; returns the loss."""
         frames, labels, num_objects = batch
         frames = frames.to(self.device, non_blocking=True)
         labels = [label.to(self.device, non_blocking=True) for label in labels]
-        first_objects = [
-            torch.stack([(label[0] == k).float() for k in range(1, count + 1)])
-            for label, count in zip(labels, num_objects)
-        ]
+        first_objects = [object_masks(label[0], count) for label, count in zip(labels, num_objects)]
         _set_train_mode(self.model, self.options.freeze_bn)
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp else contextlib.nullcontext()
