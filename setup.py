@@ -7,8 +7,18 @@ One compiled extension, ``swiftcuda._C``, is built with ninja by torch's BuildEx
 kernels (csrc/, OpenMP) always, and the CUDA kernels (kernels/cuda/*.cu plus csrc/cuda/) when a CUDA
 toolkit is found. The build imports torch, so install torch first and build without isolation::
 
-    pip install torch ninja setuptools
+    pip install torch ninja "setuptools>=70.1" wheel
     pip install --no-build-isolation .
+
+(pyproject.toml names the PEP 517 backend; without it, editable installs went through
+``setup.py develop``, which setuptools >= 80 turns into an isolated pip run without torch.)
+A build that would install no extension stops with an explanation (torch not importable: an
+isolated build) unless SWIFTCUDA_NO_EXTENSION=1 asks for a pure-Python install, and a build
+without the CUDA kernels says so on stderr (``pip install -v`` shows it; ``swiftcuda info`` and
+the first op that falls back say it again at run time).
+
+Compiled objects are kept in build/temp.<platform>-<python>/ (also by editable installs, which
+otherwise compile in a fresh temporary folder), so a rebuild compiles only what changed.
 
 Environment:
     SWIFTCUDA_CUDA          "auto" (default): CUDA kernels when a toolkit is found; "1": require them;
@@ -16,6 +26,7 @@ Environment:
     SWIFTCUDA_CUDA_ARCHS    compute capabilities to compile for, default "8.0;9.0+PTX" ("+PTX" also
                             embeds PTX for newer GPUs).
     SWIFTCUDA_NO_EXTENSION  "1": build no extension at all (pure Python; ops fall back to reference/triton).
+                            At run time the same variable makes swiftcuda ignore a built extension.
     MAX_JOBS                parallel compile jobs (ninja).
 """
 
@@ -114,25 +125,92 @@ def _cuda_build_possible(cuda_home: str | None) -> bool:
     return True
 
 
+#: setup.py commands that compile or install code (the others write metadata or a source archive).
+BINARY_COMMANDS = {"build", "build_ext", "bdist", "bdist_wheel", "bdist_egg", "editable_wheel", "develop", "install"}
+
+
+def _banner(*lines: str) -> None:
+    """Print an unmissable notice on stderr (``pip install -v`` and ``setup.py`` runs show it)."""
+    rule = "!" * 78
+    print("\n".join(["", rule, *(f"!! {line}" for line in lines), rule, ""]), file=sys.stderr)
+
+
+def _builds_binaries(argv: list[str]) -> bool:
+    """Whether this setup.py run builds or installs code (not only metadata or an sdist)."""
+    return any(arg in BINARY_COMMANDS for arg in argv[1:])
+
+
+def _persistent_build_ext(base: type) -> type:
+    """``base`` (torch's BuildExtension) compiling editable installs into the folder that
+    ``setup.py build_ext`` uses, build/temp.<platform>-<python>/.
+
+    setuptools' editable installs compile in a new temporary folder each time, so every
+    ``pip install -e .`` recompiled everything; the fixed folder lets ninja recompile only what
+    changed (it tracks each object's command line, and its headers, torch's included, through
+    depfiles, so another torch or other flags recompile).
+    """
+    import sysconfig
+
+    default_temp = os.path.join(HERE, "build", f"temp.{sysconfig.get_platform()}-{sys.implementation.cache_tag}")
+
+    class PersistentBuildExtension(base):
+        def finalize_options(self) -> None:
+            super().finalize_options()
+            if not os.path.realpath(self.build_temp).startswith(os.path.realpath(HERE) + os.sep):
+                self.build_temp = default_temp  # an editable install's throw-away folder
+
+        def run(self) -> None:
+            super().run()
+            for extension in self.extensions:
+                built = self.get_ext_fullpath(extension.name)
+                if not os.path.isfile(built):
+                    raise RuntimeError(f"swiftcuda: the build finished but {built} is missing")
+                print(f"swiftcuda: built {built}", file=sys.stderr)
+
+    return PersistentBuildExtension
+
+
 def extension_build() -> tuple[list, dict]:
-    """The ``swiftcuda._C`` extension and the build_ext command that builds it, or nothing."""
+    """The ``swiftcuda._C`` extension and the build_ext command that builds it, or nothing.
+
+    Raises:
+        SystemExit: torch is not importable while binaries are being built (an isolated build),
+            and SWIFTCUDA_NO_EXTENSION=1 does not ask for an install without the extension.
+    """
     if os.environ.get("SWIFTCUDA_NO_EXTENSION") == "1":
+        if _builds_binaries(sys.argv):
+            _banner(
+                "swiftcuda: SWIFTCUDA_NO_EXTENSION=1: installing WITHOUT the compiled C++/CUDA kernels.",
+                "The ops run the Triton kernels (GPU) or the plain PyTorch reference (slow).",
+            )
         return [], {}
     _locate_cuda_toolkit()
     try:
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
-    except ImportError:
-        print(
-            "swiftcuda: torch is not importable in this build environment, so the C++/CUDA extension is "
-            "NOT built. Install torch first, then: pip install --no-build-isolation .",
-            file=sys.stderr,
+    except ImportError as error:
+        if not _builds_binaries(sys.argv):
+            return [], {}
+        _banner(
+            f"swiftcuda: torch is not importable in this build environment ({error}),",
+            "so the C++/CUDA extension cannot be built. This is an isolated build: install torch",
+            "first, then build without isolation:",
+            "    pip install torch ninja 'setuptools>=70.1' wheel",
+            "    pip install --no-build-isolation .        (or -e . for an editable install)",
+            "To install without the compiled kernels on purpose, set SWIFTCUDA_NO_EXTENSION=1.",
         )
-        return [], {}
+        raise SystemExit("swiftcuda: torch is not importable: build with --no-build-isolation (see above)")
 
     mode = os.environ.get("SWIFTCUDA_CUDA", "auto").lower()
     with_cuda = mode in ("1", "on", "true") or (mode == "auto" and _cuda_build_possible(CUDA_HOME))
     if with_cuda and CUDA_HOME is None:
         raise RuntimeError("SWIFTCUDA_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
+    if not with_cuda and _builds_binaries(sys.argv):
+        _banner(
+            "swiftcuda: building the extension WITHOUT its CUDA kernels"
+            + (" (SWIFTCUDA_CUDA=0)." if mode == "0" else " (no usable CUDA toolkit: see above)."),
+            "On a GPU the ops then run the Triton kernels; `swiftcuda info` says what was built.",
+            "Set CUDA_HOME to the toolkit matching torch's CUDA and SWIFTCUDA_CUDA=1 to require them.",
+        )
 
     sources = ["csrc/registration.cpp", "csrc/checks.cpp"] + _sources("csrc/cpu", ".cpp")
     # No errno and no FP traps (as torch itself builds): the CPU loops with exp2 and max vectorise.
@@ -159,7 +237,7 @@ def extension_build() -> tuple[list, dict]:
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags} if with_cuda else {"cxx": cxx_flags},
         extra_link_args=["-fopenmp"],
     )
-    return [extension], {"build_ext": BuildExtension}
+    return [extension], {"build_ext": _persistent_build_ext(BuildExtension)}
 
 
 EXT_MODULES, CMDCLASS = extension_build()
@@ -180,7 +258,6 @@ setup(
     cmdclass=CMDCLASS,
     install_requires=[
         "torch>=2.6",
-        "torchvision",
         "numpy",
         "opencv-python-headless",
         "Pillow",

@@ -1,9 +1,11 @@
 """Loading the compiled extension ``swiftcuda._C`` (C++ CPU and CUDA kernels).
 
 Importing ``swiftcuda._C`` registers the ops in ``torch.ops.swiftcuda``. When it is missing (built
-without torch, or with ``SWIFTCUDA_NO_EXTENSION=1``) or fails to load (for example it was built
-against another torch), :func:`status` says why, the reason is logged once, and every other backend
-keeps working. On success the fake (meta) implementations are registered here, so that
+without torch, or with ``SWIFTCUDA_NO_EXTENSION=1``), fails to load (for example it was built
+against another torch), or is switched off at run time (``SWIFTCUDA_NO_EXTENSION=1`` in the
+environment, which also simulates an install without it), :func:`status` says why, the reason is
+logged once, and every other backend keeps working; the first op that falls back to a slower
+backend then logs a WARNING (:mod:`swiftcuda.ops.backends`) and ``swiftcuda info`` says it too. On success the fake (meta) implementations are registered here, so that
 ``torch.compile`` and CUDA graph capture can trace through the ops without running them.
 """
 
@@ -13,6 +15,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -116,6 +119,10 @@ def _read_build_info(path: str | None) -> ExtensionStatus:
 @functools.cache
 def status() -> ExtensionStatus:
     """Load the extension once and report what was found; never raises."""
+    if os.environ.get("SWIFTCUDA_NO_EXTENSION") == "1":
+        reason = "the extension swiftcuda._C is switched off (SWIFTCUDA_NO_EXTENSION=1 in the environment)"
+        logger.info("C++/CUDA kernels unavailable, using the other backends: %s", reason)
+        return ExtensionStatus(loaded=False, error=reason)
     try:
         module = importlib.import_module("swiftcuda._C")
     except ImportError as error:
@@ -126,14 +133,14 @@ def status() -> ExtensionStatus:
             if missing
             else f"the extension swiftcuda._C failed to load: {error}"
         )
-        logger.warning("C++/CUDA kernels unavailable, using the other backends: %s", reason)
+        logger.info("C++/CUDA kernels unavailable, using the other backends: %s", reason)
         return ExtensionStatus(loaded=False, error=reason)
     try:
         result = _read_build_info(getattr(module, "__file__", None))
         _register_fakes()
     except Exception as error:  # a stale or foreign build: report it rather than break import
         reason = f"the extension swiftcuda._C loaded but is not usable: {error}"
-        logger.warning("C++/CUDA kernels unavailable, using the other backends: %s", reason)
+        logger.info("C++/CUDA kernels unavailable, using the other backends: %s", reason)
         return ExtensionStatus(loaded=False, error=reason, path=getattr(module, "__file__", None))
     logger.info("loaded %s (CUDA kernels: %s)", result.path, result.cuda_archs or "none")
     return result

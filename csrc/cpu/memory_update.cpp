@@ -31,7 +31,7 @@ void max_scaled_rows(const float* __restrict scores, int64_t rows, int64_t cols,
   for (int64_t n = 0; n < rows; ++n) {
     const float scale = row_scale[n];
     const float* row = scores + n * cols;
-    for (int64_t p = 0; p < cols; ++p) best[p] = fast_max(best[p], row[p] * scale);
+    for (int64_t p = 0; p < cols; ++p) best[p] = nan_max(best[p], row[p] * scale);  // NaN: never novel
   }
 }
 
@@ -127,7 +127,7 @@ void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf
     }
   });
   for (int split = 1; split < splits; ++split)
-    for (int64_t i = 0; i < batch * pixels; ++i) best[i] = fast_max(best[i], best[split * batch * pixels + i]);
+    for (int64_t i = 0; i < batch * pixels; ++i) best[i] = nan_max(best[i], best[split * batch * pixels + i]);
 
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t fits = appended_count(starts[b], count, capacity);

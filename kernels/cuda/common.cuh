@@ -61,6 +61,12 @@ SC_HD float fast_max(float a, float b) {
 #endif
 }
 
+// Maximum that propagates NaN as torch.amax does: NaN if either operand is NaN. The best-match
+// scores use it, so a pixel whose similarity is NaN gets NaN's key (sorted last: never the most
+// novel) on every backend, where fmaxf would drop the NaN and make the pixel look novel. Two
+// compares and a select: it vectorises on the CPU.
+SC_HD float nan_max(float a, float b) { return (b > a || b != b) ? b : a; }
+
 SC_HD float fast_min(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return fminf(a, b);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "ptx.cuh"
 
 namespace swiftcuda::device {
 
@@ -50,30 +51,11 @@ __device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
 
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* at) { return *reinterpret_cast<const uint32_t*>(at); }
 
-// d += a b for one m16n8k16 tile: 16-bit inputs (fp16 or bf16), float32 accumulation.
-// Fragment layout (PTX ISA, mma.m16n8k16), with g = lane / 4 and t = lane % 4:
-//   a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..2t+1], a[2] = A[g][2t+8..2t+9], a[3] = A[g+8][2t+8..2t+9]
-//   b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
-//   d[0..1] = D[g][2t..2t+1], d[2..3] = D[g+8][2t..2t+1]
+// d += a b for one m16n8k16 tile (fp16 or bf16 inputs, float32 accumulation); the fragment
+// layout and the instruction are in ptx.cuh.
 template <bool kBFloat16>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (kBFloat16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-#else
-  __trap();  // the launchers never select tensor-core kernels below sm_80
-#endif
+  ptx::mma_m16n8k16<kBFloat16>(d, a, b0, b1);
 }
 
 // Exclusive prefix sum of one 0/1 flag per thread over the whole block (blockDim.x a multiple of

@@ -33,10 +33,13 @@ struct MemoryReadParams {
 // Largest key dimension the kernels take (the query and key tiles live in shared memory).
 constexpr int64_t kMaxReadKeyDim = 128;
 
-// How many blocks share one query tile's memory axis on a GPU with `multiprocessors` SMs.
+// How many blocks share one query tile's memory axis on a GPU with `multiprocessors` SMs. Chosen
+// from the capacity (`entries`): the valid lengths live on the device and reading them would
+// sync the host (CUDA graphs forbid it). Splits past an item's valid length exit at once.
 int memory_read_splits(const MemoryReadParams& params, int multiprocessors);
 
-// Floats of workspace the launch needs (0 when splits == 1).
+// Floats of workspace the launch needs (0 when splits == 1): partials for every split, i.e. for
+// the capacity, for the same reason; the combine reads only the non-empty splits' parts.
 int64_t memory_read_workspace_floats(const MemoryReadParams& params);
 
 // Enqueues the read on `stream`; returns the first launch error.

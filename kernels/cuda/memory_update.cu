@@ -17,6 +17,7 @@
 #include <algorithm>
 
 #include "device_utils.cuh"
+#include "launch.cuh"
 #include "memory_update.cuh"
 
 namespace swiftcuda {
@@ -118,7 +119,7 @@ __global__ void __launch_bounds__(kMatchThreads) best_match_kernel(MemoryUpdateP
       if (n0 + tr + 16 * i >= end) continue;
       const float inv_k = inverse_mem[tr + 16 * i];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) best[j] = fmaxf(best[j], s[i][j] * inverse_new[tq + 16 * j] * inv_k);
+      for (int j = 0; j < 4; ++j) best[j] = nan_max(best[j], s[i][j] * inverse_new[tq + 16 * j] * inv_k);
     }
   }
 #pragma unroll
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(kMatchThreads) best_match_kernel(MemoryUpdateP
   __syncthreads();
   if (tid < kTile && p0 + tid < p.pixels) {
     float m = -INFINITY;
-    for (int r = 0; r < 16; ++r) m = fmaxf(m, red[r * kTile + tid]);
+    for (int r = 0; r < 16; ++r) m = nan_max(m, red[r * kTile + tid]);  // NaN stays NaN (sorted last)
     atomicMax(workspace(p).best + b * p.pixels + p0 + tid, ordered_key(m));
   }
 }
@@ -225,7 +226,7 @@ cudaError_t launch_match(Kernel kernel, dim3 grid, int64_t shared, cudaStream_t 
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (error != cudaSuccess) return error;
   }
-  kernel<<<grid, kMatchThreads, shared, stream>>>(p);
+  launch_kernel(kernel, grid, dim3(kMatchThreads), shared, stream, p);
   return cudaGetLastError();
 }
 
@@ -246,7 +247,8 @@ cudaError_t launch_memory_update(const MemoryUpdateParams& p, cudaStream_t strea
     return cudaErrorInvalidValue;
   const int64_t size = p.batch * p.pixels;
   const int64_t fill_blocks = std::min<int64_t>((size + kFillThreads - 1) / kFillThreads, 4096);
-  fill_kernel<<<static_cast<unsigned>(fill_blocks), kFillThreads, 0, stream>>>(workspace(p).best, size);
+  launch_kernel(fill_kernel, dim3(static_cast<unsigned>(fill_blocks)), dim3(kFillThreads), 0, stream, workspace(p).best,
+                size);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
 
@@ -267,9 +269,11 @@ cudaError_t launch_memory_update(const MemoryUpdateParams& p, cudaStream_t strea
   if (error != cudaSuccess) return error;
 
   if (p.dtype == DType::kFloat32) {
-    select_append_kernel<uint32_t><<<static_cast<unsigned>(p.batch), kSelectThreads, 0, stream>>>(p);
+    launch_kernel(select_append_kernel<uint32_t>, dim3(static_cast<unsigned>(p.batch)), dim3(kSelectThreads), 0, stream,
+                  p);
   } else {
-    select_append_kernel<uint16_t><<<static_cast<unsigned>(p.batch), kSelectThreads, 0, stream>>>(p);
+    launch_kernel(select_append_kernel<uint16_t>, dim3(static_cast<unsigned>(p.batch)), dim3(kSelectThreads), 0, stream,
+                  p);
   }
   return cudaGetLastError();
 }

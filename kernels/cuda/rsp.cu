@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "device_utils.cuh"
+#include "launch.cuh"
 #include "rsp.cuh"
 
 namespace swiftcuda {
@@ -40,13 +41,13 @@ cudaError_t launch_rsp(const RspParams& p, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
   switch (p.dtype) {
     case DType::kFloat32:
-      rsp_kernel<float><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(rsp_kernel<float>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
     case DType::kFloat16:
-      rsp_kernel<__half><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(rsp_kernel<__half>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
     case DType::kBFloat16:
-      rsp_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(rsp_kernel<__nv_bfloat16>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
   }
   return cudaGetLastError();

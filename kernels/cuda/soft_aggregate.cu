@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "device_utils.cuh"
+#include "launch.cuh"
 #include "soft_aggregate.cuh"
 
 namespace swiftcuda {
@@ -36,13 +37,13 @@ cudaError_t launch_soft_aggregate(const SoftAggregateParams& p, cudaStream_t str
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((p.pixels + kThreads - 1) / kThreads, 65535));
   switch (p.dtype) {
     case DType::kFloat32:
-      soft_aggregate_kernel<float><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(soft_aggregate_kernel<float>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
     case DType::kFloat16:
-      soft_aggregate_kernel<__half><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(soft_aggregate_kernel<__half>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
     case DType::kBFloat16:
-      soft_aggregate_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(p);
+      launch_kernel(soft_aggregate_kernel<__nv_bfloat16>, dim3(blocks), dim3(kThreads), 0, stream, p);
       break;
   }
   return cudaGetLastError();

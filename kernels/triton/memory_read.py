@@ -20,6 +20,50 @@ prefix) and stride-0 batch expansions (one query shared by every object) need no
 import triton
 import triton.language as tl
 
+from .key_tiles import dot_f32, key_products
+
+
+@triton.jit
+def _attend_tile(
+    q, q_ptrs, mask_p, m_i, l_i, acc, key_ptrs, val_base, n0, lo, hi, key_dim, mask_v, qk_scale,
+    stride_qc, stride_kc, stride_kn, stride_vn,
+    MASK_N: tl.constexpr,  # a tile with entries outside [lo, hi): masked loads and logits
+    MASK_C: tl.constexpr,  # key channels not a multiple of CHUNK_CK
+    MASK_V: tl.constexpr,  # value channels not a multiple of BLOCK_V
+    IEEE_DOT: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """One memory tile of the online softmax: (m, l, acc) updated with entries n0 .. n0 + BLOCK_N."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    valid_n = (offs_n >= lo) & (offs_n < hi)
+    logits, _ = key_products(
+        q, q_ptrs, mask_p, key_ptrs + offs_n[None, :] * stride_kn, valid_n, key_dim, stride_qc, stride_kc,
+        MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+    )
+    v_ptrs = val_base + offs_n[:, None] * stride_vn  # (BLOCK_N, BLOCK_V)
+    if MASK_N:
+        v = tl.load(v_ptrs, mask=valid_n[:, None] & mask_v[None, :], other=0.0)
+    elif MASK_V:
+        v = tl.load(v_ptrs, mask=mask_v[None, :], other=0.0)
+    else:
+        v = tl.load(v_ptrs)
+    logits = logits * qk_scale  # (BLOCK_P, BLOCK_N)
+    if MASK_N:
+        logits = tl.where(valid_n[None, :], logits, float("-inf"))
+    # Every tile holds at least one valid entry, so m_new is finite.
+    m_new = tl.maximum(m_i, tl.max(logits, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    weights = tl.exp2(logits - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(weights, axis=1)
+    acc = acc * alpha[:, None]
+    # The weights are the left operand, so on Hopper they feed the tensor cores from registers.
+    # Half inputs: weights in the values' precision, products accumulated in float32.
+    return m_new, l_i, dot_f32(weights.to(v.dtype), v, acc, IEEE_DOT, UPCAST_DOT)
+
 
 @triton.jit
 def memory_read_kernel(
@@ -46,7 +90,10 @@ def memory_read_kernel(
     NUM_SPLITS: tl.constexpr,
     IEEE_DOT: tl.constexpr,  # float32 inputs: exact fp32 products, not TF32
     UPCAST_DOT: tl.constexpr,  # interpreter only: it keeps bfloat16 as raw bits that tl.dot misreads
-    BLOCK_CK: tl.constexpr,
+    MASK_C: tl.constexpr,  # key_dim % CHUNK_CK != 0
+    MASK_V: tl.constexpr,  # value_dim % BLOCK_V != 0
+    CHUNKS: tl.constexpr,  # key channels taken CHUNK_CK at a time (see key_tiles)
+    CHUNK_CK: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_P: tl.constexpr,
@@ -58,19 +105,18 @@ def memory_read_kernel(
     item = pid_bv // value_blocks
     value_block = pid_bv % value_blocks
 
-    offs_c = tl.arange(0, BLOCK_CK)
+    offs_c = tl.arange(0, CHUNK_CK)
     offs_v = value_block * BLOCK_V + tl.arange(0, BLOCK_V)
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    mask_c = offs_c < key_dim
     mask_v = offs_v < value_dim
     mask_p = offs_p < num_pixels
 
-    # The query tile stays in registers for the whole sweep over the memory.
-    q = tl.load(
-        q_key + item * stride_qb + offs_c[:, None] * stride_qc + offs_p[None, :] * stride_qp,
-        mask=mask_c[:, None] & mask_p[None, :],
-        other=0.0,
-    )
+    q_ptrs = q_key + item * stride_qb + offs_p[:, None] * stride_qp + offs_c[None, :] * stride_qc
+    if CHUNKS == 1:
+        # The query tile (BLOCK_P, Ck) stays in registers for the whole sweep over the memory.
+        q = tl.load(q_ptrs, mask=mask_p[:, None] & (offs_c < key_dim)[None, :], other=0.0)
+    else:
+        q = 0.0  # unused: key_products reads the query chunk by chunk
 
     end = num_entries
     if HAS_N_VALID:
@@ -80,53 +126,40 @@ def memory_read_kernel(
     chunk = tl.cdiv(tl.cdiv(end, NUM_SPLITS), BLOCK_N) * BLOCK_N
     start = split * chunk
     stop = tl.minimum(start + chunk, end)
+    # Whole tiles first, unmasked; only the tile holding the valid length is masked.
+    full_stop = start + tl.maximum(stop - start, 0) // BLOCK_N * BLOCK_N
 
     m_i = tl.full([BLOCK_P], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_P], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_V, BLOCK_P], dtype=tl.float32)
-    key_base = mem_key + item * stride_kb + offs_c[None, :] * stride_kc
-    val_base = mem_val + item * stride_vb + offs_v[:, None] * stride_vc
-    for n0 in range(start, stop, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        valid_n = offs_n < stop
-        # Masked loads: entries past the valid length are never read, whatever they hold.
-        k = tl.load(key_base + offs_n[:, None] * stride_kn, mask=valid_n[:, None] & mask_c[None, :], other=0.0)
-        if UPCAST_DOT:
-            logits = tl.dot(k.to(tl.float32), q.to(tl.float32), input_precision="ieee")
-        elif IEEE_DOT:
-            logits = tl.dot(k, q, input_precision="ieee")
-        else:
-            logits = tl.dot(k, q)
-        logits = tl.where(valid_n[:, None], logits * qk_scale, float("-inf"))
-        # Every tile holds at least one valid entry (n0 < stop), so m_new is finite.
-        m_new = tl.maximum(m_i, tl.max(logits, axis=0))
-        alpha = tl.exp2(m_i - m_new)
-        weights = tl.exp2(logits - m_new[None, :])
-        l_i = l_i * alpha + tl.sum(weights, axis=0)
-        v = tl.load(val_base + offs_n[None, :] * stride_vn, mask=mask_v[:, None] & valid_n[None, :], other=0.0)
-        if UPCAST_DOT:
-            update = tl.dot(v.to(tl.float32), weights.to(v.dtype).to(tl.float32), input_precision="ieee")
-        elif IEEE_DOT:
-            update = tl.dot(v, weights, input_precision="ieee")
-        else:
-            # Half inputs: weights in the values' precision, products accumulated in float32.
-            update = tl.dot(v, weights.to(v.dtype))
-        acc = acc * alpha[None, :] + update
-        m_i = m_new
+    acc = tl.zeros([BLOCK_P, BLOCK_V], dtype=tl.float32)
+    key_ptrs = mem_key + item * stride_kb + offs_c[:, None] * stride_kc
+    val_base = mem_val + item * stride_vb + offs_v[None, :] * stride_vc
+    for n0 in range(start, full_stop, BLOCK_N):
+        m_i, l_i, acc = _attend_tile(
+            q, q_ptrs, mask_p, m_i, l_i, acc, key_ptrs, val_base, n0, start, stop, key_dim, mask_v, qk_scale,
+            stride_qc, stride_kc, stride_kn, stride_vn,
+            False, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        )
+    if full_stop < stop:
+        m_i, l_i, acc = _attend_tile(
+            q, q_ptrs, mask_p, m_i, l_i, acc, key_ptrs, val_base, full_stop, start, stop, key_dim, mask_v,
+            qk_scale, stride_qc, stride_kc, stride_kn, stride_vn,
+            True, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        )
 
-    mask_vp = mask_v[:, None] & mask_p[None, :]
+    mask_pv = mask_p[:, None] & mask_v[None, :]
     if NUM_SPLITS == 1:
         # An empty memory (l = 0) reads zeros.
         inv_l = tl.where(l_i > 0.0, 1.0 / tl.where(l_i > 0.0, l_i, 1.0), 0.0)
-        read = acc * inv_l[None, :]
+        read = acc * inv_l[:, None]
         tl.store(
-            out + item * stride_ob + offs_v[:, None] * stride_oc + offs_p[None, :] * stride_op,
+            out + item * stride_ob + offs_v[None, :] * stride_oc + offs_p[:, None] * stride_op,
             read.to(out.dtype.element_ty),
-            mask=mask_vp,
+            mask=mask_pv,
         )
     else:
         part = (split * num_items + item) * value_dim
-        tl.store(part_acc + (part + offs_v[:, None]) * num_pixels + offs_p[None, :], acc, mask=mask_vp)
+        tl.store(part_acc + (part + offs_v[None, :]) * num_pixels + offs_p[:, None], acc, mask=mask_pv)
         if value_block == 0:
             row = (split * 2 * num_items + item) * num_pixels
             tl.store(part_ml + row + offs_p, m_i, mask=mask_p)
@@ -134,6 +167,7 @@ def memory_read_kernel(
 
     if split == 0:
         # The second half of the output is the query values: copied here, no torch.cat.
+        mask_vp = mask_v[:, None] & mask_p[None, :]
         qv = tl.load(
             q_val + item * stride_qvb + offs_v[:, None] * stride_qvc + offs_p[None, :] * stride_qvp,
             mask=mask_vp,

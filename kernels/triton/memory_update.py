@@ -26,13 +26,44 @@ in a CUDA graph.
 import triton
 import triton.language as tl
 
+from .key_tiles import key_products, load_query_chunk
+
+
+@triton.jit
+def _match_tile(
+    q, q_ptrs, mask_p, best_raw, key_ptrs, n0, lo, hi, key_dim, stride_qc, stride_kc, stride_kn,
+    MASK_N: tl.constexpr,  # a tile with entries outside [lo, hi)
+    MASK_C: tl.constexpr,  # key channels not a multiple of CHUNK_CK
+    IEEE_DOT: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Running maximum (BLOCK_P,) of the raw cosine numerators over entries n0 .. n0 + BLOCK_N."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    valid_n = (offs_n >= lo) & (offs_n < hi)
+    # Half inputs: products of two halves are exact in float32, so the dot of raw keys with
+    # float32 accumulation is as accurate as normalising first, and runs on tensor cores.
+    dots, k_norm2 = key_products(
+        q, q_ptrs, mask_p, key_ptrs + offs_n[None, :] * stride_kn, valid_n, key_dim, stride_qc, stride_kc,
+        MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+    )
+    k_inv = 1.0 / tl.maximum(tl.sqrt(k_norm2), 1e-12)
+    cosine = dots * k_inv[None, :]  # (BLOCK_P, BLOCK_N)
+    if MASK_N:
+        cosine = tl.where(valid_n[None, :], cosine, float("-inf"))
+    return tl.maximum(best_raw, tl.max(cosine, axis=1))
+
 
 @triton.jit
 def best_match_kernel(
-    mem_key,  # (B, Ck, N)
+    mem_key,  # (B, Ck, first + N): the memory is columns first .. first + N
     new_key,  # (B, Ck, P)
     n_valid,  # (B,) int32/int64, read only when HAS_N_VALID
     best,  # (NUM_SPLITS, B, P) float32 output: each split's maximum
+    first,  # 0 <= first < BLOCK_N: the memory's first column (the launcher aligns mem_key down)
     num_entries,
     num_pixels,
     key_dim,
@@ -43,57 +74,62 @@ def best_match_kernel(
     NUM_SPLITS: tl.constexpr,
     IEEE_DOT: tl.constexpr,
     UPCAST_DOT: tl.constexpr,  # interpreter only: it keeps bfloat16 as raw bits that tl.dot misreads
-    BLOCK_CK: tl.constexpr,
+    MASK_C: tl.constexpr,  # key_dim % CHUNK_CK != 0
+    CHUNKS: tl.constexpr,  # key channels taken CHUNK_CK at a time (see key_tiles)
+    CHUNK_CK: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
     item = tl.program_id(1)
     split = tl.program_id(2)
-    offs_c = tl.arange(0, BLOCK_CK)
+    offs_c = tl.arange(0, CHUNK_CK)
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    mask_c = offs_c < key_dim
     mask_p = offs_p < num_pixels
 
-    q = tl.load(
-        new_key + item * stride_qb + offs_c[:, None] * stride_qc + offs_p[None, :] * stride_qp,
-        mask=mask_c[:, None] & mask_p[None, :],
-        other=0.0,
-    )
-    q32 = q.to(tl.float32)
+    q_ptrs = new_key + item * stride_qb + offs_p[:, None] * stride_qp + offs_c[None, :] * stride_qc
     # Inverse norms as F.normalize computes them: 1 / max(||x||, 1e-12).
-    q_inv = 1.0 / tl.maximum(tl.sqrt(tl.sum(q32 * q32, axis=0)), 1e-12)
+    q_norm2 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    for c in tl.static_range(CHUNKS):
+        q = load_query_chunk(q_ptrs, c, mask_p, key_dim, stride_qc, CHUNK_CK)
+        q32 = q.to(tl.float32)
+        q_norm2 += tl.sum(q32 * q32, axis=1)
+    q_inv = 1.0 / tl.maximum(tl.sqrt(q_norm2), 1e-12)
+    # With one chunk the new keys' tile (BLOCK_P, Ck) stays in registers (q); otherwise the
+    # sweep reads it chunk by chunk.
 
     end = num_entries
     if HAS_N_VALID:
         end = tl.minimum(tl.maximum(tl.load(n_valid + item).to(tl.int32), 0), num_entries)
+    hi = first + end
 
-    # Splits of the memory axis (more programs when the pixel tiles are few), shared out on the
-    # device from the valid length; the selection kernel takes the maximum over the splits.
-    chunk = tl.cdiv(tl.cdiv(end, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    # Splits of columns 0 .. hi (more programs when the pixel tiles are few), shared out on the
+    # device from the valid length in BLOCK_N-aligned chunks; the selection kernel takes the
+    # maximum over the splits. Only the tiles holding ``first`` or ``hi`` are masked.
+    chunk = tl.cdiv(tl.cdiv(hi, NUM_SPLITS), BLOCK_N) * BLOCK_N
     start = split * chunk
-    stop = tl.minimum(start + chunk, end)
+    stop = tl.minimum(start + chunk, hi)
 
     best_raw = tl.full([BLOCK_P], float("-inf"), dtype=tl.float32)
-    key_base = mem_key + item * stride_kb + offs_c[None, :] * stride_kc
-    for n0 in range(start, stop, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        valid_n = offs_n < stop
-        k = tl.load(key_base + offs_n[:, None] * stride_kn, mask=valid_n[:, None] & mask_c[None, :], other=0.0)
-        k32 = k.to(tl.float32)
-        k_inv = 1.0 / tl.maximum(tl.sqrt(tl.sum(k32 * k32, axis=1)), 1e-12)
-        # Half inputs: products of two halves are exact in float32, so the dot of raw keys with
-        # float32 accumulation is as accurate as normalising first, and runs on tensor cores.
-        if UPCAST_DOT:
-            dots = tl.dot(k32, q32, input_precision="ieee")
-        elif IEEE_DOT:
-            dots = tl.dot(k, q, input_precision="ieee")
-        else:
-            dots = tl.dot(k, q)
-        cosine = tl.where(valid_n[:, None], dots * k_inv[:, None], float("-inf"))
-        best_raw = tl.maximum(best_raw, tl.max(cosine, axis=0))
-    # q_inv > 0, so scaling after the maximum picks the same entry.
-    tl.store(best + (split * num_items + item) * num_pixels + offs_p, best_raw * q_inv, mask=mask_p)
+    key_ptrs = mem_key + item * stride_kb + offs_c[:, None] * stride_kc
+    if first > start:  # split 0's first tile starts before the memory (chunk >= BLOCK_N > first)
+        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, start, first, stop, key_dim,
+                               stride_qc, stride_kc, stride_kn,
+                               True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+        start += BLOCK_N
+    full_stop = start + tl.maximum(stop - start, 0) // BLOCK_N * BLOCK_N
+    for n0 in range(start, full_stop, BLOCK_N):
+        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, n0, first, stop, key_dim,
+                               stride_qc, stride_kc, stride_kn,
+                               False, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+    if full_stop < stop:
+        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, full_stop, first, stop, key_dim,
+                               stride_qc, stride_kc, stride_kn,
+                               True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+    # q_inv > 0, so scaling after the maximum picks the same entry. A new key holding a NaN has
+    # NaN similarities, so a NaN best match as the reference's amax (maxima drop NaN: set here).
+    result = tl.where(q_norm2 == q_norm2, best_raw * q_inv, float("nan"))
+    tl.store(best + (split * num_items + item) * num_pixels + offs_p, result, mask=mask_p)
 
 
 @triton.jit
@@ -115,12 +151,15 @@ def select_novel_kernel(
     in_range = offs < num_pixels
     sim = tl.load(best + item * num_pixels + offs, mask=in_range, other=0.0)
     for split in range(1, num_splits):
-        sim = tl.maximum(sim, tl.load(best + (split * num_items + item) * num_pixels + offs, mask=in_range, other=0.0))
+        other = tl.load(best + (split * num_items + item) * num_pixels + offs, mask=in_range, other=0.0)
+        sim = tl.maximum(sim, other, propagate_nan=tl.PropagateNan.ALL)
     # -0.0 and +0.0 compare equal: give them one bit pattern so that the tie goes by pixel index.
     sim = tl.where(sim == 0.0, 0.0, sim)
     # Float bits -> int32 with the float order (negative floats: flip the magnitude bits).
     bits = sim.to(tl.int32, bitcast=True)
-    ordered = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(tl.int64)
+    ordered = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    # NaN (of either sign) sorts last, after +inf, as in the reference's sort: never the most novel.
+    ordered = tl.where(sim != sim, 0x7FFFFFFF, ordered).to(tl.int64)
 
     # The count-th smallest value t, by bisection over the int32 range: 33 halvings of a block
     # reduction, exact, and cheap both on the GPU and in the interpreter (where tl.sort is slow).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -27,7 +28,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--require",
+        choices=REQUIREMENTS,
+        default=None,
+        help=(
+            "exit with status 1 and one line on stderr unless the compiled extension loaded "
+            "('extension') or loaded with its CUDA kernels ('cuda'); for scripts such as "
+            "benchmarks/gpu_suite.sh"
+        ),
+    )
     parser.set_defaults(run=run)
+
+
+#: What ``--require`` can insist on.
+REQUIREMENTS = ("extension", "cuda")
+
+
+def missing_requirement(info: dict[str, Any], requirement: str) -> str | None:
+    """Why ``info`` does not meet ``requirement`` ("extension" or "cuda"), or None when it does."""
+    extension = info["extension"]
+    if not extension["loaded"]:
+        return f"the compiled extension swiftcuda._C is not loaded: {extension['error']}"
+    if requirement == "cuda" and not extension["cuda_kernels"]:
+        return "the compiled extension has no CUDA kernels (built without a CUDA toolkit, or with SWIFTCUDA_CUDA=0)"
+    return None
 
 
 def _package_version(name: str) -> str | None:
@@ -103,6 +128,10 @@ def format_text(info: dict[str, Any]) -> str:
     lines += ["", "extension (swiftcuda._C)"]
     if not extension["loaded"]:
         lines.append(f"  not loaded: {extension['error']}")
+        lines.append(
+            "  WARNING: NO COMPILED KERNELS: the ops run the Triton kernels (GPU) or the plain PyTorch "
+            "reference (slow)"
+        )
         return "\n".join(lines)
     lines.append(f"  loaded from {extension['path']}")
     lines.append(f"  built against torch {extension['built_against_torch']}")
@@ -116,11 +145,18 @@ def format_text(info: dict[str, Any]) -> str:
         archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
         lines.append(f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}")
     else:
-        lines.append("  CUDA kernels: not compiled (no CUDA toolkit when the extension was built)")
+        lines.append(
+            "  CUDA kernels: NOT COMPILED (no CUDA toolkit, or SWIFTCUDA_CUDA=0, when the extension was built)"
+        )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     info = collect()
     print(json.dumps(info, indent=2) if args.json else format_text(info))
+    if args.require is not None:
+        reason = missing_requirement(info, args.require)
+        if reason is not None:
+            print(f"swiftcuda info: {reason}", file=sys.stderr)
+            return 1
     return 0

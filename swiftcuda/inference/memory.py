@@ -47,12 +47,33 @@ def _contiguous_runs(indices: list[int]) -> list[slice]:
     return runs
 
 
+#: Rows of the buffers start on multiples of this many entries (16-byte aligned rows for every
+#: dtype, and row strides that Triton specialises as divisible by 16: vectorised tile loads).
+ROW_ALIGN = 16
+
+
+def _padded_zeros(objects: int, channels: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Zeros (objects, channels, width) whose rows are ``ROW_ALIGN``-entry aligned: a view of a
+    buffer padded to a multiple of ``ROW_ALIGN`` columns (the padding is never read)."""
+    padded = -(-width // ROW_ALIGN) * ROW_ALIGN
+    return torch.zeros((objects, channels, padded), device=device, dtype=dtype)[:, :, :width]
+
+
+def _grown(buffer: Tensor, count: int) -> Tensor:
+    """``buffer`` (O, C, W) with ``count`` zero objects appended, rows aligned likewise."""
+    objects, channels, width = buffer.shape
+    grown = _padded_zeros(objects + count, channels, width, buffer.device, buffer.dtype)
+    grown[:objects] = buffer
+    return grown
+
+
 class MemoryStore:
     """Keys and values of every object's memory.
 
     Attributes:
-        keys: (O, Ck, P + capacity) key buffer.
-        values: (O, Cv, P + capacity) value buffer.
+        keys: (O, Ck, P + capacity) key buffer (rows ``ROW_ALIGN``-entry aligned: the row stride is
+            P + capacity rounded up to a multiple of 16).
+        values: (O, Cv, P + capacity) value buffer, likewise.
         long_term_length: (O,) int32 device tensor, valid long-term entries per object.
     """
 
@@ -72,9 +93,8 @@ class MemoryStore:
             )
         self.frame_pixels = frame_pixels
         self.capacity = capacity
-        width = frame_pixels + capacity
-        self.keys = torch.zeros((0, key_dim, width), device=device, dtype=dtype)
-        self.values = torch.zeros((0, value_dim, width), device=device, dtype=dtype)
+        self.keys = _padded_zeros(0, key_dim, frame_pixels + capacity, device, dtype)
+        self.values = _padded_zeros(0, value_dim, frame_pixels + capacity, device, dtype)
         self.long_term_length = torch.zeros(0, device=device, dtype=torch.int32)
         self._host_length: list[int] | None = []  # None: changed on the device since last read
         self._first_length: list[int] = []
@@ -100,9 +120,8 @@ class MemoryStore:
     def add_objects(self, count: int) -> None:
         """Append ``count`` objects with empty memories."""
         self._lengths()
-        shape = (count,) + tuple(self.keys.shape[1:])
-        self.keys = torch.cat([self.keys, self.keys.new_zeros(shape)])
-        self.values = torch.cat([self.values, self.values.new_zeros((count,) + tuple(self.values.shape[1:]))])
+        self.keys = _grown(self.keys, count)
+        self.values = _grown(self.values, count)
         self.long_term_length = torch.cat([self.long_term_length, self.long_term_length.new_zeros(count)])
         self._host_length += [0] * count
         self._first_length += [0] * count
@@ -209,16 +228,20 @@ class MemoryStore:
             long_term.copy_(torch.gather(long_term, 2, source[:, None, :].expand(-1, buffer.shape[1], -1)))
         self.long_term_length -= excess
 
-    def _append_novel(self, runs: list[slice], beta: float, backend: str | None) -> None:
+    def update_views(self, run: slice) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The arguments of the memory update of objects ``run``: long-term keys (O, Ck, capacity)
+        and values (O, Cv, capacity), their lengths (O,), the previous frame's keys (O, Ck, P) and
+        values (O, Cv, P). The previous frame's slot and the long-term part are disjoint views of
+        one buffer."""
         pixels = self.frame_pixels
+        return (
+            self.keys[run, :, pixels:],
+            self.values[run, :, pixels:],
+            self.long_term_length[run],
+            self.keys[run, :, :pixels],
+            self.values[run, :, :pixels],
+        )
+
+    def _append_novel(self, runs: list[slice], beta: float, backend: str | None) -> None:
         for run in runs:
-            # The previous frame's slot and the long-term part are disjoint views of one buffer.
-            ops.memory_update_(
-                self.keys[run, :, pixels:],
-                self.values[run, :, pixels:],
-                self.long_term_length[run],
-                self.keys[run, :, :pixels],
-                self.values[run, :, :pixels],
-                beta=beta,
-                backend=backend,
-            )
+            ops.memory_update_(*self.update_views(run), beta=beta, backend=backend)

@@ -1,4 +1,10 @@
-"""The query encoder: a ResNet trunk (stem, layer1..layer3) shared by query and memory encoding."""
+"""The query encoder: a ResNet trunk (stem, layer1..layer3) shared by query and memory encoding.
+
+The trunk is written here rather than taken from torchvision (which is then not needed): its
+modules, their names (``conv1``, ``bn1``, ``downsample.0`` / ``.1`` ...) and its arithmetic are
+those of torchvision's ResNet v1.5 (stride in the 3x3 convolution of a bottleneck), so the official
+checkpoints load strictly and compute the same values.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,95 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision import models
 
 from swiftcuda.model.config import SwiftNetConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a skip connection (ResNet-18/34): (B, C, H, W) -> (B, planes, H/s, W/s)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (strided), 1x1 convolutions and a skip connection (ResNet-50):
+    (B, C, H, W) -> (B, 4 planes, H/s, W/s)."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv1x1(in_channels, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+#: Variant -> (block type, blocks in layer1, layer2, layer3); layer4 is not part of the trunk.
+RESNET_LAYOUTS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int]]] = {
+    "r18": (BasicBlock, (2, 2, 2)),
+    "r50": (Bottleneck, (3, 4, 6)),
+}
+
+
+def _make_layer(
+    block: type[BasicBlock] | type[Bottleneck], in_channels: int, planes: int, blocks: int, stride: int
+) -> nn.Sequential:
+    """One ResNet stage; the first block changes resolution and width (1x1 projection on its skip)."""
+    out_channels = planes * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(_conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    layers = [block(in_channels, planes, stride, downsample)]
+    layers += [block(out_channels, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def _init_resnet(module: nn.Module) -> None:
+    """ResNet initialisation (He et al.): convolutions fan-out normal, batch norms identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class TrunkFeatures(NamedTuple):
@@ -40,12 +129,13 @@ class Encoder(nn.Module):
 
     def __init__(self, config: SwiftNetConfig) -> None:
         super().__init__()
-        resnet = models.resnet18() if config.variant == "r18" else models.resnet50()
-        self.conv1 = resnet.conv1
-        self.bn1 = resnet.bn1
-        self.res2 = resnet.layer1
-        self.res3 = resnet.layer2
-        self.res4 = resnet.layer3
+        block, depths = RESNET_LAYOUTS[config.variant]
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.res2 = _make_layer(block, 64, 64, depths[0], stride=1)
+        self.res3 = _make_layer(block, 64 * block.expansion, 128, depths[1], stride=2)
+        self.res4 = _make_layer(block, 128 * block.expansion, 256, depths[2], stride=2)
+        _init_resnet(self)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -58,8 +148,8 @@ class Encoder(nn.Module):
 
         Returns:
             The trunk features. ``c1`` is taken after the stem's ReLU: the official code returns the
-            batch-norm output, but torchvision's in-place ReLU has already rectified it by then, so
-            the light-aggregation encoder receives the rectified map.
+            batch-norm output, but torchvision's in-place ReLU (which the official code runs) has
+            already rectified it by then, so the light-aggregation encoder receives the rectified map.
         """
         # Normalised in the frame's precision, then cast to the trunk's dtype and weight layout in
         # one pass (the engine passes float32 frames to a half-precision model).

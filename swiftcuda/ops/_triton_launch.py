@@ -9,13 +9,15 @@ on tensor values, so no launcher synchronises with the device.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
 import torch
 import triton
 from torch import Tensor
-from torch.library import wrap_triton
+
+from swiftcuda.ops._triton_compat import wrap_triton
 
 from swiftcuda.kernels.triton.frame_variation import frame_variation_kernel
 from swiftcuda.kernels.triton.memory_read import memory_read_combine_kernel, memory_read_kernel
@@ -31,6 +33,9 @@ INTERPRETED: bool = not isinstance(memory_read_kernel, triton.runtime.JITFunctio
 _MIN_DOT = 16
 #: Splitting the memory axis stops at this many entries per split (fewer do not pay for the merge).
 _MIN_SPLIT_ENTRIES = 512
+#: Tiles of the split merge of the memory read.
+_COMBINE_BLOCK_V = 32
+_COMBINE_BLOCK_P = 128
 
 
 def _pow2(n: int, floor: int = 1) -> int:
@@ -54,12 +59,80 @@ def auto_splits(device: torch.device, tiles: int, entries: int) -> int:
     return max(1, min(wanted, entries // _MIN_SPLIT_ENTRIES))
 
 
-def _dot_blocks(dtype: torch.dtype, key_dim: int) -> tuple[int, int, int]:
-    """(BLOCK_CK, BLOCK_N, BLOCK_P) for the key dot products."""
-    block_ck = _pow2(key_dim, _MIN_DOT)
-    # float32 tiles take twice the registers and shared memory of half ones.
-    block_n = 32 if dtype == torch.float32 and block_ck >= 128 else 64
-    return block_ck, block_n, 64
+@dataclasses.dataclass(frozen=True)
+class ReadTiles:
+    """Tile sizes and launch options of the memory read (see :func:`read_tiles`)."""
+
+    block_p: int
+    block_v: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+    #: Key channels per dot step; 0: all at once (see kernels/triton/key_tiles.py).
+    chunk_ck: int = 0
+
+    def key_chunks(self, key_dim: int) -> tuple[int, int]:
+        """(CHUNKS, CHUNK_CK) for ``key_dim`` key channels."""
+        whole = _pow2(key_dim, _MIN_DOT)
+        if self.chunk_ck == 0 or self.chunk_ck >= whole:
+            return 1, whole
+        return triton.cdiv(key_dim, self.chunk_ck), self.chunk_ck
+
+
+def read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
+    """The memory read's tiles, chosen from the sm_80 / sm_90 resource table
+    (``benchmarks/gpu_resources.py``): no spills and at least 16 resident warps per SM at SwiftNet's
+    shapes (R18: key 32 / value 128; R50: key 128 / value 512).
+
+    The read is compute-bound in 16-bit (about 2 (Ck + Cv) flops per entry and pixel against
+    (Ck + Cv) * 2 bytes per entry and BLOCK_P pixels), so the tiles are as large as the register
+    file allows: the float32 accumulator (BLOCK_P x BLOCK_V) and the logits (BLOCK_P x BLOCK_N)
+    live in registers, the key and value tiles in shared memory.
+    """
+    wide_keys = key_dim > 32  # R50's 128 key channels: a (BLOCK_P x Ck) query tile in registers
+    if dtype == torch.float32:
+        # No tensor cores (exact float32 products): FMA dots, which give each thread whole rows of
+        # both operands, so the key channels go 16 at a time (R18: 80 registers a thread, R50: 128)
+        # and the tiles stay small.
+        return ReadTiles(block_p=32, block_v=64, block_n=16, num_warps=8, num_stages=2, chunk_ck=16)
+    if wide_keys:
+        # R50 (key 128, value 512): on sm_80 every 64-channel value block with 8 warps takes
+        # 148-168 registers (8 warps an SM); 32 channels and 4 warps take 124 (16 warps, sm_90: 24).
+        # The cost: the logits are recomputed for each of the 16 value blocks (see the roofline).
+        return ReadTiles(block_p=64, block_v=32, block_n=16, num_warps=4, num_stages=2)
+    # 128 registers (4 blocks of 4 warps an SM) on sm_80 only with 3 stages.
+    return ReadTiles(block_p=64, block_v=64, block_n=32, num_warps=4, num_stages=3)
+
+
+def match_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
+    """The best-match sweep's tiles (``block_v`` unused), chosen like :func:`read_tiles`: a
+    (BLOCK_P x BLOCK_N) float32 similarity tile in registers, the key tile in shared memory."""
+    wide_keys = key_dim > 32
+    if dtype == torch.float32:
+        return ReadTiles(block_p=32, block_v=0, block_n=16, num_warps=4, num_stages=2, chunk_ck=32)
+    # The key tile is also read into registers (its norms): narrow tiles for 128 key channels.
+    return ReadTiles(block_p=64, block_v=0, block_n=16 if wide_keys else 64, num_warps=4, num_stages=2)
+
+
+_ALIGN_BYTES = 16
+
+
+def _aligned_down(buffer: Tensor, block_n: int) -> tuple[Tensor, int]:
+    """``buffer`` (B, C, N) viewed from its last 16-byte-aligned column at or before column 0.
+
+    A view that starts mid-row (the engine's long-term memory starts after the previous frame's
+    P columns) is misaligned for 16-bit types, and then no load of it can be vectorised. Viewing
+    from ``first`` columns earlier (columns of the same rows, never read: the kernel masks them)
+    restores the alignment. Returns (view, first); first is 0 when nothing is gained.
+    """
+    if buffer.stride(2) != 1 or buffer.shape[2] == 0:
+        return buffer, 0
+    per_align = max(1, _ALIGN_BYTES // buffer.element_size())
+    first = buffer.storage_offset() % per_align
+    if first == 0 or first >= block_n or any(s % per_align for s in buffer.stride()[:2]):
+        return buffer, 0
+    size = (buffer.shape[0], buffer.shape[1], buffer.shape[2] + first)
+    return buffer.as_strided(size, buffer.stride(), buffer.storage_offset() - first), first
 
 
 def launch_memory_read(
@@ -76,12 +149,13 @@ def launch_memory_read(
     value_dim, pixels = mem_val.shape[1], q_key.shape[2]
     if batch == 0 or pixels == 0:
         return
-    block_ck, block_n, block_p = _dot_blocks(mem_key.dtype, key_dim)
-    block_p = min(block_p, _pow2(pixels, _MIN_DOT))
-    block_v = min(_pow2(value_dim, _MIN_DOT), 128)
+    tiles = read_tiles(mem_key.dtype, key_dim, value_dim)
+    chunks, chunk_ck = tiles.key_chunks(key_dim)
+    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
+    block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
     value_blocks = triton.cdiv(value_dim, block_v)
-    tiles = triton.cdiv(pixels, block_p) * batch * value_blocks
-    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, tiles, entries)
+    programs = triton.cdiv(pixels, block_p) * batch * value_blocks
+    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, programs, entries)
     if splits > 1:
         part_acc = torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device)
         part_ml = torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device)
@@ -97,18 +171,25 @@ def launch_memory_read(
         NUM_SPLITS=splits,
         IEEE_DOT=mem_key.dtype == torch.float32,
         UPCAST_DOT=INTERPRETED and mem_key.dtype == torch.bfloat16,
-        BLOCK_CK=block_ck,
+        MASK_C=key_dim % chunk_ck != 0,
+        MASK_V=value_dim % block_v != 0,
+        CHUNKS=chunks,
+        CHUNK_CK=chunk_ck,
         BLOCK_V=block_v,
-        BLOCK_N=block_n,
+        BLOCK_N=tiles.block_n,
         BLOCK_P=block_p,
-        num_warps=4,
-        num_stages=2,
+        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
     )
     if splits > 1:
-        wrap_triton(memory_read_combine_kernel)[grid[:2]](
+        # A memory-bound merge: small tiles keep it in registers (no spills).
+        combine_v = min(_pow2(value_dim, _MIN_DOT), _COMBINE_BLOCK_V)
+        combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
+        combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
+        wrap_triton(memory_read_combine_kernel)[combine_grid](
             part_acc, part_ml, out, splits, batch, pixels, value_dim, *out.stride(),
-            BLOCK_V=block_v,
-            BLOCK_P=block_p,
+            BLOCK_V=combine_v,
+            BLOCK_P=combine_p,
             num_warps=4,
         )
 
@@ -140,28 +221,32 @@ def launch_memory_update(
     if batch == 0 or pixels == 0 or count == 0:
         return
     device = key_buf.device
-    block_ck, block_n, block_p = _dot_blocks(key_buf.dtype, key_dim)
-    block_p = min(block_p, _pow2(pixels, _MIN_DOT))
+    tiles = match_tiles(key_buf.dtype, key_dim)
+    chunks, chunk_ck = tiles.key_chunks(key_dim)
+    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
     pixel_tiles = triton.cdiv(pixels, block_p)
     splits = num_splits if num_splits > 0 else auto_splits(device, pixel_tiles * batch, compared)
     best = torch.empty((splits, batch, pixels), dtype=torch.float32, device=device)
     dest = torch.empty((batch, pixels), dtype=torch.int32, device=device)
     lengths = n_valid if n_valid is not None else dest  # a placeholder pointer when unused
+    keys, first = _aligned_down(key_buf, tiles.block_n)
 
     wrap_triton(best_match_kernel)[(pixel_tiles, batch, splits)](
-        key_buf, new_key, lengths, best,
-        compared, pixels, key_dim,
-        *key_buf.stride(), *new_key.stride(),
+        keys, new_key, lengths, best,
+        first, compared, pixels, key_dim,
+        *keys.stride(), *new_key.stride(),
         batch,
         HAS_N_VALID=n_valid is not None,
         NUM_SPLITS=splits,
         IEEE_DOT=key_buf.dtype == torch.float32,
         UPCAST_DOT=INTERPRETED and key_buf.dtype == torch.bfloat16,
-        BLOCK_CK=block_ck,
-        BLOCK_N=block_n,
+        MASK_C=key_dim % chunk_ck != 0,
+        CHUNKS=chunks,
+        CHUNK_CK=chunk_ck,
+        BLOCK_N=tiles.block_n,
         BLOCK_P=block_p,
-        num_warps=4,
-        num_stages=2,
+        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
     )
     block = _pow2(pixels, _MIN_DOT)
     wrap_triton(select_novel_kernel)[(batch,)](

@@ -6,7 +6,13 @@ it cannot run here (``None`` when it can). Modules are imported on first use, so
 dependencies are missing costs nothing until it is asked for.
 
 ``backend=None`` picks the first available backend of the device's preference list; a name forces
-that backend and fails with a clear message when it cannot run.
+that backend and fails with a clear message when it cannot run. When the first choice of a device
+cannot run (an install without the compiled extension, or one built without its CUDA kernels),
+the first op that falls back logs one WARNING naming the backend it runs instead and why.
+
+A backend is available when its module's static checks pass AND one small op actually ran through
+it and matched the reference (:func:`probe_failure`, once per backend and device): a backend that
+imports but cannot launch (say torch rejecting the Triton interpreter's kernels) is never picked.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from types import ModuleType
 import torch
 
 from swiftcuda.errors import BackendUnavailableError
+from swiftcuda.ops import reference
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +67,47 @@ def _load(backend: str) -> ModuleType | str:
         return f"its module could not be imported ({error})"
 
 
+def _tracing_or_capturing(device_type: str) -> bool:
+    """Whether running a probe now would be wrong: inside torch.compile or a CUDA graph capture."""
+    if torch.compiler.is_compiling():
+        return True
+    return device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+@functools.cache
+def probe_failure(backend: str, device_type: str) -> str | None:
+    """Run ``soft_aggregate`` on a small random input through ``backend`` on ``device_type`` and
+    compare it with the reference; why that failed, or None when it ran and matched.
+
+    Cached per backend and device type: the probe runs once per process.
+    """
+    module = _load(backend)
+    if isinstance(module, str):
+        return module
+    if device_type == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device is available"
+    generator = torch.Generator().manual_seed(0)
+    try:
+        probs = torch.rand(2, 5, 7, generator=generator).to(device_type)  # (O, H, W), ragged sizes
+        got = module.soft_aggregate(probs)
+        want = reference.soft_aggregate(probs)
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+        if got.shape != want.shape or not torch.allclose(got.float().cpu(), want.cpu(), rtol=1e-4, atol=1e-6):
+            return "a probe (soft_aggregate on a 2x5x7 input) gave results that differ from the reference"
+    except Exception as error:  # whatever stops a launch makes the backend unusable here
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"a probe (soft_aggregate on a 2x5x7 input) failed: {type(error).__name__}: {message}"
+    return None
+
+
 def unavailable_reason(backend: str, device_type: str) -> str | None:
-    """Why ``backend`` cannot run on ``device_type``, or None when it can."""
+    """Why ``backend`` cannot run on ``device_type``, or None when it can.
+
+    Beyond the module's own checks, the first call per backend and device runs a small probe op
+    (:func:`probe_failure`); inside torch.compile tracing or a CUDA graph capture the probe is
+    skipped and the static checks decide.
+    """
     if backend not in BACKEND_MODULES:
         return f"there is no such backend (choose from {', '.join(BACKEND_MODULES)})"
     if device_type not in BACKEND_DEVICES[backend]:
@@ -70,7 +116,10 @@ def unavailable_reason(backend: str, device_type: str) -> str | None:
     if isinstance(module, str):
         return module
     check = getattr(module, "unavailable_reason", None)
-    return check(device_type) if check is not None else None
+    reason = check(device_type) if check is not None else None
+    if reason is None and backend != "reference" and not _tracing_or_capturing(device_type):
+        reason = probe_failure(backend, device_type)
+    return reason
 
 
 def available_backends(device_type: str) -> list[str]:
@@ -90,7 +139,22 @@ def resolve(op: str, backend: str | None, device: torch.device) -> Callable:
         if reason is not None:
             raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {reason}")
         return getattr(_load(backend), op)
-    for candidate in PREFERENCE.get(device_type, ("reference",)):
-        if unavailable_reason(candidate, device_type) is None:
+    preference = PREFERENCE.get(device_type, ("reference",))
+    first_reason = None
+    for candidate in preference:
+        reason = unavailable_reason(candidate, device_type)
+        if reason is None:
+            if candidate != preference[0] and not torch.compiler.is_compiling():
+                _warn_fallback(device_type, preference[0], candidate, first_reason)
             return getattr(_load(candidate), op)
+        first_reason = first_reason or reason
     raise BackendUnavailableError(f"no backend can run {op} on {device_type} tensors")
+
+
+@functools.cache
+def _warn_fallback(device_type: str, preferred: str, chosen: str, reason: str | None) -> None:
+    """Log, once per process and case, that ops on ``device_type`` tensors run a slower backend."""
+    logger.warning(
+        "swiftcuda ops on %s tensors run the %r backend, not the faster %r: %s. `swiftcuda info` shows what was built.",
+        device_type, chosen, preferred, reason,
+    )

@@ -90,6 +90,32 @@ def test_ties_go_to_the_lower_pixel_index(backend_device, generator):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_nan_key_is_never_the_most_novel_pixel(backend_device, dtype, generator):
+    """A NaN in a new pixel's key makes its similarity to every memory entry NaN. The spec's best
+    match (amax) is then NaN, and NaN sorts after every score, so that pixel is the LEAST novel and
+    is never chosen while finite pixels remain. A max that drops NaN (fmaxf(-inf, NaN) = -inf)
+    would instead make it the most novel of all, appended first (issue 14, item 5)."""
+    backend, device = backend_device
+    pixels, count = 30, novel_pixel_count(30, 0.2)  # 6 of 30
+    mem_key, mem_val, new_key, new_val = random_memory((2, 16, 8, 40, pixels), dtype, generator)
+    nan_pixels = [2, 11, 29]
+    for pixel in nan_pixels:
+        new_key[:, pixel % 16, pixel] = float("nan")  # one channel is enough
+    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.2,
+                                     backend=backend)
+    keys, values = keys.cpu(), values.cpu()
+    assert torch.isfinite(keys[:, :, 40:]).all(), "a pixel with a NaN key was chosen as one of the most novel"
+    similarity = similarity_truth(mem_key, new_key)
+    for b in range(2):
+        assert similarity[b, nan_pixels].isnan().all()
+        finite = torch.tensor([p for p in range(pixels) if p not in nan_pixels])
+        chosen = finite[locate_columns(keys[b, :, 40:], new_key[b, :, finite])]
+        assert not set(chosen.tolist()) & set(nan_pixels)
+        assert_valid_choice(chosen, similarity[b].nan_to_num(nan=float("inf")), count)
+        assert torch.equal(values[b, :, 40:], new_val[b][:, chosen]), "values must follow their keys"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_in_place_update_on_capacity_buffers(backend_device, dtype, generator):
     """Fixed-capacity form: appends at n_valid, advances it, leaves everything else alone."""
     backend, device = backend_device

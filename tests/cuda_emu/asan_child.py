@@ -1,0 +1,36 @@
+"""Runs emulated kernels from an AddressSanitizer build; started by the tests in a subprocess whose
+environment preloads libasan (harness.asan_environment()). Exits 0 when every check passes; an
+ASan report exits with ASAN_OPTIONS' exitcode (23).
+
+Usage: python -m tests.cuda_emu.asan_child LIBRARY OP [OP ...]   (OP: read, update, rsp, aggregate)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from tests.cuda_emu import checks
+from tests.cuda_emu.harness import EmulatedKernels
+
+
+def main(library: str, ops: list[str]) -> None:
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    emu = EmulatedKernels.load(library, schedule="shuffle", seed=1)
+    for op in ops:
+        if op == "read":
+            for dtype in (torch.float32, torch.float16):  # the SIMT kernel with splits, the mma kernel
+                checks.check_memory_read(emu, generator, dtype, 2, 20, 24, 300, 70, [300, 77], 132)
+        elif op == "update":
+            checks.check_memory_update(emu, generator, torch.float16, 16, 8, 700, [300, 670], 131, 0.37, 132)
+        elif op == "rsp":
+            checks.check_rsp(emu, generator, torch.float32, 3, 32, 48, 16)
+        elif op == "aggregate":
+            checks.check_soft_aggregate(emu, generator, torch.float32, 3, 17, 23)
+        else:
+            raise SystemExit(f"unknown op {op!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
