@@ -349,13 +349,9 @@ def tool_path(name: str) -> str | None:
 
 def sass_summary(cubin: bytes) -> dict[str, Any]:
     """Tensor-core, local-memory and cp.async instruction counts in a cubin's SASS."""
-    tool = tool_path("cuobjdump")
-    if tool is None:
+    sass = _cuobjdump(cubin, "-sass", check=True)
+    if sass is None:
         return {"mma": "?", "local_instructions": -1, "cp_async": -1}
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
-        file.write(cubin)
-        file.flush()
-        sass = subprocess.run([tool, "-sass", file.name], capture_output=True, text=True, check=True).stdout
     mma = "HGMMA" if re.search(r"\bHGMMA\b", sass) else ("HMMA" if re.search(r"\bHMMA\b", sass) else "")
     return {
         "mma": mma,
@@ -577,14 +573,22 @@ def _nvcc_version(nvcc: str) -> str:
     return subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
 
 
-def _sass_by_function(cubin: bytes) -> dict[str, str]:
+def _cuobjdump(cubin: bytes, flag: str, check: bool = False) -> str | None:
+    """``cuobjdump FLAG`` of a cubin (``-sass``, ``-elf``); None without the tool; ``check``
+    raises when it fails."""
     tool = tool_path("cuobjdump")
     if tool is None:
-        return {}
+        return None
     with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
         file.write(cubin)
         file.flush()
-        sass = subprocess.run([tool, "-sass", file.name], capture_output=True, text=True).stdout
+        return subprocess.run([tool, flag, file.name], capture_output=True, text=True, check=check).stdout
+
+
+def _sass_by_function(cubin: bytes) -> dict[str, str]:
+    sass = _cuobjdump(cubin, "-sass")
+    if sass is None:
+        return {}
     functions: dict[str, str] = {}
     for chunk in re.split(r"\n\s*Function : ", sass)[1:]:
         name, _, body = chunk.partition("\n")
@@ -606,13 +610,9 @@ def _demangle(name: str) -> str:
 def _max_threads_by_function(cubin: bytes) -> dict[str, int]:
     """Each kernel's ``__launch_bounds__`` block size (EIATTR_MAX_THREADS of its .nv.info section):
     the CUDA launchers launch exactly that many threads."""
-    tool = tool_path("cuobjdump")
-    if tool is None:
+    elf = _cuobjdump(cubin, "-elf")
+    if elf is None:
         return {}
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
-        file.write(cubin)
-        file.flush()
-        elf = subprocess.run([tool, "-elf", file.name], capture_output=True, text=True).stdout
     threads: dict[str, int] = {}
     for section in re.split(r"\n(?=\.nv\.info\.)", elf)[1:]:
         name = section.split("\n", 1)[0].removeprefix(".nv.info.").strip()
