@@ -85,7 +85,12 @@ make_venv() {
         # Exactly these torch and Triton; the rest of the runtime and test requirements of
         # setup.py, without torchvision. setuptools/wheel/ninja are left to the suite's
         # prerequisites stage.
-        "$VENV/bin/python" -m pip install -q "torch==$TORCH" "triton==$TRITON" numpy opencv-python-headless Pillow tqdm pytest \
+        # Triton < 3.7's interpreter fails with NumPy >= 2.4 (triton-lang/triton#9171; swiftcuda
+        # reports the Triton backend unavailable on the CPU then): take a NumPy it runs with, so
+        # that the Triton tests run under this stack's interpreter instead of being skipped.
+        local numpy_spec=numpy
+        case $TRITON in 3.[0-6].*|2.*) numpy_spec="numpy<2.4" ;; esac
+        "$VENV/bin/python" -m pip install -q "torch==$TORCH" "triton==$TRITON" "$numpy_spec" opencv-python-headless Pillow tqdm pytest \
             || return 1
     fi
     "$VENV/bin/python" - "$TORCH" "$TRITON" <<'EOF'

@@ -92,9 +92,10 @@ def read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
     wide_keys = key_dim > 32  # R50's 128 key channels: a (BLOCK_P x Ck) query tile in registers
     if dtype == torch.float32:
         # No tensor cores (exact float32 products): FMA dots, which give each thread whole rows of
-        # both operands, so the key channels go 16 at a time (R18: 80 registers a thread, R50: 128)
-        # and the tiles stay small.
-        return ReadTiles(block_p=32, block_v=64, block_n=16, num_warps=8, num_stages=2, chunk_ck=16)
+        # both operands, so the key channels go 16 at a time and the tiles stay small. Three
+        # stages, not two: at R50 Triton 3.6 spills with two (128 registers on sm_90) and keeps
+        # 112-116 registers with three (R18: 74-78).
+        return ReadTiles(block_p=32, block_v=64, block_n=16, num_warps=8, num_stages=3, chunk_ck=16)
     if wide_keys:
         # R50 (key 128, value 512): on sm_80 every 64-channel value block with 8 warps takes
         # 148-168 registers (8 warps an SM); 32 channels and 4 warps take 124 (16 warps, sm_90: 24).
@@ -109,9 +110,12 @@ def match_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
     (BLOCK_P x BLOCK_N) float32 similarity tile in registers, the key tile in shared memory."""
     wide_keys = key_dim > 32
     if dtype == torch.float32:
-        return ReadTiles(block_p=32, block_v=0, block_n=16, num_warps=4, num_stages=2, chunk_ck=32)
-    # The key tile is also read into registers (its norms): narrow tiles for 128 key channels.
-    return ReadTiles(block_p=64, block_v=0, block_n=16 if wide_keys else 64, num_warps=4, num_stages=2)
+        # R50's 128 key channels with 32 pixels a tile take 168 registers under Triton 3.6 (12
+        # warps an SM); 16 pixels take 96-104. The key tile is then read twice as often, from L2.
+        return ReadTiles(block_p=16 if wide_keys else 32, block_v=0, block_n=16, num_warps=4, num_stages=2, chunk_ck=32)
+    # The key tile is also read into registers (its norms): narrow tiles for 128 key channels, and
+    # 32 entries for R18 (64 take 131 registers on sm_90 under Triton 3.6, 12 warps an SM).
+    return ReadTiles(block_p=64, block_v=0, block_n=16 if wide_keys else 32, num_warps=4, num_stages=2)
 
 
 _ALIGN_BYTES = 16

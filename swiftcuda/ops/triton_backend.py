@@ -18,6 +18,7 @@ from torch import Tensor
 # Importing the kernels needs triton: without it this module fails to import and the backend
 # table reports the backend unavailable with the import error.
 from swiftcuda.ops import _triton_launch, _triton_ops  # noqa: F401  (registers the ops)
+from swiftcuda.ops._triton_compat import interpreter_numpy_conflict
 
 __all__ = [
     "frame_variation",
@@ -38,7 +39,7 @@ def unavailable_reason(device_type: str) -> str | None:
         return None
     if device_type == "cpu":
         if _triton_launch.INTERPRETED:
-            return None
+            return interpreter_numpy_conflict()
         if os.environ.get("TRITON_INTERPRET") == "1":
             return "TRITON_INTERPRET=1 was set after triton was imported: set it before importing swiftcuda"
         return "Triton kernels run on CPU tensors only under the interpreter (set TRITON_INTERPRET=1)"

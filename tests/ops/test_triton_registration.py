@@ -13,6 +13,7 @@ import torch
 from torch.library import opcheck
 
 from swiftcuda.ops import backends
+from swiftcuda.ops._triton_compat import interpreter_numpy_conflict
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -98,8 +99,30 @@ def test_backend_availability():
 
     assert triton_backend.unavailable_reason("mps") is not None
     assert (triton_backend.unavailable_reason("cuda") is None) == torch.cuda.is_available()
-    if _triton_launch.INTERPRETED:
+    if _triton_launch.INTERPRETED and interpreter_numpy_conflict() is not None:
+        # Triton < 3.7 with NumPy >= 2.4: reported with its fix, never picked
+        assert "numpy<2.4" in triton_backend.unavailable_reason("cpu")
+        assert "triton" not in backends.available_backends("cpu")
+    elif _triton_launch.INTERPRETED:
         assert triton_backend.unavailable_reason("cpu") is None
         assert "triton" in backends.available_backends("cpu")
     else:
         assert "TRITON_INTERPRET" in triton_backend.unavailable_reason("cpu")
+
+
+@pytest.mark.parametrize(
+    "triton_version, numpy_version, conflict",
+    [
+        ("3.6.0", "2.4.6", True),
+        ("3.6.0", "2.4.0rc1", True),
+        ("3.6.0", "2.3.5", False),
+        ("3.7.0", "2.4.6", False),
+        ("3.8.0", "2.5.0", False),
+        ("3.10.1", "3.0.0", False),
+    ],
+)
+def test_interpreter_numpy_conflict(triton_version, numpy_version, conflict):
+    reason = interpreter_numpy_conflict(triton_version, numpy_version)
+    assert (reason is not None) == conflict
+    if conflict:
+        assert triton_version in reason and numpy_version in reason and "numpy<2.4" in reason
