@@ -24,7 +24,6 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from swiftcuda.cpu import describe
 
 REPO = Path(__file__).resolve().parent.parent
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -230,7 +231,7 @@ def environment(device: torch.device) -> dict[str, str]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        name = describe()  # model, ISA level, native bfloat16 and threads: numbers differ by CPU
     try:
         import triton
 
@@ -297,9 +298,17 @@ def report(title: str, results: Sequence[Result], device: torch.device, size_key
     return text
 
 
-def implementations(op_backends: Sequence[str]) -> list[str]:
-    """The given available backends, the reference first (the speed-ups' baseline)."""
+#: Backends that run on the CPU only through an interpreter (Triton under TRITON_INTERPRET=1): their
+#: times measure the interpreter, so the benchmarks leave them out there (the GPU suite times them).
+INTERPRETED_ON_CPU = ("triton",)
+
+
+def implementations(op_backends: Sequence[str], device: torch.device) -> list[str]:
+    """The given available backends, the reference first (the speed-ups' baseline), without the
+    interpreted ones on the CPU."""
     ordered = ["reference"] + [b for b in op_backends if b != "reference"]
+    if device.type == "cpu":
+        ordered = [b for b in ordered if b not in INTERPRETED_ON_CPU]
     return list(dict.fromkeys(ordered))
 
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = torch.device(args.device)
     sizes = h.memory_sizes(args, device)
-    impls = h.implementations(ops.available_backends(device.type)) + ["sdpa"]
+    impls = h.implementations(ops.available_backends(device.type), device) + ["sdpa"]
     cases = [
         h.Case("memory_read", impl, dtype, {**DIMS, "N": n})
         for dtype in h.dtypes_from(args) for n in sizes for impl in impls

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = torch.device(args.device)
     sizes = h.memory_sizes(args, device)
-    impls = h.implementations(ops.available_backends(device.type))
+    impls = h.implementations(ops.available_backends(device.type), device)
     cases = [
         h.Case("memory_update_", impl, dtype, {**DIMS, "N": n})
         for dtype in h.dtypes_from(args) for n in sizes for impl in impls

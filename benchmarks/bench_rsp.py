@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = [int(n) for n in args.objects.split(",")]
     else:
         counts = QUICK_OBJECTS if args.quick else OBJECTS
-    impls = h.implementations(ops.available_backends(device.type))
+    impls = h.implementations(ops.available_backends(device.type), device)
     cases = [
         h.Case("rsp", impl, dtype, {**SIZE, "O": o})
         for dtype in h.dtypes_from(args) for o in counts for impl in impls

@@ -53,7 +53,7 @@ def main() -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
     args = parser.parse_args()
     options = PamOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PamOptions)})
-    model = load_model(args.weights)
+    model = load_model(args.weights, dtype=torch.float32)
     dataset = DavisDataset(args.data, args.set)
     print(f"PAM options: {options}")
     print("| sequence | frames | official J&F | official updates | PAM J&F | PAM updates |")

@@ -72,6 +72,7 @@ TORCH_LIBRARY(swiftcuda, m) {
       "float beta) -> ()");
   m.def("rsp(Tensor probs, int factor) -> (Tensor, Tensor)");
   m.def("soft_aggregate(Tensor object_probs) -> Tensor");
+  m.def("labels(Tensor probs, Tensor ids) -> Tensor");
   m.def("conv3x3(Tensor input, Tensor weight, Tensor? bias=None, bool relu=False) -> Tensor");
   m.def("build_info() -> str", &build_info);
   m.def("conv3x3_available() -> bool", &conv3x3_available_op);

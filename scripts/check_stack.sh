@@ -145,8 +145,10 @@ step tests run_tests
 grep -E '^(=+ )?[0-9]+ (passed|failed)|^=+ .*(passed|failed|skipped).* =+$' "$LOG/tests.log" | tail -1 \
     | sed 's/^/check_stack: tests: /' > "$LOG/tests.count"
 [ -s "$LOG/tests.count" ] && summary+=("$(cat "$LOG/tests.count")")
-grep -E '^SKIPPED' "$LOG/tests.log" | sed 's/^SKIPPED \[[0-9]*\] //' | sort | uniq -c | sort -rn | head -8 \
-    | sed 's/^/check_stack:   skipped: /' > "$LOG/tests.skips"
+# Skips summed by reason (pytest -rs prints "SKIPPED [count] file:line: reason" per place).
+grep -E '^SKIPPED' "$LOG/tests.log" | sed -E 's/^SKIPPED \[([0-9]+)\] [^:]+:[0-9]+: /\1\t/' \
+    | awk -F'\t' '{n[$2] += $1} END {for (r in n) print n[r] "\t" r}' | sort -rn | head -8 \
+    | sed 's/^\([0-9]*\)\t/check_stack:   skipped: \1 x /' > "$LOG/tests.skips"
 while IFS= read -r line; do summary+=("$line"); done < "$LOG/tests.skips"
 
 if [ -f "$PROJECT/benchmarks/gpu_resources.py" ]; then

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: The ops the extension defines in torch.ops.swiftcuda (plus the test hooks starting with "_").
 EXTENSION_OPS = (
-    "memory_read", "memory_update", "memory_update_", "rsp", "soft_aggregate", "conv3x3", "conv3x3_available", "build_info"
+    "memory_read", "memory_update", "memory_update_", "rsp", "soft_aggregate", "labels", "conv3x3", "conv3x3_available",
+    "build_info",
 )
 
 
@@ -94,6 +95,9 @@ def _register_fakes() -> None:
         objects, height, width = object_probs.shape
         return object_probs.new_empty((objects + 1, height, width), dtype=torch.float32)
 
+    @torch.library.register_fake("swiftcuda::labels")
+    def _labels_fake(probs, ids):
+        return ids.new_empty(probs.shape[1:])
 
     @torch.library.register_fake("swiftcuda::conv3x3")
     def _conv3x3_fake(input, weight, bias=None, relu=False):

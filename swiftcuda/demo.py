@@ -71,7 +71,7 @@ def run_demo(
     out: str | os.PathLike,
     *,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = "auto",
     weights: str | os.PathLike = DEMO,
     sequence: str = DEMO_SEQUENCE,
     size: int | tuple[int, int] | None = None,

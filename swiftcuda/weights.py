@@ -18,6 +18,7 @@ from torch import Tensor
 
 from swiftcuda.errors import InputError, WeightsError
 from swiftcuda.model import CONFIGS, SwiftNet
+from swiftcuda.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def load_model(
     source: str | os.PathLike,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = "auto",
     variant: str = "r18",
 ) -> SwiftNet:
     """Build SwiftNet and load a checkpoint into it strictly.
@@ -171,7 +172,9 @@ def load_model(
         source: path of a checkpoint (official or this project's), or "demo" for the weights
             shipped with the package (trained on synthetic videos only).
         device: where the model runs.
-        dtype: parameter dtype (float32, float16 or bfloat16).
+        dtype: parameter dtype (float32, float16 or bfloat16), a precision name ("fp32", "fp16",
+            "bf16"), or "auto" for what ``device`` runs fastest (:mod:`swiftcuda.precision`:
+            float16 on a GPU, bfloat16 on a CPU with native bfloat16, float32 elsewhere).
         variant: "r18" (the official release) or "r50".
 
     Returns:
@@ -180,13 +183,12 @@ def load_model(
     Raises:
         WeightsError: the file is missing, not a checkpoint, or does not match the variant.
     """
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     device = resolve_device(device)
+    dtype = resolve_precision(dtype, device)
     path = resolve_weights(source)
     state_dict = read_state_dict(path)
     model = SwiftNet(variant)
     check_state_dict(model, state_dict, origin=str(path))
     model.load_state_dict(state_dict, strict=True)
-    logger.info("loaded SwiftNet-%s weights from %s", variant.upper(), path)
+    logger.info("loaded SwiftNet-%s weights from %s (%s on %s)", variant.upper(), path, dtype, device)
     return model.eval().to(device=device, dtype=dtype)

@@ -24,31 +24,43 @@ def test_configs_parse_and_defaults_start_with_the_baselines():
     assert parse_configs("official,swiftcuda:bf16:cpu:graphs") == [Config("official"), Config("swiftcuda", "bf16", "cpu", True)]
     import torch
 
-    assert parse_configs("swiftcuda:fp32:cpu:::winograd,swiftcuda:fp32:cpu:::direct") == [
+    assert parse_configs("swiftcuda:fp32:cpu:::winograd,swiftcuda:fp32:cpu:::direct:untuned") == [
         Config("swiftcuda", "fp32", "cpu", winograd=True),
-        Config("swiftcuda", "fp32", "cpu", winograd=False),
+        Config("swiftcuda", "fp32", "cpu", winograd=False, tuned=False),
     ]
     rows = default_configs(torch.device("cpu"))
-    assert rows[:2] == [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False)]
-    assert Config("swiftcuda", "fp32", "cpu", winograd=False) in rows
-    assert Config("swiftcuda", "bf16", "cpu") in rows
+    assert rows[:2] == [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False, tuned=False)]
+    assert Config("swiftcuda", "fp32", "cpu", winograd=False, tuned=False) in rows
+    assert Config("swiftcuda", "fp32", "cpu") in rows and Config("swiftcuda", "auto", "cpu") in rows
+    # bfloat16 only where it is native: elsewhere a row would take minutes and show a trap
+    from swiftcuda.cpu import cpu_info
+
+    assert (Config("swiftcuda", "bf16", "cpu") in rows) == cpu_info().native_bf16
+    assert not any(row.backend == "triton" for row in rows)  # interpreted on a CPU: not timed
 
 
 def test_bench_command_prints_a_table(tmp_path, capsys):
     report = tmp_path / "results.md"
     code = main([
         "bench", "--device", "cpu", "--size", "48x64", "--frames", "6", "--warmup", "1",
-        "--configs", "official,swiftcuda:fp32:reference,swiftcuda:bf16" + (",swiftcuda:fp32:cpu:::winograd" if winograd_available() else ""),
+        "--configs", "official,swiftcuda:fp32:reference:::direct:untuned,swiftcuda:bf16,swiftcuda:auto"
+        + (",swiftcuda:fp32:cpu:::winograd" if winograd_available() else ""),
         "--markdown", str(report),
     ])
     assert code == 0
     table = report.read_text()
     assert "| official code (fp32, eager; faster of a run first and last) | 1 |" in table
-    assert "| swiftcuda fp32, reference, eager | 1 |" in table and "100.00% |" in table
-    assert "| swiftcuda bf16, auto, eager | 1 |" in table
+    assert "| swiftcuda fp32, reference, eager, direct 3x3, untuned | 1 |" in table and "100.00% |" in table
+    assert "| swiftcuda bf16, auto, eager, tuned | 1 |" in table
+    from swiftcuda.cpu import cpu_info
+
+    auto = "bfloat16" if cpu_info().native_bf16 else "float32"
+    assert f"| swiftcuda auto = {auto}, auto, eager, tuned | 1 |" in table
     if winograd_available():
-        assert "| swiftcuda fp32, cpu, eager, Winograd 3x3 | 1 |" in table
+        assert "| swiftcuda fp32, cpu, eager, Winograd 3x3, tuned | 1 |" in table
     assert "torch" in table and "commit" in table
+    assert f"CPU: {cpu_info().model}" in table and "native bfloat16: " in table  # the machine, with its ISA
+    assert "labels by " in table and "%) |" in table  # the conversion used, and its share of a frame
 
 
 def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite():
@@ -88,12 +100,13 @@ def _run_benchmark_script(name: str, report: Path, *options: str) -> str:
     ],
 )
 def test_op_benchmarks_run_on_the_cpu(tmp_path, script, first_row):
-    """The op benchmarks' quick CPU runs time every available backend (timings are not checked):
+    """The op benchmarks' quick CPU runs time every compiled backend (timings are not checked):
     the GPU suite runs the same scripts, so a break shows here first."""
     table = _run_benchmark_script(script, tmp_path / "ops.md", "--device", "cpu", "--dtypes", "fp32", "--no-memory")
     assert first_row in table
     for backend in ops.available_backends("cpu"):
-        assert f" | {backend} | fp32 |" in table
+        # Interpreted Triton is not timed on the CPU (its times would measure the interpreter).
+        assert (f" | {backend} | fp32 |" in table) == (backend != "triton")
 
 
 def test_conv3x3_benchmark_runs(tmp_path):

@@ -207,17 +207,26 @@ def test_console_script_exit_status(tmp_path, inputs, weights):
     assert result.stderr.strip().splitlines() == [f"swiftcuda: error: mask not found: {tmp_path / 'absent.png'}"]
 
 
-@pytest.mark.parametrize("direct", [False, True], ids=["default", "direct"])
-def test_direct_convolutions_option(direct):
-    """--direct-convolutions keeps oneDNN's direct 3x3 convolutions on a float32 CPU model."""
+@pytest.mark.parametrize("options", [[], ["--direct-convolutions"], ["--no-tune"], ["--no-tune", "--direct-convolutions"]])
+def test_convolution_options(options):
+    """By default a CPU model's convolutions are tuned, Winograd among the candidates;
+    --direct-convolutions leaves Winograd out; --no-tune keeps the fixed rules (Winograd 3x3 layers)."""
     import argparse
 
     from swiftcuda.cli._engine import add_engine_arguments, make_segmenter
+    from swiftcuda.model.conv_tuning import TunedConv2d
     from swiftcuda.model.winograd import WinogradConv2d, winograd_available
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
-    args = parser.parse_args(["--direct-convolutions"] if direct else [])
+    args = parser.parse_args(options)
     segmenter = make_segmenter(random_swiftnet(seed=1), args)
-    uses_winograd = any(isinstance(m, WinogradConv2d) for m in segmenter.model.modules())
-    assert uses_winograd == (winograd_available() and not direct)
+    modules = list(segmenter.model.modules())
+    tuned = [m for m in modules if isinstance(m, TunedConv2d)]
+    direct = "--direct-convolutions" in options
+    if "--no-tune" in options:
+        assert not tuned
+        assert any(isinstance(m, WinogradConv2d) for m in modules) == (winograd_available() and not direct)
+    else:
+        assert tuned and not any(isinstance(m, WinogradConv2d) for m in modules)
+        assert tuned[0].tuner.allow_winograd == (winograd_available() and not direct)

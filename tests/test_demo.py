@@ -40,7 +40,7 @@ def test_demo_weights_ship_small_and_half_precision():
     assert demo_weights_path().stat().st_size <= 20 * 2**20
     state = torch.load(demo_weights_path(), weights_only=True)
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
-    model = load_model("demo")
+    model = load_model("demo", dtype=torch.float32)
     assert not model.training and next(model.parameters()).dtype == torch.float32
 
 
@@ -54,7 +54,7 @@ def test_demo_weights_track_a_held_out_object(tmp_path):
 
     make_testset(tmp_path / "set", sequences=["dog"], seed=100, max_frames=8, size=(432, 240))
     sequence = DavisDataset(tmp_path / "set", "val").sequence("dog")
-    segmenter = Segmenter(load_model("demo"))
+    segmenter = Segmenter(load_model("demo", dtype=torch.float32))
     truth = [read_mask(sequence.annotation_paths[p.stem]) == 1 for p in sequence.image_paths]
     tracked, copied = [], []
     for index, path in enumerate(sequence.image_paths):

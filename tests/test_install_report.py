@@ -57,6 +57,8 @@ def test_require_cuda_fails_without_cuda_kernels_and_passes_with_them():
             "versions": {"swiftcuda": "x", "python": "3", "torch": "2", "torch_cuda": None, "triton": None},
             "gpu": None,
             "cpu_threads": 1,
+            "cpu": {"model": "m", "isa": "AVX2", "aten_capability": "AVX2", "native_bf16": False, "native_fp16": False},
+            "auto_precision": {"cpu": "float32"},
             "backends": {},
             "extension": {
                 **loaded, "path": "p", "built_against_torch": "2", "openmp": None, "winograd_conv3x3": False,

@@ -42,7 +42,7 @@ def test_official_checkpoint_loads_strictly(tmp_path, wrapper, prefix):
     state = official_like_checkpoint(prefix)
     path = tmp_path / "swiftnet_resnet18_old.pth"
     torch.save(state if wrapper is None else {wrapper: state, "epoch": 3}, path)
-    model = load_model(path)
+    model = load_model(path, dtype=torch.float32)
     assert not model.training
     name = "LAE.conv2_m.weight"
     assert torch.equal(model.state_dict()[name], state[prefix + name])

@@ -26,6 +26,10 @@ std::tuple<at::Tensor, at::Tensor> rsp(const at::Tensor& probs, int64_t factor);
 // (O + 1, H, W) float32 probabilities, background first (clamped odds, normalised).
 at::Tensor soft_aggregate(const at::Tensor& object_probs);
 
+// (H, W) ids[argmax over C] of (C, H, W) probabilities (first maximum on ties, NaN counts as the
+// maximum, as torch's max(dim=0)); the output has ids' integer dtype.
+at::Tensor labels(const at::Tensor& probs, const at::Tensor& ids);
+
 // 3x3 convolution, stride 1, padding 1, float32 NCHW, through NNPACK's Winograd kernels
 // (winograd_conv.cpp); conv3x3_available() is false where torch was built without NNPACK.
 bool conv3x3_available();

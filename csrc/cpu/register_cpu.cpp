@@ -45,6 +45,17 @@ at::Tensor soft_aggregate_op(const at::Tensor& object_probs) {
   return soft_aggregate(object_probs);
 }
 
+at::Tensor labels_op(const at::Tensor& probs, const at::Tensor& ids) {
+  TORCH_CHECK(probs.dim() == 3 && probs.size(0) >= 1 && at::isFloatingType(probs.scalar_type()),
+              "swiftcuda.labels: probs must be a floating (C, H, W) tensor with C >= 1, got ", probs.scalar_type(),
+              " of shape ", probs.sizes());
+  TORCH_CHECK(ids.dim() == 1 && ids.size(0) == probs.size(0) && at::isIntegralType(ids.scalar_type(), false) &&
+                  ids.device() == probs.device(),
+              "swiftcuda.labels: ids must be an integer (", probs.size(0), ",) tensor on the probabilities' device, got ",
+              ids.scalar_type(), " of shape ", ids.sizes());
+  return labels(probs, ids);
+}
+
 at::Tensor conv3x3_op(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       bool relu) {
   TORCH_CHECK(input.dim() == 4 && input.scalar_type() == at::kFloat,
@@ -88,6 +99,7 @@ TORCH_LIBRARY_IMPL(swiftcuda, CPU, m) {
   m.impl("memory_update_", &memory_update_in_place_op);
   m.impl("rsp", &rsp_op);
   m.impl("soft_aggregate", &soft_aggregate_op);
+  m.impl("labels", &labels_op);
   m.impl("conv3x3", &conv3x3_op);
   m.impl("_ordered_key", &ordered_key_op);
   m.impl("_exp2_approx", &exp2_approx_op);

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,15 +20,17 @@ import numpy as np
 import torch
 
 from swiftcuda.bench.official import OfficialLoop
+from swiftcuda.cpu import cpu_info, describe
 from swiftcuda.data.testset import bundled_masks_root, load_mask_sequence, render_video, sequence_rng
 from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
+from swiftcuda.inference.labels import labels_method
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
 from swiftcuda.model.winograd import winograd_available
 from swiftcuda.ops import available_backends
+from swiftcuda.precision import resolve_precision
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: Held-out sequences (not used to train the demo weights) with 1, 2 and 3 objects.
 SEQUENCE_FOR_OBJECTS = {1: "dog", 2: "horsejump-high", 3: "kite-surf"}
 
@@ -40,12 +41,14 @@ class Config:
 
     Attributes:
         engine: "official" (the restated official code, float32 eager) or "swiftcuda".
-        precision: "fp32", "fp16" or "bf16".
+        precision: "fp32", "fp16", "bf16", or "auto" (what the engine picks on the device).
         backend: op backend of the engine (None: best available).
         graphs: CUDA graphs.
         compiled: TorchInductor-compiled convolutions.
         winograd: Winograd 3x3 convolutions on the CPU (None: the engine's default, which is
             Winograd for float32 on a CPU; False: direct convolutions, as the official code).
+        tuned: CPU convolution algorithms chosen by measurement (the engine's default); False: the
+            fixed rules.
     """
 
     engine: str
@@ -54,17 +57,26 @@ class Config:
     graphs: bool = False
     compiled: bool = False
     winograd: bool | None = None
+    tuned: bool = True
 
     @property
     def label(self) -> str:
         if self.engine == "official":
             return "official code (fp32, eager; faster of a run first and last)"
-        parts = [self.precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
+        precision = self.precision
+        if precision == "auto":
+            precision = f"auto = {str(resolve_precision('auto', self.device)).removeprefix('torch.')}"
+        parts = [precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
         if self.compiled:
             parts.append("compiled")
         if self.winograd is not None:
             parts.append("Winograd 3x3" if self.winograd else "direct 3x3")
+        if self.device == "cpu":
+            parts.append("tuned" if self.tuned else "untuned")
         return "swiftcuda " + ", ".join(parts)
+
+    #: The device the row runs on (set by :func:`default_configs` / :func:`run`).
+    device: str = "cpu"
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Measurement:
     labels: list[np.ndarray]
     agreement: float | None = None
     non_finite: bool = False  # the last frame's probabilities held NaN or infinity
+    labels_ms: float | None = None  # probabilities -> labels, included in the FPS, timed alone
 
 
 @dataclass
@@ -133,17 +146,40 @@ def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[f
 
 
 def run_swiftcuda(model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int) -> Measurement:
-    model = model.to(device=device, dtype=PRECISIONS[config.precision])
+    model = model.to(device=device, dtype=resolve_precision(config.precision, device))
     # The reference backend is the plain computation throughout: direct convolutions unless asked.
     winograd = False if config.backend == "reference" and config.winograd is None else config.winograd
     segmenter = Segmenter(
-        model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled, winograd=winograd
+        model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled, winograd=winograd,
+        tune=config.tuned,
     )
     _reset_peak(device)
+    last: list[torch.Tensor] = []
+
+    def step(t: int) -> torch.Tensor:
+        probs = segmenter.step(video.frames[t])
+        last[:] = [probs]
+        return segmenter.to_labels(probs)
+
     with torch.inference_mode():
         segmenter.step(video.frames[0], mask=video.labels[0])
-        fps, labels = _time_loop(lambda t: segmenter.to_labels(segmenter.step(video.frames[t])), video, warmup, device)
-    return Measurement(config, int(video.labels[0].max()), fps, _peak_mib(device), labels)
+        fps, labels = _time_loop(step, video, warmup, device)
+        labels_ms = _time_labels(segmenter, last[0], device)
+    return Measurement(config, int(video.labels[0].max()), fps, _peak_mib(device), labels, labels_ms=labels_ms)
+
+
+def _time_labels(segmenter: Segmenter, probs: torch.Tensor, device: torch.device, repeats: int = 10) -> float:
+    """Milliseconds of ``segmenter.to_labels(probs)`` alone (the fastest of ``repeats``)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        segmenter.to_labels(probs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return 1000 * min(times)
 
 
 def run_official(model: SwiftNet, video: Video, device: torch.device, warmup: int) -> Measurement:
@@ -178,25 +214,30 @@ def default_configs(device: torch.device) -> list[Config]:
     """The table's rows for a device: the official code, the float32 eager reference (direct
     convolutions, the official computation), and the fast paths.
 
-    On a CPU: float32 with direct and with Winograd 3x3 convolutions, and bfloat16. Compiled rows
-    are left out (TorchInductor added nothing on the CPU when measured; ask with --configs).
+    On a CPU: float32 with the fixed rules (direct, and Winograd 3x3 convolutions) and with the
+    convolution algorithms tuned on this machine (the default); "auto" precision; and bfloat16 where
+    this CPU runs it natively (elsewhere it is several times slower than float32: ask with
+    --configs). Compiled rows are left out (TorchInductor added nothing on the CPU when measured).
+    Interpreted backends (Triton on a CPU) are left out: their times measure the interpreter.
     """
-    backends = [b for b in available_backends(device.type) if b != "reference"]
+    backends = [b for b in available_backends(device.type) if b not in ("reference", "triton" if device.type == "cpu" else "")]
     if device.type == "cpu":
-        rows = [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False)]
+        rows = [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False, tuned=False)]
         for backend in backends or [None]:
             rows += [
-                Config("swiftcuda", "fp32", backend, winograd=False),
-                Config("swiftcuda", "fp32", backend, winograd=True) if winograd_available() else None,
-                Config("swiftcuda", "bf16", backend),
+                Config("swiftcuda", "fp32", backend, winograd=False, tuned=False),
+                Config("swiftcuda", "fp32", backend, winograd=True, tuned=False) if winograd_available() else None,
+                Config("swiftcuda", "fp32", backend),
+                Config("swiftcuda", "auto", backend),
+                Config("swiftcuda", "bf16", backend) if cpu_info().native_bf16 else None,
             ]
         return [row for row in rows if row is not None]
-    rows = [Config("official"), Config("swiftcuda", "fp32", "reference")]
+    rows = [Config("official", device="cuda"), Config("swiftcuda", "fp32", "reference", device="cuda")]
     for backend in backends:
         rows += [
-            Config("swiftcuda", "fp16", backend),
-            Config("swiftcuda", "fp16", backend, graphs=True),
-            Config("swiftcuda", "bf16", backend, graphs=True),
+            Config("swiftcuda", "fp16", backend, device="cuda"),
+            Config("swiftcuda", "fp16", backend, graphs=True, device="cuda"),
+            Config("swiftcuda", "bf16", backend, graphs=True, device="cuda"),
         ]
     return rows
 
@@ -210,7 +251,7 @@ def environment(device: torch.device) -> str:
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_properties(device).name}, CUDA {torch.version.cuda}"
     else:
-        where = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        where = describe()
     try:
         import triton
 
@@ -222,14 +263,19 @@ def environment(device: torch.device) -> str:
 
 
 def format_table(measurements: list[Measurement], official_fps: dict[int, float]) -> str:
-    head = "| configuration | objects | FPS | ms / frame | vs official | peak MiB | same labels as fp32 reference |"
-    lines = [head, "|" + " --- |" * 7]
+    head = (
+        "| configuration | objects | FPS | ms / frame | vs official | peak MiB | same labels as fp32 reference "
+        "| labels ms (share of frame) |"
+    )
+    lines = [head, "|" + " --- |" * 8]
     for m in measurements:
         speedup = m.fps / official_fps[m.objects] if m.objects in official_fps else float("nan")
         peak = f"{m.peak_mib:.0f}" if m.peak_mib is not None else "n/a"
         agree = f"{100 * m.agreement:.2f}%" if m.agreement is not None else "n/a"
+        to_labels = f"{m.labels_ms:.2f} ({m.labels_ms * m.fps / 10:.1f}%)" if m.labels_ms is not None else "n/a"
         lines.append(
-            f"| {m.config.label} | {m.objects} | {m.fps:.2f} | {1000 / m.fps:.1f} | {speedup:.2f}x | {peak} | {agree} |"
+            f"| {m.config.label} | {m.objects} | {m.fps:.2f} | {1000 / m.fps:.1f} | {speedup:.2f}x | {peak} | {agree} "
+            f"| {to_labels} |"
         )
     if any(m.non_finite for m in measurements):
         lines += ["", "Probabilities of a row were not finite (NaN or infinity) by its last frame: for the official "
@@ -243,7 +289,7 @@ def load_bench_model(weights: str) -> tuple[SwiftNet, str]:
         return lively_random_init(SwiftNet(), seed=0).eval(), "random weights (label agreement is not meaningful)"
     from swiftcuda.weights import load_model
 
-    return load_model(weights), f"weights {weights}"
+    return load_model(weights, dtype=torch.float32), f"weights {weights}"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -266,17 +312,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
     parser.add_argument(
         "--configs", default=None,
-        help="rows as engine:precision:backend:graphs:compiled:winograd|direct, comma-separated "
+        help="rows as engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned, comma-separated "
         "(default: the device's standard set)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
 
 
-def parse_configs(text: str) -> list[Config]:
+def parse_configs(text: str, device: torch.device = torch.device("cpu")) -> list[Config]:
+    """Rows from engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned items."""
     rows = []
     for item in text.split(","):
-        engine, precision, backend, graphs, compiled, winograd = (item.split(":") + [""] * 5)[:6]
+        engine, precision, backend, graphs, compiled, winograd, tuned = (item.split(":") + [""] * 6)[:7]
         rows.append(Config(
             engine,
             precision or "fp32",
@@ -284,6 +331,8 @@ def parse_configs(text: str) -> list[Config]:
             graphs in ("graphs", "1", "true"),
             compiled in ("compiled", "1", "true"),
             {"winograd": True, "direct": False}.get(winograd),
+            tuned != "untuned",
+            device.type,
         ))
     return rows
 
@@ -294,7 +343,7 @@ def run(args: argparse.Namespace) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, weights_note = load_bench_model(args.weights)
-    configs = parse_configs(args.configs) if args.configs else default_configs(device)
+    configs = parse_configs(args.configs, device) if args.configs else default_configs(device)
     height, width = args.size
     measurements: list[Measurement] = []
     official_fps: dict[int, float] = {}
@@ -307,7 +356,8 @@ def run(args: argparse.Namespace) -> str:
                 official_fps[objects] = result.fps
             else:
                 result = run_swiftcuda(model, config, video, device, args.warmup)
-                if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd:
+                if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd \
+                        and not (device.type == "cpu" and config.tuned):
                     reference = result.labels
             measurements.append(result)
             print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
@@ -326,7 +376,8 @@ def run(args: argparse.Namespace) -> str:
                 result.agreement = agreement(result.labels, reference)
     heading = (
         f"### End to end, {device.type}, {height}x{width}, {args.frames} frames\n\n"
-        f"{environment(device)}; {weights_note}; official memory schedule.\n"
+        f"{environment(device)}; {weights_note}; official memory schedule; labels by "
+        f"{labels_method(torch.empty(0, device=device))}, inside the timed loop (their own time in the last column).\n"
     )
     return heading + "\n" + format_table(measurements, official_fps) + "\n"
 

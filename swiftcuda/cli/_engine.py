@@ -11,9 +11,9 @@ from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.model import SwiftNet
 from swiftcuda.ops.backends import BACKEND_MODULES
+from swiftcuda.precision import PRECISIONS
 from swiftcuda.weights import DEMO, DEMO_NOTICE, demo_weights_path, load_model, resolve_device
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 NO_WEIGHTS = (
     "no weights given and this installation has no demo weights: pass --weights CKPT, for example "
@@ -39,7 +39,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--device", default=None, help="cpu or cuda (default: cuda when a GPU is available, else cpu)"
     )
-    group.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="model precision")
+    group.add_argument(
+        "--precision", choices=("auto", *PRECISIONS), default="auto",
+        help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
+    )
     group.add_argument(
         "--memory", choices=("official", "pam"), default="official",
         help="official: update every --mem-every frames; pam: variation-aware trigger",
@@ -57,6 +60,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--direct-convolutions", action="store_true",
         help="on a CPU in fp32, compute 3x3 convolutions directly as the official code does, not with the "
         "faster Winograd kernels (whose labels agree on more than 99.99%% of pixels)",
+    )
+    group.add_argument(
+        "--no-tune", action="store_true",
+        help="on a CPU, keep the fixed convolution rules instead of the algorithms measured fastest on this "
+        "machine (see `swiftcuda tune`)",
     )
 
 
@@ -77,7 +85,7 @@ def load_engine_model(args: argparse.Namespace) -> SwiftNet:
             raise InputError(NO_WEIGHTS)
         print(f"swiftcuda: {DEMO_NOTICE}", file=sys.stderr)
         weights = DEMO
-    return load_model(weights, device=device, dtype=PRECISIONS[args.precision], variant=args.variant)
+    return load_model(weights, device=device, dtype=args.precision, variant=args.variant)
 
 
 def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
@@ -85,7 +93,7 @@ def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
     return Segmenter(
         model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
         compile=args.compile, cuda_graphs=model_device(model).type == "cuda",
-        winograd=False if args.direct_convolutions else None,
+        winograd=False if args.direct_convolutions else None, tune=not args.no_tune,
     )
 
 

@@ -21,27 +21,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("swiftcuda-demo"), metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+        help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
+    )
     parser.add_argument("--weights", default="demo", metavar="CKPT", help="weights to use (default: the demo weights)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftcuda.cli._engine import PRECISIONS, default_device
+    from swiftcuda.cli._engine import default_device
     from swiftcuda.demo import run_demo
-    from swiftcuda.weights import DEMO, DEMO_NOTICE
+    from swiftcuda.precision import resolve_precision
+    from swiftcuda.weights import DEMO, DEMO_NOTICE, resolve_device
 
     if args.weights == DEMO:
         print(f"swiftcuda: {DEMO_NOTICE}")
+    device = resolve_device(args.device or default_device())
+    dtype = resolve_precision(args.precision, device)
     result = run_demo(
-        args.out, device=args.device or default_device(), dtype=PRECISIONS[args.precision],
+        args.out, device=device, dtype=dtype,
         weights=args.weights, overwrite=args.overwrite,
     )
     height, width = result.size
     print(
         f"{result.sequence}: {result.frames} frames of {width}x{height}, held out of training\n"
         f"J&F {result.j_and_f:.3f} (J {result.j:.3f}, F {result.f:.3f})\n"
-        f"{result.fps:.1f} FPS (model time, {args.device or default_device()}, {args.precision})\n"
+        f"{result.fps:.1f} FPS (model time, {device}, {str(dtype).removeprefix('torch.')})\n"
         f"wrote {result.out}/masks, {result.out}/overlay.mp4, {result.out}/strip.png"
     )
     return 0

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from swiftcuda import __version__, _extension
+from swiftcuda.cpu import cpu_info
 from swiftcuda.ops import backends
+from swiftcuda.precision import auto_dtype
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -55,6 +57,11 @@ def missing_requirement(info: dict[str, Any], requirement: str) -> str | None:
     return None
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """"bfloat16" for torch.bfloat16."""
+    return str(dtype).removeprefix("torch.")
+
+
 def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -81,6 +88,10 @@ def collect() -> dict[str, Any]:
             },
         }
     found = _extension.status()
+    cpu = cpu_info()
+    auto = {"cpu": dtype_name(auto_dtype(torch.device("cpu"), cpu))}
+    if gpu is not None:
+        auto["cuda"] = dtype_name(auto_dtype(torch.device("cuda"), cpu))
     return {
         "versions": {
             "swiftcuda": __version__,
@@ -91,6 +102,14 @@ def collect() -> dict[str, Any]:
         },
         "gpu": gpu,
         "cpu_threads": torch.get_num_threads(),
+        "cpu": {
+            "model": cpu.model,
+            "isa": cpu.isa,
+            "aten_capability": cpu.capability,
+            "native_bf16": cpu.native_bf16,
+            "native_fp16": cpu.native_fp16,
+        },
+        "auto_precision": auto,
         "backends": devices,
         "extension": {
             "loaded": found.loaded,
@@ -110,13 +129,17 @@ def collect() -> dict[str, Any]:
 def format_text(info: dict[str, Any]) -> str:
     """The report as aligned text lines."""
     versions, extension = info["versions"], info["extension"]
-    gpu = info["gpu"]
+    gpu, cpu = info["gpu"], info["cpu"]
     lines = [
         f"swiftcuda  {versions['swiftcuda']}",
         f"python     {versions['python']}",
         f"torch      {versions['torch']} (CUDA {versions['torch_cuda'] or 'none'})",
         f"triton     {versions['triton'] or 'not installed'}",
         "GPU        " + (f"{gpu['name']} ({gpu['capability']}) x{gpu['count']}" if gpu else "none visible"),
+        f"CPU        {cpu['model']}, {cpu['isa']} (ATen {cpu['aten_capability']}), {info['cpu_threads']} threads",
+        f"           native bfloat16: {'yes' if cpu['native_bf16'] else 'no'}, native float16: "
+        f"{'yes' if cpu['native_fp16'] else 'no'}",
+        "precision  auto picks " + ", ".join(f"{name} on {device}" for device, name in info["auto_precision"].items()),
         "",
         "backends",
     ]

@@ -34,7 +34,7 @@ class BatchedSegmenter:
         num_videos: how many streams.
         optimize: prepare one inference copy of the model for all streams.
         **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend,
-            winograd); CUDA graphs are per stream and not used here.
+            winograd, tune); CUDA graphs are per stream and not used here.
     """
 
     def __init__(self, model: SwiftNet, num_videos: int, *, optimize: bool = True, **options) -> None:
@@ -42,8 +42,8 @@ class BatchedSegmenter:
             raise ValueError(f"num_videos must be at least 1, got {num_videos}")
         if options.get("cuda_graphs"):
             raise ValueError("a batched session does not capture CUDA graphs: use one Segmenter per stream for that")
-        winograd = options.pop("winograd", None)
-        shared = inference_copy(model.eval(), winograd=winograd) if optimize else model.eval()
+        winograd, tune = options.pop("winograd", None), options.pop("tune", True)
+        shared = inference_copy(model.eval(), winograd=winograd, tune=tune) if optimize else model.eval()
         self.streams = [Segmenter(shared, optimize=False, **options) for _ in range(num_videos)]
 
     def __len__(self) -> int:

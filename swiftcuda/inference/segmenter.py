@@ -31,11 +31,13 @@ from swiftcuda import ops
 from swiftcuda.errors import InputError
 from swiftcuda.inference.graphs import StepGraphs
 from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
+from swiftcuda.inference.labels import to_labels
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.model import QueryEncoding, SwiftNet
 from swiftcuda.model.fuse import inference_copy
+from swiftcuda.precision import warn_if_slow
 
 
 @dataclass
@@ -61,7 +63,9 @@ class Segmenter:
         labels = seg.to_labels(probs)                # (H, W) object ids
 
     Args:
-        model: a SwiftNet in eval mode; the engine runs on its device and in its dtype.
+        model: a SwiftNet in eval mode; the engine runs on its device and in its dtype (for the
+            fastest dtype here, load it with ``load_model(..., dtype="auto")``, the default; a
+            dtype this CPU runs slowly gets one :class:`~swiftcuda.precision.SlowPrecisionWarning`).
         memory: "official" (the released evaluation schedule) or "pam" (variation-aware trigger).
         mem_every: update period of the official schedule.
         beta: fraction of a frame's pixels that a memory update appends.
@@ -76,6 +80,9 @@ class Segmenter:
             (:mod:`swiftcuda.model.winograd`); None for "in float32 on a CPU, where the extension
             supports it, unless compiling". Labels then agree with direct convolutions on more than
             99.99% of pixels rather than bit for bit; False gives the direct computation.
+        tune: with ``optimize`` on a CPU, run each convolution with the algorithm measured fastest
+            on this machine for its input (:mod:`swiftcuda.model.conv_tuning`; measured once, then
+            cached on disk per CPU model and torch version); False keeps the fixed rules.
         cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
         device_decisions: decide PAM updates on the device (no host synchronisation); None for
             "on a GPU". The official schedule is always decided on the host, where it is known.
@@ -94,6 +101,7 @@ class Segmenter:
         optimize: bool = True,
         compile: bool = False,
         winograd: bool | None = None,
+        tune: bool = True,
         cuda_graphs: bool = False,
         device_decisions: bool | None = None,
     ) -> None:
@@ -101,7 +109,10 @@ class Segmenter:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
-        self.model = inference_copy(model.eval(), compile=compile, winograd=winograd) if optimize else model.eval()
+        warn_if_slow(self.device, self.dtype)
+        self.model = (
+            inference_copy(model.eval(), compile=compile, winograd=winograd, tune=tune) if optimize else model.eval()
+        )
         self.memory_mode = memory
         self.trigger = make_trigger(memory, mem_every, pam, backend=backend)
         self.beta = beta
@@ -197,8 +208,7 @@ class Segmenter:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
         if self._ids_table is None or self._ids_table.device != probs.device:
             self._ids_table = torch.tensor([0, *self._object_ids], device=probs.device)
-        # max(dim=0).indices: on the CPU, argmax across the outer dimension is over ten times slower.
-        return self._ids_table[probs.max(dim=0).indices]
+        return to_labels(probs, self._ids_table)
 
     # -- the step ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from swiftcuda.model.conv_tuning import ConvTuner, TuningCache, use_tuned_convolutions
 from swiftcuda.model.swiftnet import SwiftNet
 from swiftcuda.model.winograd import resolve_winograd, use_winograd_convolutions
 
@@ -64,10 +65,16 @@ def compile_convolutions(model: SwiftNet) -> SwiftNet:
 
 
 def inference_copy(
-    model: SwiftNet, channels_last: bool = True, compile: bool = False, winograd: bool | None = False
+    model: SwiftNet,
+    channels_last: bool = True,
+    compile: bool = False,
+    winograd: bool | None = False,
+    tune: bool = False,
+    tuning_cache: TuningCache | None = None,
 ) -> SwiftNet:
     """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
-    optionally channels-last weights, Winograd 3x3 convolutions and compiled convolutions.
+    optionally channels-last weights, Winograd 3x3 convolutions, convolution algorithms chosen by
+    measurement, and compiled convolutions.
 
     Args:
         model: any SwiftNet (left unchanged).
@@ -77,7 +84,13 @@ def inference_copy(
         winograd: replace the 3x3 stride-1 convolutions by
             :class:`~swiftcuda.model.winograd.WinogradConv2d` (float32 CPU inference); None for
             the default of :func:`~swiftcuda.model.winograd.resolve_winograd` for the model's
-            device and dtype.
+            device and dtype. With ``tune``: None lets the measurement decide where Winograd is used,
+            False leaves it out, True applies it by the fixed rule
+            (:func:`~swiftcuda.model.winograd.use_winograd_convolutions`) and tunes the rest.
+        tune: on a CPU, without ``compile``, let every convolution run the algorithm measured
+            fastest for its input (:mod:`swiftcuda.model.conv_tuning`); ignored elsewhere (on a GPU,
+            cuDNN chooses).
+        tuning_cache: where choices are kept (None: the on-disk cache of this CPU and torch).
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -89,8 +102,13 @@ def inference_copy(
     prepared = prepared.to(dtype=parameter.dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
-    if resolve_winograd(winograd, parameter.device, parameter.dtype, compile=compile):
+    fixed_winograd = resolve_winograd(winograd, parameter.device, parameter.dtype, compile=compile)
+    tuned = tune and not compile and parameter.device.type == "cpu"
+    if fixed_winograd and not (tuned and winograd is None):
         use_winograd_convolutions(prepared)
+    if tuned:
+        tuner = ConvTuner(TuningCache() if tuning_cache is None else tuning_cache, winograd=False if winograd else winograd)
+        use_tuned_convolutions(prepared, tuner)
     for p in prepared.parameters():
         p.requires_grad_(False)
     return compile_convolutions(prepared) if compile else prepared

@@ -1,0 +1,278 @@
+"""CPU convolution algorithms chosen by measurement, as ``torch.backends.cudnn.benchmark`` does on GPUs.
+
+Which way of computing a convolution is fastest depends on the CPU (AVX2, AVX-512, AMX), the
+layer's shape, the dtype and the thread count: NNPACK's Winograd kernels beat oneDNN's direct
+convolution at 64 channels on a 2-core Zen 4 and lose to it on AMX in bfloat16, and whether oneDNN
+prefers the input channels-last or NCHW changes from layer to layer. So no rule of thumb is kept:
+the first time a :class:`TunedConv2d` sees an input (shape, dtype, memory format, threads), it times
+every candidate that can compute it once, keeps the fastest, and records the choice in an on-disk
+cache per CPU model and torch version (``$XDG_CACHE_HOME/swiftcuda``, ``~/.cache/swiftcuda`` by
+default), so later processes start at full speed. ``swiftcuda tune`` does the same ahead of time
+and prints the table.
+
+Candidates (each includes the layout change of its input, since that is part of what it costs):
+
+- ``channels_last``: oneDNN's direct convolution on an NHWC input (what the engine does untuned);
+- ``nchw``: the same on a contiguous NCHW input;
+- ``winograd``: the extension's NNPACK Winograd F(6x6, 3x3) kernels (float32, 3x3, stride 1),
+  which differ from a direct convolution by about 1e-5 of the output's magnitude.
+
+The cache file is written atomically (a temporary file in the same folder, then ``os.replace``),
+and a corrupt or foreign file (another CPU, torch or format) is ignored with one log line and
+rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swiftcuda.cpu import cpu_model_name
+from swiftcuda.model.winograd import is_winograd_eligible, winograd_available
+
+__all__ = [
+    "ALGORITHMS",
+    "ConvTuner",
+    "TunedConv2d",
+    "TuningCache",
+    "default_cache_path",
+    "use_tuned_convolutions",
+]
+
+log = logging.getLogger(__name__)
+
+#: Every algorithm a :class:`TunedConv2d` can run.
+ALGORITHMS = ("channels_last", "nchw", "winograd")
+#: Bump when the key or the file's layout changes: older files are then rebuilt.
+CACHE_FORMAT = 1
+#: Timing rounds (each runs every candidate once, after one untimed run of each): at least
+#: MIN_ROUNDS, then more while the rounds have taken less than TIME_BUDGET_S, up to MAX_ROUNDS.
+#: Candidates take turns so that a busy neighbour slows them alike, and each keeps its fastest run:
+#: on a shared machine the slower runs measure the neighbours' load, not the algorithm.
+MIN_ROUNDS, MAX_ROUNDS, TIME_BUDGET_S = 3, 10, 0.1
+#: The engine's untuned layout, kept unless another candidate is faster by more than MARGIN (fewer
+#: layout changes between layers, and no switch on noise).
+DEFAULT_ALGORITHM, MARGIN = "channels_last", 1.05
+
+
+def default_cache_path(cpu_model: str | None = None, torch_version: str | None = None) -> Path:
+    """Where the tuning cache of this CPU model and torch version lives (XDG cache folder)."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "swiftcuda"
+    cpu = re.sub(r"[^A-Za-z0-9.]+", "-", cpu_model or cpu_model_name()).strip("-")
+    version = re.sub(r"[^A-Za-z0-9.]+", "-", torch_version or torch.__version__)
+    return root / f"conv-tuning-{cpu}-torch{version}.json"
+
+
+@dataclasses.dataclass
+class Choice:
+    """The measurement of one convolution input: milliseconds per candidate and the fastest."""
+
+    algorithm: str
+    milliseconds: dict[str, float]
+
+
+class TuningCache:
+    """The choices of one CPU model and torch version, kept in memory and in one JSON file.
+
+    Args:
+        path: the file (:func:`default_cache_path` when None); None and ``persist=False`` keep the
+            choices in memory only.
+        persist: write every new choice to the file.
+    """
+
+    def __init__(self, path: Path | None = None, persist: bool = True) -> None:
+        self.path = default_cache_path() if path is None else Path(path)
+        self.persist = persist
+        self.identity = {"format": CACHE_FORMAT, "cpu": cpu_model_name(), "torch": torch.__version__}
+        self.choices: dict[str, Choice] = self._load()
+
+    def _load(self) -> dict[str, Choice]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if {k: data.get(k) for k in self.identity} != self.identity:
+                log.warning("ignoring the convolution tuning cache %s: it was made for %s; rebuilding it", self.path,
+                            {k: data.get(k) for k in self.identity})
+                return {}
+            return {key: Choice(**value) for key, value in data["choices"].items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            log.warning("ignoring the unreadable convolution tuning cache %s (%s); rebuilding it", self.path, error)
+            return {}
+
+    def get(self, key: str) -> Choice | None:
+        """The recorded choice for ``key``. On a miss the file is read again first: another model
+        or process may have measured it since, and two engines that compare their results must
+        run the same algorithms."""
+        if key not in self.choices and self.persist:
+            self.choices = {**self._load(), **self.choices}
+        return self.choices.get(key)
+
+    def put(self, key: str, choice: Choice) -> None:
+        self.choices[key] = choice
+        if self.persist:
+            self.save()
+
+    def save(self) -> None:
+        """Write the file atomically: readers see the old file or the new one, never a part."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {**self.identity, "choices": {key: dataclasses.asdict(c) for key, c in sorted(self.choices.items())}}
+        handle, temporary = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(data, file, indent=1)
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def measure_ms(runs: dict[str, Callable[[], Tensor]]) -> dict[str, float]:
+    """Milliseconds of each candidate's fastest call, candidates taking turns (see MIN_ROUNDS)."""
+    for run in runs.values():
+        run()  # the first call packs weights and allocates: not what later frames pay
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    rounds, started = 0, time.perf_counter()
+    while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - started < TIME_BUDGET_S):
+        for name, run in runs.items():
+            begun = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - begun)
+        rounds += 1
+    return {name: min(values) * 1000 for name, values in times.items()}
+
+
+def pick(milliseconds: dict[str, float]) -> str:
+    """The fastest candidate, or the default when it is within MARGIN of the fastest."""
+    fastest = min(milliseconds, key=milliseconds.get)
+    default = milliseconds.get(DEFAULT_ALGORITHM)
+    if default is not None and default <= MARGIN * milliseconds[fastest]:
+        return DEFAULT_ALGORITHM
+    return fastest
+
+
+class ConvTuner:
+    """Chooses, per convolution input, the fastest algorithm, through a :class:`TuningCache`.
+
+    Args:
+        cache: where choices are looked up and recorded.
+        winograd: False leaves the Winograd kernels out of the candidates (the direct computation
+            only); True or None include them where they can run.
+    """
+
+    def __init__(self, cache: TuningCache, winograd: bool | None = None) -> None:
+        self.cache = cache
+        self.allow_winograd = winograd is not False and winograd_available()
+        #: (layer name, key, choice) of every lookup, in call order, for ``swiftcuda tune``'s table.
+        self.seen: list[tuple[str, str, Choice]] = []
+
+    def candidates(self, conv: TunedConv2d, x: Tensor) -> tuple[str, ...]:
+        names = ["channels_last", "nchw"]
+        if self.allow_winograd and conv.winograd_eligible and x.dtype == torch.float32:
+            names.append("winograd")
+        return tuple(names)
+
+    def key(self, conv: TunedConv2d, x: Tensor) -> str:
+        layout = "cl" if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else "nchw"
+        return (
+            f"{conv.describe()} in={tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} {layout} "
+            f"threads={torch.get_num_threads()}{'' if self.allow_winograd else ' direct'}"
+        )
+
+    def choose(self, conv: TunedConv2d, x: Tensor) -> str:
+        key = self.key(conv, x)
+        choice = self.cache.get(key)
+        if choice is None or choice.algorithm not in self.candidates(conv, x):
+            milliseconds = measure_ms({name: (lambda name=name: conv.run(name, x)) for name in self.candidates(conv, x)})
+            choice = Choice(pick(milliseconds), milliseconds)
+            log.debug("tuned %s (%s): %s", conv.name, key, choice)
+            self.cache.put(key, choice)
+        self.seen.append((conv.name, key, choice))
+        return choice.algorithm
+
+
+class TunedConv2d(nn.Module):
+    """A convolution that runs the algorithm its :class:`ConvTuner` measured fastest for each input.
+
+    Takes (B, C, H, W) CPU input in either memory format; returns (B, K, H', W') in the format the
+    chosen algorithm produces (oneDNN: the input's; Winograd: NCHW). On other devices it is a plain
+    convolution.
+
+    Args:
+        conv: the convolution to replace (its weights are shared, not copied).
+        tuner: shared by every layer of a model.
+        name: the layer's name in the model, for the tuning table.
+    """
+
+    def __init__(self, conv: nn.Conv2d, tuner: ConvTuner, name: str = "") -> None:
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        self.winograd_eligible = is_winograd_eligible(conv)
+        self.tuner = tuner
+        self.name = name
+        self._chosen: dict[str, str] = {}  # key -> algorithm, so a steady stream skips the cache
+        self._weights: dict[str, Tensor] = {}  # the weight in each layout an algorithm asked for
+
+    def describe(self) -> str:
+        out_channels, in_channels, kh, kw = self.weight.shape
+        return (
+            f"conv {in_channels}->{out_channels} {kh}x{kw} s{self.stride[0]} p{self.padding[0]} "
+            f"d{self.dilation[0]} g{self.groups}{' bias' if self.bias is not None else ''}"
+        )
+
+    def _weight(self, layout: torch.memory_format) -> Tensor:
+        name = "cl" if layout == torch.channels_last else "nchw"
+        if name not in self._weights:
+            self._weights[name] = self.weight.detach().contiguous(memory_format=layout)
+        return self._weights[name]
+
+    def run(self, algorithm: str, x: Tensor) -> Tensor:
+        """The convolution of ``x`` computed by ``algorithm`` (one of :data:`ALGORITHMS`)."""
+        if algorithm == "winograd":
+            return torch.ops.swiftcuda.conv3x3(x, self._weight(torch.contiguous_format), self.bias)
+        layout = torch.channels_last if algorithm == "channels_last" else torch.contiguous_format
+        return F.conv2d(
+            x.contiguous(memory_format=layout), self._weight(layout), self.bias,
+            self.stride, self.padding, self.dilation, self.groups,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.requires_grad:
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        key = f"{tuple(x.shape)} {x.dtype} {x.stride()}"
+        algorithm = self._chosen.get(key)
+        if algorithm is None:
+            algorithm = self._chosen[key] = self.tuner.choose(self, x)
+        return self.run(algorithm, x)
+
+    def extra_repr(self) -> str:
+        return f"{self.describe()}, chosen={sorted(set(self._chosen.values())) or 'not yet'}"
+
+
+def use_tuned_convolutions(model: nn.Module, tuner: ConvTuner, prefix: str = "") -> int:
+    """Replace every plain ``nn.Conv2d`` of ``model`` (in place) by a :class:`TunedConv2d`.
+
+    Returns:
+        How many were replaced.
+    """
+    replaced = 0
+    for name, child in model.named_children():
+        path = f"{prefix}{name}"
+        if type(child) is nn.Conv2d and child.padding_mode == "zeros" and not isinstance(child.padding, str):
+            setattr(model, name, TunedConv2d(child, tuner, path))
+            replaced += 1
+        else:
+            replaced += use_tuned_convolutions(child, tuner, prefix=f"{path}.")
+    return replaced
