@@ -120,18 +120,16 @@ def test_the_cache_is_written_atomically(tmp_path, monkeypatch):
     "content, reason",
     [
         ("{ not json", "unreadable"),
-        ('{"format": 1, "cpu": "%s", "torch": "%s", "choices": {"k": {"nope": 1}}}', "unreadable"),
-        ('{"format": 1, "cpu": "Some Other CPU", "torch": "%s", "choices": {}}', "made for"),
-        ('{"format": 0, "cpu": "%s", "torch": "%s", "choices": {}}', "made for"),
+        ('["a list"]', "unreadable"),
+        ({"choices": {"k": {"nope": 1}}}, "unreadable"),
+        ({"cpu": "Some Other CPU", "choices": {}}, "made for"),
+        ({"isa": "AVX2-onednn-AVX2", "choices": {}}, "made for"),
+        ({"format": 0, "choices": {}}, "made for"),
     ],
 )
 def test_a_corrupt_or_foreign_cache_is_ignored_and_rebuilt(tmp_path, caplog, content, reason):
     identity = T.TuningCache(tmp_path / "unused.json").identity
-    text = content
-    if text.count("%s") == 2:
-        text = text % (identity["cpu"], identity["torch"])
-    elif text.count("%s") == 1:
-        text = text % identity["torch"]
+    text = content if isinstance(content, str) else json.dumps({**identity, **content})
     path = tmp_path / "tuning.json"
     path.write_text(text)
     with caplog.at_level(logging.WARNING, logger="swiftcuda.model.conv_tuning"):
@@ -144,8 +142,10 @@ def test_a_corrupt_or_foreign_cache_is_ignored_and_rebuilt(tmp_path, caplog, con
 
 def test_default_cache_path_follows_xdg(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = T.default_cache_path("AMD EPYC 7B13 64-Core Processor", "2.14.1+cu130")
-    assert path == tmp_path / "swiftcuda" / "conv-tuning-AMD-EPYC-7B13-64-Core-Processor-torch2.14.1-cu130.json"
+    path = T.default_cache_path("AMD EPYC 7B13 64-Core Processor", "2.14.1+cu130", "AVX2")
+    assert path == tmp_path / "swiftcuda" / "conv-tuning-AMD-EPYC-7B13-64-Core-Processor-AVX2-torch2.14.1-cu130.json"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "-onednn-AVX2-torch" in T.default_cache_path().name  # a limited oneDNN tunes apart
 
 
 def _labels(segmenter: Segmenter, frames, mask) -> list[np.ndarray]:

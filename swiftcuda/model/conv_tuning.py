@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from swiftcuda.cpu import cpu_model_name
+from swiftcuda.cpu import cpu_info, cpu_model_name
 from swiftcuda.model.winograd import is_winograd_eligible, winograd_available
 
 __all__ = [
@@ -66,12 +66,27 @@ MIN_ROUNDS, MAX_ROUNDS, TIME_BUDGET_S = 3, 10, 0.1
 DEFAULT_ALGORITHM, MARGIN = "channels_last", 1.05
 
 
-def default_cache_path(cpu_model: str | None = None, torch_version: str | None = None) -> Path:
-    """Where the tuning cache of this CPU model and torch version lives (XDG cache folder)."""
+def instruction_sets() -> str:
+    """The instruction sets the kernels may use here: ATen's level, and oneDNN's limit when one is
+    set (``ONEDNN_MAX_CPU_ISA``), since either changes which algorithm is fastest."""
+    info = cpu_info()
+    return info.capability + (f"-onednn-{info.onednn_isa_limit}" if info.onednn_isa_limit else "")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def default_cache_path(
+    cpu_model: str | None = None, torch_version: str | None = None, isa: str | None = None
+) -> Path:
+    """Where the tuning cache of this CPU model, instruction sets and torch version lives (XDG
+    cache folder)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "swiftcuda"
-    cpu = re.sub(r"[^A-Za-z0-9.]+", "-", cpu_model or cpu_model_name()).strip("-")
-    version = re.sub(r"[^A-Za-z0-9.]+", "-", torch_version or torch.__version__)
-    return root / f"conv-tuning-{cpu}-torch{version}.json"
+    cpu = _slug(cpu_model or cpu_model_name())
+    isa = _slug(isa or instruction_sets())
+    version = _slug(torch_version or torch.__version__)
+    return root / f"conv-tuning-{cpu}-{isa}-torch{version}.json"
 
 
 @dataclasses.dataclass
@@ -94,7 +109,9 @@ class TuningCache:
     def __init__(self, path: Path | None = None, persist: bool = True) -> None:
         self.path = default_cache_path() if path is None else Path(path)
         self.persist = persist
-        self.identity = {"format": CACHE_FORMAT, "cpu": cpu_model_name(), "torch": torch.__version__}
+        self.identity = {
+            "format": CACHE_FORMAT, "cpu": cpu_model_name(), "isa": instruction_sets(), "torch": torch.__version__
+        }
         self.choices: dict[str, Choice] = self._load()
 
     def _load(self) -> dict[str, Choice]:
