@@ -22,7 +22,8 @@ from swiftcuda.model.winograd import winograd_available
 
 def _conv(in_channels=13, out_channels=9, kernel=3, stride=1, padding=1, dilation=1, bias=True, seed=0):
     torch.manual_seed(seed)
-    return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    return conv.requires_grad_(False)  # as in an inference copy
 
 
 def _tuner(tmp_path, winograd=None) -> T.ConvTuner:
@@ -43,14 +44,15 @@ def test_every_algorithm_computes_the_convolution(tmp_path, dtype, shape):
     algorithms = ["channels_last", "nchw"] + (["winograd"] if tuned.winograd_eligible and dtype == torch.float32 and winograd_available() else [])
     for layout in (torch.contiguous_format, torch.channels_last):
         for algorithm in algorithms:
-            got = tuned.run(algorithm, x.contiguous(memory_format=layout))
+            got = tuned.run(algorithm, x.contiguous(memory_format=layout), layout)
+            assert got.is_contiguous(memory_format=layout)  # returned in the model's layout
             scale = expected.abs().max().item()
             tolerance = 1e-5 if dtype == torch.float32 and algorithm != "winograd" else (1e-4 if dtype == torch.float32 else 2e-2)
             assert (got.double() - expected).abs().max().item() <= tolerance * scale, (algorithm, layout)
 
 
 def test_the_fastest_candidate_is_chosen_and_cached(tmp_path, monkeypatch):
-    speeds = {"channels_last": 3.0, "nchw": 1.0, "winograd": 2.0}
+    speeds = {"channels_last": 3.0, "nchw": 1.0, "winograd": 2.0, "as_is": 3.0}
     timed: list[str] = []
 
     def fake_timing(runs):
@@ -61,25 +63,62 @@ def test_the_fastest_candidate_is_chosen_and_cached(tmp_path, monkeypatch):
     tuned = T.TunedConv2d(_conv(), _tuner(tmp_path), name="layer")
     x = torch.randn(1, 13, 17, 21)
     assert torch.allclose(tuned(x), F.conv2d(x, tuned.weight, tuned.bias, padding=1), rtol=1e-5, atol=1e-5)
-    assert timed.count("nchw") == 1
     tuned(x)  # the same input again: no new measurement
-    assert timed.count("nchw") == 1
 
     data = json.loads((tmp_path / "tuning.json").read_text())
     (key, entry), = data["choices"].items()
-    assert entry["algorithm"] == "nchw" and "13->9 3x3" in key and "threads=" in key
+    assert set(entry["milliseconds"]) == {"fixed", "channels_last", "nchw"} and "13->9 3x3" in key and "threads=" in key
+    assert timed.count("nchw") == 2  # once per model layout
 
     # A new process (a new cache object on the same file) reuses the choice without measuring.
     monkeypatch.setattr(T, "measure_ms", lambda runs: pytest.fail("measured again"))
     again = T.TunedConv2d(_conv(), _tuner(tmp_path))
-    again(x)
-    assert again._chosen and set(again._chosen.values()) == {"nchw"}
+    out = again(x)
+    (choice,) = again._chosen.values()
+    assert again.tuner.strategy() == "channels_last"  # settled (a pass without measuring); beats the rule
+    assert choice.algorithm("channels_last") == "nchw" and out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_the_default_layout_wins_near_ties():
     assert T.pick({"channels_last": 1.04, "nchw": 1.0}) == "channels_last"
     assert T.pick({"channels_last": 1.2, "nchw": 1.0, "winograd": 1.1}) == "nchw"
     assert T.pick({"channels_last": 2.0, "nchw": 1.9, "winograd": 1.0}) == "winograd"
+    assert T.pick({"channels_last": 1.04, "nchw": 1.0}, default="nchw") == "nchw"
+
+
+def test_the_model_strategy_is_the_one_whose_layers_sum_lowest(tmp_path, monkeypatch):
+    """Each layer's best differs by strategy; the model runs the fixed rule while measuring, then the
+    strategy with the lowest sum, every layer returning its layout (no op between them sees mixed
+    layouts)."""
+    speeds = {  # (layer's in_channels) -> per strategy, per candidate
+        13: {"fixed": {"as_is": 10.0}, "channels_last": {"channels_last": 1.0, "nchw": 5.0},
+             "nchw": {"channels_last": 2.0, "nchw": 3.0}},
+        9: {"fixed": {"as_is": 10.0}, "channels_last": {"channels_last": 9.0, "nchw": 8.0},
+            "nchw": {"channels_last": 9.0, "nchw": 2.0}},
+    }
+    measuring: list[int] = []
+    original_choose = T.ConvTuner.choose
+
+    def choose(self, conv, x):
+        measuring[:] = [conv.weight.shape[1]]
+        return original_choose(self, conv, x)
+
+    layouts = iter(["fixed", "channels_last", "nchw"] * 2)
+    monkeypatch.setattr(T.ConvTuner, "choose", choose)
+    def fake_measure(runs):
+        layout = next(layouts)  # measured per strategy: the fixed rule first
+        return {name: speeds[measuring[0]][layout][name] for name in runs}
+
+    monkeypatch.setattr(T, "measure_ms", fake_measure)
+    tuner = T.ConvTuner(T.TuningCache(tmp_path / "tuning.json"), winograd=False)
+    first, second = T.TunedConv2d(_conv(13, 9), tuner, "a"), T.TunedConv2d(_conv(9, 5, seed=1), tuner, "b")
+    x = torch.randn(1, 13, 11, 12).contiguous(memory_format=torch.channels_last)
+    second(first(x))
+    assert tuner.strategy() == "fixed"  # still measuring
+    assert tuner.totals() == {"fixed": 20.0, "channels_last": 1.0 + 8.0, "nchw": 2.0 + 2.0}
+    out = second(first(x))  # a whole pass without measuring: settled
+    assert tuner.strategy() == "nchw" and out.is_contiguous()
+    assert [c.algorithm("nchw") for _, _, c in tuner.seen][:2] == ["channels_last", "nchw"]
 
 
 def test_measurement_runs_every_candidate_in_turns(monkeypatch):
@@ -96,14 +135,14 @@ def test_winograd_false_keeps_to_direct_convolutions(tmp_path, monkeypatch):
     allowed(x)
     direct = T.TunedConv2d(_conv(), T.ConvTuner(T.TuningCache(tmp_path / "tuning.json"), winograd=False))
     direct(x)
-    assert set(direct._chosen.values()) <= {"channels_last", "nchw"}
+    assert {c.algorithm(direct.tuner.strategy()) for c in direct._chosen.values()} <= {"as_is", "channels_last", "nchw"}
     if winograd_available():
-        assert set(allowed._chosen.values()) == {"winograd"}
+        assert {c.algorithm(allowed.tuner.strategy()) for c in allowed._chosen.values()} == {"winograd"}
 
 
 def test_the_cache_is_written_atomically(tmp_path, monkeypatch):
     cache = T.TuningCache(tmp_path / "tuning.json")
-    cache.put("first", T.Choice("nchw", {"nchw": 1.0}))
+    cache.put("first", T.Choice({"channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
     before = (tmp_path / "tuning.json").read_bytes()
 
     def failing_replace(src, dst):
@@ -111,7 +150,7 @@ def test_the_cache_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(T.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        cache.put("second", T.Choice("channels_last", {"channels_last": 1.0}))
+        cache.put("second", T.Choice({"channels_last": {"channels_last": 1.0}, "nchw": {"nchw": 1.0}}))
     assert (tmp_path / "tuning.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tuning.json"]  # no temporary left behind
 
@@ -136,8 +175,8 @@ def test_a_corrupt_or_foreign_cache_is_ignored_and_rebuilt(tmp_path, caplog, con
         cache = T.TuningCache(path)
     assert cache.choices == {}
     assert any(reason in record.getMessage() and str(path) in record.getMessage() for record in caplog.records)
-    cache.put("k", T.Choice("nchw", {"nchw": 1.0}))
-    assert json.loads(path.read_text())["choices"]["k"]["algorithm"] == "nchw"
+    cache.put("k", T.Choice({"channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
+    assert json.loads(path.read_text())["choices"]["k"]["milliseconds"]["nchw"] == {"nchw": 1.0}
 
 
 def test_default_cache_path_follows_xdg(tmp_path, monkeypatch):
@@ -182,7 +221,8 @@ def test_a_tuned_model_gives_the_untuned_labels(tmp_path, monkeypatch, video, fo
     untuned = _labels(Segmenter(model, tune=False, winograd=False), frames, mask)
     tuned_segmenter = Segmenter(model, tune=True, winograd=None if forced in ("winograd", None) else False)
     tuned = _labels(tuned_segmenter, frames, mask)
-    chosen = {c.algorithm for _, _, c in tuned_segmenter.model.Encoder.conv1.tuner.seen}
+    tuner = tuned_segmenter.model.Encoder.conv1.tuner
+    chosen = {c.algorithm(tuner.strategy()) for _, _, c in tuner.seen}
     if forced is not None:
         assert forced in chosen
     same = np.mean([np.mean(a == b) for a, b in zip(tuned, untuned)])
@@ -208,7 +248,7 @@ def test_tune_command_measures_then_reads_the_cache(tmp_path, monkeypatch, capsy
     assert "### Convolution algorithms, SwiftNet-R18, float32, 40x56, 2 object(s)" in first
     assert "CPU: " in first and "native bfloat16: " in first
     assert "| Encoder.conv1 | conv 3->64 7x7 s2" in first and "| measured now |" in first
-    assert "all channels-last (oneDNN direct)" in first
+    assert "with the fixed rule (the untuned engine)" in first and "model strategy: " in first
     cache_files = list((tmp_path / "swiftcuda").glob("conv-tuning-*.json"))
     assert len(cache_files) == 1
     recorded = json.loads(cache_files[0].read_text())["choices"]
@@ -228,3 +268,13 @@ def test_tune_command_refuses_a_tiny_frame(capsys):
 
     assert main(["tune", "--size", "8x8"]) == 2
     assert "too small" in capsys.readouterr().err
+
+
+def test_training_keeps_the_plain_convolution(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "measure_ms", lambda runs: pytest.fail("tuned while training"))
+    conv = nn.Conv2d(4, 3, 3, padding=1)  # trainable weights, grad mode on
+    tuned = T.TunedConv2d(conv, _tuner(tmp_path))
+    x = torch.randn(1, 4, 6, 7)
+    out = tuned(x)
+    out.sum().backward()
+    assert conv.weight.grad is not None

@@ -9,6 +9,7 @@ import torch
 
 from swiftcuda.cli._engine import positive_int
 from swiftcuda.errors import InputError
+from swiftcuda.model.conv_tuning import FIXED, STRATEGIES
 
 HELP = "choose each CPU convolution's fastest algorithm for a frame size ahead of time, and print the table"
 
@@ -51,28 +52,28 @@ def _video(height: int, width: int, objects: int, frames: int = 3) -> tuple[list
     return images, mask
 
 
-def format_rows(seen: list, fresh_keys: set[str]) -> str:
-    """One row per convolution input: candidates' milliseconds and the choice."""
+def format_rows(seen: list, fresh_keys: set[str], strategy: str, totals: dict[str, float]) -> str:
+    """One row per convolution input: per strategy, its algorithm and milliseconds (layout changes
+    included); then the totals, which decide the model's strategy."""
     lines = [
-        "| layer | convolution and input | channels_last ms | nchw ms | winograd ms | chosen | source |",
+        f"model strategy: {strategy} (sum of the per-layer times: "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items()) + ")",
+        "",
+        "| layer | convolution and input | fixed rule | channels_last model | nchw model | runs | source |",
         "|---|---|---|---|---|---|---|",
     ]
-    total_chosen = total_default = 0.0
     listed: set[tuple[str, str]] = set()
     for layer, key, choice in seen:
         if (layer, key) in listed:
             continue
         listed.add((layer, key))
-        ms = choice.milliseconds
-        cells = [f"{ms[name]:.2f}" if name in ms else "-" for name in ("channels_last", "nchw", "winograd")]
+        cells = [f"{choice.algorithm(name)} {choice.best_ms(name):.2f} ms" for name in STRATEGIES]
         source = "measured now" if key in fresh_keys else "cache"
-        lines.append(f"| {layer} | {key} | {' | '.join(cells)} | {choice.algorithm} | {source} |")
-        total_chosen += ms[choice.algorithm]
-        total_default += ms.get("channels_last", ms[choice.algorithm])
+        lines.append(f"| {layer} | {key} | {' | '.join(cells)} | {choice.algorithm(strategy)} | {source} |")
     lines.append("")
     lines.append(
-        f"convolutions of one step: {total_chosen:.1f} ms as chosen, {total_default:.1f} ms all channels-last "
-        f"(oneDNN direct): {total_default / max(total_chosen, 1e-9):.2f}x"
+        f"convolutions of one step: {totals[strategy]:.1f} ms as chosen, {totals[FIXED]:.1f} ms with the fixed rule "
+        f"(the untuned engine): {totals[FIXED] / max(totals[strategy], 1e-9):.2f}x"
     )
     return "\n".join(lines)
 
@@ -115,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
         f"### Convolution algorithms, SwiftNet-{args.variant.upper()}, {str(dtype).removeprefix('torch.')}, "
         f"{height}x{width}, {args.objects} object(s)\n\n{describe()}; torch {torch.__version__}\n"
     )
-    print(format_rows(tuner.seen, fresh_keys))
+    print(format_rows(tuner.seen, fresh_keys, tuner.best_strategy(), tuner.totals()))
     print(f"\ncache: {stored.path} ({len(fresh_keys)} measured now, {len(stored.choices)} recorded)")
     return 0

@@ -4,18 +4,34 @@ Which way of computing a convolution is fastest depends on the CPU (AVX2, AVX-51
 layer's shape, the dtype and the thread count: NNPACK's Winograd kernels beat oneDNN's direct
 convolution at 64 channels on a 2-core Zen 4 and lose to it on AMX in bfloat16, and whether oneDNN
 prefers the input channels-last or NCHW changes from layer to layer. So no rule of thumb is kept:
-the first time a :class:`TunedConv2d` sees an input (shape, dtype, memory format, threads), it times
-every candidate that can compute it once, keeps the fastest, and records the choice in an on-disk
-cache per CPU model and torch version (``$XDG_CACHE_HOME/swiftcuda``, ``~/.cache/swiftcuda`` by
+the first time a :class:`TunedConv2d` sees an input (shape, dtype, threads), it times every
+candidate that can compute it once, and records the times in an on-disk cache per CPU model,
+instruction sets and torch version (``$XDG_CACHE_HOME/swiftcuda``, ``~/.cache/swiftcuda`` by
 default), so later processes start at full speed. ``swiftcuda tune`` does the same ahead of time
 and prints the table.
 
-Candidates (each includes the layout change of its input, since that is part of what it costs):
+Candidates:
 
 - ``channels_last``: oneDNN's direct convolution on an NHWC input (what the engine does untuned);
 - ``nchw``: the same on a contiguous NCHW input;
-- ``winograd``: the extension's NNPACK Winograd F(6x6, 3x3) kernels (float32, 3x3, stride 1),
+- ``winograd``: the extension's NNPACK Winograd F(6x6, 3x3) kernels (float32, 3x3, stride 1, NCHW),
   which differ from a direct convolution by about 1e-5 of the output's magnitude.
+
+One strategy for the whole model. Timing each convolution alone and letting each pick its layout
+does not add up to the step: the residual adds, ReLUs and concatenations between two convolutions
+then run on mixed layouts, which costs more than any convolution saved (measured: 4-5% slower than
+the fixed rule under AVX2). So the model runs one of three strategies, and each layer's candidates
+are timed for each:
+
+- ``fixed``: the untuned engine's rule (Winograd for the 3x3 layers
+  :func:`~swiftcuda.model.winograd.use_winograd_convolutions` picks, in float32 where it runs;
+  oneDNN direct on whatever layout arrives elsewhere), timed on the input as that pipeline feeds it;
+- ``channels_last`` / ``nchw``: every tuned convolution returns that layout, and each layer runs
+  its fastest candidate with the layout changes (in and out) included in its time.
+
+While layers are still being measured the model runs ``fixed`` (so its timings see the inputs that
+pipeline makes); after a whole pass without a new measurement, it takes the strategy whose
+per-layer times sum lowest (``fixed`` unless another is faster by more than MARGIN).
 
 The cache file is written atomically (a temporary file in the same folder, then ``os.replace``),
 and a corrupt or foreign file (another CPU, torch or format) is ignored with one log line and
@@ -39,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.cpu import cpu_info, cpu_model_name
-from swiftcuda.model.winograd import is_winograd_eligible, winograd_available
+from swiftcuda.model.winograd import MIN_CHANNELS, is_winograd_eligible, winograd_available
 
 __all__ = [
     "ALGORITHMS",
@@ -55,15 +71,20 @@ log = logging.getLogger(__name__)
 #: Every algorithm a :class:`TunedConv2d` can run.
 ALGORITHMS = ("channels_last", "nchw", "winograd")
 #: Bump when the key or the file's layout changes: older files are then rebuilt.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 3
+#: The model layouts, by name.
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+#: The untuned engine's rule, and the strategies a model can run (see the module docstring).
+FIXED = "fixed"
+STRATEGIES = (FIXED, *LAYOUTS)
 #: Timing rounds (each runs every candidate once, after one untimed run of each): at least
 #: MIN_ROUNDS, then more while the rounds have taken less than TIME_BUDGET_S, up to MAX_ROUNDS.
 #: Candidates take turns so that a busy neighbour slows them alike, and each keeps its fastest run:
 #: on a shared machine the slower runs measure the neighbours' load, not the algorithm.
 MIN_ROUNDS, MAX_ROUNDS, TIME_BUDGET_S = 3, 10, 0.1
-#: The engine's untuned layout, kept unless another candidate is faster by more than MARGIN (fewer
-#: layout changes between layers, and no switch on noise).
-DEFAULT_ALGORITHM, MARGIN = "channels_last", 1.05
+#: Within a layout, its plain direct convolution (no layout change) is kept unless another candidate
+#: is faster by more than MARGIN; between strategies, the fixed rule likewise: no switch on noise.
+MARGIN = 1.05
 
 
 def instruction_sets() -> str:
@@ -91,10 +112,20 @@ def default_cache_path(
 
 @dataclasses.dataclass
 class Choice:
-    """The measurement of one convolution input: milliseconds per candidate and the fastest."""
+    """The measurement of one convolution input: per strategy (:data:`STRATEGIES`), each
+    candidate's milliseconds (for a layout, its output in that layout, layout changes included;
+    for ``fixed``, the rule's one algorithm on the input as that pipeline feeds it)."""
 
-    algorithm: str
-    milliseconds: dict[str, float]
+    milliseconds: dict[str, dict[str, float]]
+
+    def algorithm(self, strategy: str) -> str:
+        """The candidate to run when the model runs ``strategy``."""
+        if strategy == FIXED:
+            return next(iter(self.milliseconds[FIXED]))
+        return pick(self.milliseconds[strategy], default=strategy)
+
+    def best_ms(self, strategy: str) -> float:
+        return self.milliseconds[strategy][self.algorithm(strategy)]
 
 
 class TuningCache:
@@ -170,12 +201,12 @@ def measure_ms(runs: dict[str, Callable[[], Tensor]]) -> dict[str, float]:
     return {name: min(values) * 1000 for name, values in times.items()}
 
 
-def pick(milliseconds: dict[str, float]) -> str:
-    """The fastest candidate, or the default when it is within MARGIN of the fastest."""
+def pick(milliseconds: dict[str, float], default: str = "channels_last") -> str:
+    """The fastest candidate, or ``default`` when it is within MARGIN of the fastest."""
     fastest = min(milliseconds, key=milliseconds.get)
-    default = milliseconds.get(DEFAULT_ALGORITHM)
-    if default is not None and default <= MARGIN * milliseconds[fastest]:
-        return DEFAULT_ALGORITHM
+    kept = milliseconds.get(default)
+    if kept is not None and kept <= MARGIN * milliseconds[fastest]:
+        return default
     return fastest
 
 
@@ -193,6 +224,41 @@ class ConvTuner:
         self.allow_winograd = winograd is not False and winograd_available()
         #: (layer name, key, choice) of every lookup, in call order, for ``swiftcuda tune``'s table.
         self.seen: list[tuple[str, str, Choice]] = []
+        self._strategy: str | None = None  # decided once settled; None: decide again
+        self._hits_since_measuring = 0  # layer calls without a new measurement, in a row
+
+    def note_hit(self) -> None:
+        """A layer ran on a measured input (counts towards a whole pass without measuring)."""
+        self._hits_since_measuring += 1
+
+    def settled(self) -> bool:
+        """Whether a whole pass (as many calls as distinct layer inputs) went without measuring."""
+        return self._hits_since_measuring >= len({key for _, key, _ in self.seen})
+
+    def strategy(self) -> str:
+        """What the model runs: ``fixed`` while still measuring; then the strategy whose per-layer
+        times sum lowest (``fixed`` unless another is faster by more than MARGIN)."""
+        if not self.settled():
+            return FIXED
+        if self._strategy is None:
+            self._strategy = self.best_strategy()
+        return self._strategy
+
+    def best_strategy(self) -> str:
+        """The strategy the measurements so far favour (``fixed`` unless another is faster by more
+        than MARGIN)."""
+        return pick(self.totals(), default=FIXED)
+
+    def totals(self) -> dict[str, float]:
+        """Per strategy, the sum of the per-layer milliseconds over the layers seen."""
+        choices = {key: choice for _, key, choice in self.seen}.values()
+        return {name: sum(choice.best_ms(name) for choice in choices) for name in STRATEGIES}
+
+    def fixed_algorithm(self, conv: TunedConv2d, x: Tensor) -> str:
+        """What the untuned engine runs for ``conv``: Winograd where its rule applies, else oneDNN
+        direct on the layout that arrives (``as_is``)."""
+        winograd = self.allow_winograd and conv.fixed_rule_winograd and x.dtype == torch.float32
+        return "winograd" if winograd else "as_is"
 
     def candidates(self, conv: TunedConv2d, x: Tensor) -> tuple[str, ...]:
         names = ["channels_last", "nchw"]
@@ -201,30 +267,43 @@ class ConvTuner:
         return tuple(names)
 
     def key(self, conv: TunedConv2d, x: Tensor) -> str:
-        layout = "cl" if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else "nchw"
         return (
-            f"{conv.describe()} in={tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} {layout} "
+            f"{conv.describe()} in={tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} "
             f"threads={torch.get_num_threads()}{'' if self.allow_winograd else ' direct'}"
         )
 
-    def choose(self, conv: TunedConv2d, x: Tensor) -> str:
+    def choose(self, conv: TunedConv2d, x: Tensor) -> Choice:
+        """The measurement for ``conv`` on inputs like ``x``: from the cache, or taken now."""
         key = self.key(conv, x)
+        candidates = self.candidates(conv, x)
+        fixed = self.fixed_algorithm(conv, x)
         choice = self.cache.get(key)
-        if choice is None or choice.algorithm not in self.candidates(conv, x):
-            milliseconds = measure_ms({name: (lambda name=name: conv.run(name, x)) for name in self.candidates(conv, x)})
-            choice = Choice(pick(milliseconds), milliseconds)
+        if choice is None or set(choice.milliseconds) != set(STRATEGIES) or set(choice.milliseconds[FIXED]) != {fixed} \
+                or any(set(choice.milliseconds[layout]) != set(candidates) for layout in LAYOUTS):
+            # the fixed rule on the input as it arrives (the model runs FIXED while measuring)
+            milliseconds = {FIXED: measure_ms({fixed: lambda: conv.run(fixed, x, None)})}
+            for layout, memory_format in LAYOUTS.items():
+                source = x.contiguous(memory_format=memory_format)  # as a layer of that model receives it
+                milliseconds[layout] = measure_ms(
+                    {name: (lambda name=name: conv.run(name, source, memory_format)) for name in candidates}
+                )
+            choice = Choice(milliseconds)
             log.debug("tuned %s (%s): %s", conv.name, key, choice)
             self.cache.put(key, choice)
+            self._hits_since_measuring = 0
+        else:
+            self.note_hit()
         self.seen.append((conv.name, key, choice))
-        return choice.algorithm
+        self._strategy = None
+        return choice
 
 
 class TunedConv2d(nn.Module):
     """A convolution that runs the algorithm its :class:`ConvTuner` measured fastest for each input.
 
-    Takes (B, C, H, W) CPU input in either memory format; returns (B, K, H', W') in the format the
-    chosen algorithm produces (oneDNN: the input's; Winograd: NCHW). On other devices it is a plain
-    convolution.
+    Takes (B, C, H, W) CPU input in either memory format; returns (B, K, H', W') in the layout of the
+    model's strategy (:meth:`ConvTuner.strategy`; the fixed rule: the layout its algorithm makes).
+    On other devices, and when training, it is a plain convolution.
 
     Args:
         conv: the convolution to replace (its weights are shared, not copied).
@@ -237,9 +316,12 @@ class TunedConv2d(nn.Module):
         self.weight, self.bias = conv.weight, conv.bias
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.winograd_eligible = is_winograd_eligible(conv)
+        self.fixed_rule_winograd = self.winograd_eligible and (
+            conv.out_channels >= MIN_CHANNELS or conv.in_channels <= MIN_CHANNELS
+        )
         self.tuner = tuner
         self.name = name
-        self._chosen: dict[str, str] = {}  # key -> algorithm, so a steady stream skips the cache
+        self._chosen: dict[tuple, Choice] = {}  # per input shape and dtype, so a stream skips the cache
         self._weights: dict[str, Tensor] = {}  # the weight in each layout an algorithm asked for
 
     def describe(self) -> str:
@@ -255,27 +337,41 @@ class TunedConv2d(nn.Module):
             self._weights[name] = self.weight.detach().contiguous(memory_format=layout)
         return self._weights[name]
 
-    def run(self, algorithm: str, x: Tensor) -> Tensor:
-        """The convolution of ``x`` computed by ``algorithm`` (one of :data:`ALGORITHMS`)."""
+    def run(self, algorithm: str, x: Tensor, output_format: torch.memory_format | None) -> Tensor:
+        """The convolution of ``x`` computed by ``algorithm`` (one of :data:`ALGORITHMS`, or
+        ``as_is``: oneDNN on ``x`` as it is, channels-last weights), returned in ``output_format``
+        (None: as the algorithm makes it)."""
         if algorithm == "winograd":
-            return torch.ops.swiftcuda.conv3x3(x, self._weight(torch.contiguous_format), self.bias)
-        layout = torch.channels_last if algorithm == "channels_last" else torch.contiguous_format
-        return F.conv2d(
-            x.contiguous(memory_format=layout), self._weight(layout), self.bias,
-            self.stride, self.padding, self.dilation, self.groups,
-        )
+            out = torch.ops.swiftcuda.conv3x3(x.contiguous(), self._weight(torch.contiguous_format), self.bias)
+        elif algorithm == "as_is":
+            out = F.conv2d(
+                x, self._weight(torch.channels_last), self.bias, self.stride, self.padding, self.dilation, self.groups
+            )
+        else:
+            layout = LAYOUTS[algorithm]
+            out = F.conv2d(
+                x.contiguous(memory_format=layout), self._weight(layout), self.bias,
+                self.stride, self.padding, self.dilation, self.groups,
+            )
+        return out if output_format is None else out.contiguous(memory_format=output_format)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.requires_grad:
+        if x.device.type != "cpu" or (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
+            # Training or another device: the plain convolution (autograd, cuDNN's own choice).
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        key = f"{tuple(x.shape)} {x.dtype} {x.stride()}"
-        algorithm = self._chosen.get(key)
-        if algorithm is None:
-            algorithm = self._chosen[key] = self.tuner.choose(self, x)
-        return self.run(algorithm, x)
+        key = (tuple(x.shape), x.dtype)
+        choice = self._chosen.get(key)
+        if choice is None:
+            choice = self._chosen[key] = self.tuner.choose(self, x)
+        else:
+            self.tuner.note_hit()
+        strategy = self.tuner.strategy()
+        return self.run(choice.algorithm(strategy), x, LAYOUTS.get(strategy))
 
     def extra_repr(self) -> str:
-        return f"{self.describe()}, chosen={sorted(set(self._chosen.values())) or 'not yet'}"
+        strategy = self.tuner.strategy()
+        chosen = sorted({choice.algorithm(strategy) for choice in self._chosen.values()})
+        return f"{self.describe()}, model strategy {strategy}, chosen={chosen or 'not yet'}"
 
 
 def use_tuned_convolutions(model: nn.Module, tuner: ConvTuner, prefix: str = "") -> int:
