@@ -211,7 +211,8 @@ def pick(milliseconds: dict[str, float], default: str = "channels_last") -> str:
 
 
 class ConvTuner:
-    """Chooses, per convolution input, the fastest algorithm, through a :class:`TuningCache`.
+    """Measures every convolution input once (through a :class:`TuningCache`) and decides the
+    model's strategy and each layer's algorithm under it (see the module docstring).
 
     Args:
         cache: where choices are looked up and recorded.
