@@ -150,7 +150,9 @@ def test_the_cache_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(T.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        cache.put("second", T.Choice({"channels_last": {"channels_last": 1.0}, "nchw": {"nchw": 1.0}}))
+        cache.save()
+    cache.put("second", T.Choice({"channels_last": {"channels_last": 1.0}, "nchw": {"nchw": 1.0}}))  # logged, kept
+    assert "second" in cache.choices and not cache.persist
     assert (tmp_path / "tuning.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tuning.json"]  # no temporary left behind
 
@@ -278,3 +280,14 @@ def test_training_keeps_the_plain_convolution(tmp_path, monkeypatch):
     out = tuned(x)
     out.sum().backward()
     assert conv.weight.grad is not None
+
+
+def test_an_unwritable_cache_folder_only_loses_persistence(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    cache = T.TuningCache(blocker / "tuning.json")
+    with caplog.at_level(logging.WARNING, logger="swiftcuda.model.conv_tuning"):
+        cache.put("k", T.Choice({"fixed": {"as_is": 1.0}, "channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
+        cache.put("j", T.Choice({"fixed": {"as_is": 1.0}, "channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
+    assert set(cache.choices) == {"k", "j"} and not cache.persist
+    assert sum("cannot write the convolution tuning cache" in r.getMessage() for r in caplog.records) == 1

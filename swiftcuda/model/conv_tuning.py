@@ -168,9 +168,17 @@ class TuningCache:
         return self.choices.get(key)
 
     def put(self, key: str, choice: Choice) -> None:
+        """Record ``choice``; a cache folder that cannot be written only loses the persistence."""
+        if not self.choices:
+            log.info("measuring this CPU's convolution algorithms (once per input shape; kept in %s)", self.path)
         self.choices[key] = choice
         if self.persist:
-            self.save()
+            try:
+                self.save()
+            except OSError as error:
+                log.warning("cannot write the convolution tuning cache %s (%s): keeping the choices in memory only",
+                            self.path, error)
+                self.persist = False
 
     def save(self) -> None:
         """Write the file atomically: readers see the old file or the new one, never a part."""
