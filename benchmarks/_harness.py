@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from swiftcuda.cpu import describe
+from swiftcuda.ops.backends import is_interpreted
 
 REPO = Path(__file__).resolve().parent.parent
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -298,18 +299,11 @@ def report(title: str, results: Sequence[Result], device: torch.device, size_key
     return text
 
 
-#: Backends that run on the CPU only through an interpreter (Triton under TRITON_INTERPRET=1): their
-#: times measure the interpreter, so the benchmarks leave them out there (the GPU suite times them).
-INTERPRETED_ON_CPU = ("triton",)
-
-
 def implementations(op_backends: Sequence[str], device: torch.device) -> list[str]:
     """The given available backends, the reference first (the speed-ups' baseline), without the
-    interpreted ones on the CPU."""
+    interpreted ones (:func:`swiftcuda.ops.backends.is_interpreted`: the GPU suite times those)."""
     ordered = ["reference"] + [b for b in op_backends if b != "reference"]
-    if device.type == "cpu":
-        ordered = [b for b in ordered if b not in INTERPRETED_ON_CPU]
-    return list(dict.fromkeys(ordered))
+    return list(dict.fromkeys(b for b in ordered if not is_interpreted(b, device.type)))
 
 
 #: Memory sizes N of the memory benchmarks: 1620 is one 480p frame at 1/16 resolution.

@@ -17,10 +17,15 @@ import torch
 
 from swiftcuda.cpu import CpuInfo, cpu_info
 
-__all__ = ["PRECISIONS", "SlowPrecisionWarning", "auto_dtype", "resolve_precision", "warn_if_slow"]
+__all__ = ["PRECISIONS", "SlowPrecisionWarning", "auto_dtype", "dtype_name", "resolve_precision", "warn_if_slow"]
 
 #: The names the CLI and :func:`resolve_precision` accept, besides "auto".
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """"bfloat16" for torch.bfloat16: how tables and messages name a dtype."""
+    return str(dtype).removeprefix("torch.")
 
 
 class SlowPrecisionWarning(UserWarning):

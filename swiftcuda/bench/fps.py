@@ -29,7 +29,8 @@ from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
 from swiftcuda.model.winograd import winograd_available
 from swiftcuda.ops import available_backends
-from swiftcuda.precision import resolve_precision
+from swiftcuda.ops.backends import is_interpreted
+from swiftcuda.precision import dtype_name, resolve_precision
 
 #: Held-out sequences (not used to train the demo weights) with 1, 2 and 3 objects.
 SEQUENCE_FOR_OBJECTS = {1: "dog", 2: "horsejump-high", 3: "kite-surf"}
@@ -65,7 +66,7 @@ class Config:
             return "official code (fp32, eager; faster of a run first and last)"
         precision = self.precision
         if precision == "auto":
-            precision = f"auto = {str(resolve_precision('auto', self.device)).removeprefix('torch.')}"
+            precision = f"auto = {dtype_name(resolve_precision('auto', self.device))}"
         parts = [precision, self.backend or "auto", "graphs" if self.graphs else "eager"]
         if self.compiled:
             parts.append("compiled")
@@ -220,7 +221,7 @@ def default_configs(device: torch.device) -> list[Config]:
     --configs). Compiled rows are left out (TorchInductor added nothing on the CPU when measured).
     Interpreted backends (Triton on a CPU) are left out: their times measure the interpreter.
     """
-    backends = [b for b in available_backends(device.type) if b not in ("reference", "triton" if device.type == "cpu" else "")]
+    backends = [b for b in available_backends(device.type) if b != "reference" and not is_interpreted(b, device.type)]
     if device.type == "cpu":
         rows = [Config("official"), Config("swiftcuda", "fp32", "reference", winograd=False, tuned=False)]
         for backend in backends or [None]:

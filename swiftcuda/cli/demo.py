@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from swiftcuda.cli._engine import default_device
     from swiftcuda.demo import run_demo
-    from swiftcuda.precision import resolve_precision
+    from swiftcuda.precision import dtype_name, resolve_precision
     from swiftcuda.weights import DEMO, DEMO_NOTICE, resolve_device
 
     if args.weights == DEMO:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{result.sequence}: {result.frames} frames of {width}x{height}, held out of training\n"
         f"J&F {result.j_and_f:.3f} (J {result.j:.3f}, F {result.f:.3f})\n"
-        f"{result.fps:.1f} FPS (model time, {device}, {str(dtype).removeprefix('torch.')})\n"
+        f"{result.fps:.1f} FPS (model time, {device}, {dtype_name(dtype)})\n"
         f"wrote {result.out}/masks, {result.out}/overlay.mp4, {result.out}/strip.png"
     )
     return 0

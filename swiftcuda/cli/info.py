@@ -14,7 +14,7 @@ import torch
 from swiftcuda import __version__, _extension
 from swiftcuda.cpu import cpu_info
 from swiftcuda.ops import backends
-from swiftcuda.precision import auto_dtype
+from swiftcuda.precision import auto_dtype, dtype_name
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -55,11 +55,6 @@ def missing_requirement(info: dict[str, Any], requirement: str) -> str | None:
     if requirement == "cuda" and not extension["cuda_kernels"]:
         return "the compiled extension has no CUDA kernels (built without a CUDA toolkit, or with SWIFTCUDA_CUDA=0)"
     return None
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """"bfloat16" for torch.bfloat16."""
-    return str(dtype).removeprefix("torch.")
 
 
 def _package_version(name: str) -> str | None:

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from swiftcuda.model.conv_tuning import TuningCache, default_cache_path
     from swiftcuda.model.fuse import inference_copy
     from swiftcuda.model.init import lively_random_init
-    from swiftcuda.precision import resolve_precision
+    from swiftcuda.precision import dtype_name, resolve_precision
 
     height, width = args.size
     if height < 32 or width < 32:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     tuner = prepared.Encoder.conv1.tuner
     fresh_keys = set(cache.choices) - before
     print(
-        f"### Convolution algorithms, SwiftNet-{args.variant.upper()}, {str(dtype).removeprefix('torch.')}, "
+        f"### Convolution algorithms, SwiftNet-{args.variant.upper()}, {dtype_name(dtype)}, "
         f"{height}x{width}, {args.objects} object(s)\n\n{describe()}; torch {torch.__version__}\n"
     )
     print(format_rows(tuner.seen, fresh_keys, tuner.best_strategy(), tuner.totals()))

@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from swiftcuda.cpu import cpu_info, cpu_model_name
 from swiftcuda.model.winograd import MIN_CHANNELS, is_winograd_eligible, winograd_available
+from swiftcuda.precision import dtype_name
 
 __all__ = [
     "ALGORITHMS",
@@ -233,6 +234,7 @@ class ConvTuner:
         self.allow_winograd = winograd is not False and winograd_available()
         #: (layer name, key, choice) of every lookup, in call order, for ``swiftcuda tune``'s table.
         self.seen: list[tuple[str, str, Choice]] = []
+        self._choices: dict[str, Choice] = {}  # the distinct layer inputs seen: what the totals sum
         self._strategy: str | None = None  # decided once settled; None: decide again
         self._hits_since_measuring = 0  # layer calls without a new measurement, in a row
 
@@ -242,7 +244,7 @@ class ConvTuner:
 
     def settled(self) -> bool:
         """Whether a whole pass (as many calls as distinct layer inputs) went without measuring."""
-        return self._hits_since_measuring >= len({key for _, key, _ in self.seen})
+        return self._hits_since_measuring >= len(self._choices)
 
     def strategy(self) -> str:
         """What the model runs: ``fixed`` while still measuring; then the strategy whose per-layer
@@ -260,8 +262,7 @@ class ConvTuner:
 
     def totals(self) -> dict[str, float]:
         """Per strategy, the sum of the per-layer milliseconds over the layers seen."""
-        choices = {key: choice for _, key, choice in self.seen}.values()
-        return {name: sum(choice.best_ms(name) for choice in choices) for name in STRATEGIES}
+        return {name: sum(choice.best_ms(name) for choice in self._choices.values()) for name in STRATEGIES}
 
     def fixed_algorithm(self, conv: TunedConv2d, x: Tensor) -> str:
         """What the untuned engine runs for ``conv``: Winograd where its rule applies, else oneDNN
@@ -277,7 +278,7 @@ class ConvTuner:
 
     def key(self, conv: TunedConv2d, x: Tensor) -> str:
         return (
-            f"{conv.describe()} in={tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} "
+            f"{conv.describe()} in={tuple(x.shape)} {dtype_name(x.dtype)} "
             f"threads={torch.get_num_threads()}{'' if self.allow_winograd else ' direct'}"
         )
 
@@ -303,6 +304,7 @@ class ConvTuner:
         else:
             self.note_hit()
         self.seen.append((conv.name, key, choice))
+        self._choices[key] = choice
         self._strategy = None
         return choice
 

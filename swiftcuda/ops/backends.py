@@ -122,6 +122,12 @@ def unavailable_reason(backend: str, device_type: str) -> str | None:
     return reason
 
 
+def is_interpreted(backend: str, device_type: str) -> bool:
+    """Whether ``backend`` runs on ``device_type`` only through an interpreter (Triton on a CPU,
+    under TRITON_INTERPRET=1): right, but its times measure the interpreter, so benchmarks skip it."""
+    return backend == "triton" and device_type == "cpu"
+
+
 def available_backends(device_type: str) -> list[str]:
     """Names of the backends that can run on ``device_type`` here."""
     return [name for name in BACKEND_MODULES if unavailable_reason(name, device_type) is None]
