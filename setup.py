@@ -264,6 +264,12 @@ setup(
         "tqdm",
         "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # Optional pieces, each its own extra; CI installs and tests them all.
+        "ray": ["ray>=2.9"],
+        # onnxscript: torch.onnx.export(dynamo=True) translates to ONNX with it.
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
+    },
     entry_points={"console_scripts": ["swiftcuda = swiftcuda.cli:main"]},
 )

@@ -23,6 +23,7 @@ import torch
 
 from swiftcuda.data.testset import make_testset
 from swiftcuda.inference import Segmenter
+from swiftcuda.inference.rescale import AUTO, InternalSize
 from swiftcuda.io.frames import read_image
 from swiftcuda.io.masks import read_mask, write_mask
 from swiftcuda.io.output import check_writable_target, staged_directory
@@ -46,7 +47,9 @@ class DemoResult:
     Attributes:
         sequence: the mask sequence the video was made from.
         frames: frames segmented.
-        size: (height, width) of the frames.
+        size: (height, width) of the frames (and of the masks).
+        running_size: (height, width) the engine ran at (the weights' recommended internal size
+            unless another was asked).
         fps: frames per second of the engine (model time).
         j_and_f, j, f: the DAVIS scores of the masks.
         out: the folder holding everything written.
@@ -55,6 +58,7 @@ class DemoResult:
     sequence: str
     frames: int
     size: tuple[int, int]
+    running_size: tuple[int, int]
     fps: float
     j_and_f: float
     j: float
@@ -76,6 +80,7 @@ def run_demo(
     sequence: str = DEMO_SEQUENCE,
     size: int | tuple[int, int] | None = None,
     max_frames: int | None = None,
+    internal_size: InternalSize = AUTO,
     overwrite: bool = False,
     progress: bool = True,
 ) -> DemoResult:
@@ -84,6 +89,8 @@ def run_demo(
     Args:
         size, max_frames: shrink the video (width or (width, height), frame count); the demo
             itself uses the full 480p sequence.
+        internal_size: what the engine runs at (see :class:`~swiftcuda.inference.Segmenter`);
+            "auto" is the weights' recommended size.
 
     Raises:
         InputError / WeightsError: unusable output folder, device or weights.
@@ -99,7 +106,7 @@ def run_demo(
         image_paths = sorted(images_dir.glob("*.jpg"))
         masks_dir = staging / "masks" / sequence
         masks_dir.mkdir(parents=True)
-        segmenter = Segmenter(model)
+        segmenter = Segmenter(model, internal_size=internal_size)
         picks = set(np.linspace(0, len(image_paths) - 1, STRIP_FRAMES).round().astype(int).tolist())
         tiles, seconds = [], 0.0
         with OverlayVideoWriter(staging / "overlay.mp4", fps=24.0) as overlay:
@@ -124,6 +131,7 @@ def run_demo(
         sequence=sequence,
         frames=len(image_paths),
         size=(height, width),
+        running_size=segmenter.running_size,
         fps=len(image_paths) / seconds,
         j_and_f=row["J&F-Mean"],
         j=row["J-Mean"],

@@ -3,6 +3,10 @@
 The official ``swiftnet_resnet18_old.pth`` was saved from ``nn.DataParallel``, so its keys start
 with ``module.``. Checkpoints are accepted with or without that prefix, as a bare state dict or under
 a ``state_dict`` / ``model`` key, and are always read with ``weights_only=True``.
+
+A checkpoint may carry this project's metadata beside its state dict, under a ``swiftcuda`` key:
+``{"state_dict": ..., "swiftcuda": {"internal_size": 240}}`` records the shorter side the weights
+segment best at (:func:`recommended_internal_size`); the engine runs at it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ _PREFIX = "module."
 #: A tensor whose input-channel count tells the variants apart (layer3's channels).
 _VARIANT_PROBE = "KV_Q_r4.Key.weight"
 _MAX_LISTED = 5
+_METADATA_KEY = "swiftcuda"
+#: The recommended internal size of checkpoints that record none, such as the official release:
+#: the paper trains and evaluates at 480p.
+PAPER_INTERNAL_SIZE = 480
 
 #: Name that :func:`load_model` resolves to the weights shipped with the package.
 DEMO = "demo"
@@ -87,6 +95,32 @@ def extract_state_dict(checkpoint: object, origin: str = "checkpoint") -> dict[s
     if all(key.startswith(_PREFIX) for key in checkpoint):
         return {key[len(_PREFIX) :]: value for key, value in checkpoint.items()}
     return dict(checkpoint)
+
+
+def recommended_internal_size(checkpoint: object) -> int:
+    """The shorter side a loaded checkpoint's weights segment best at: its recorded
+    ``swiftcuda.internal_size``, else :data:`PAPER_INTERNAL_SIZE`."""
+    metadata = checkpoint.get(_METADATA_KEY) if isinstance(checkpoint, Mapping) else None
+    size = metadata.get("internal_size") if isinstance(metadata, Mapping) else None
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    return PAPER_INTERNAL_SIZE
+
+
+def with_internal_size(state_dict: Mapping[str, Tensor], internal_size: int) -> dict[str, object]:
+    """A checkpoint holding ``state_dict`` and the internal size it is recommended at (for ``torch.save``)."""
+    return {"state_dict": dict(state_dict), _METADATA_KEY: {"internal_size": int(internal_size)}}
+
+
+def read_checkpoint_info(source: str | os.PathLike) -> tuple[dict[str, Tensor], int]:
+    """The state dict of a checkpoint file and its recommended internal size.
+
+    Raises:
+        WeightsError: the file is missing, not a checkpoint, or holds no state dict.
+    """
+    path = resolve_weights(source)
+    checkpoint = _read_checkpoint(path)
+    return extract_state_dict(checkpoint, origin=str(path)), recommended_internal_size(checkpoint)
 
 
 def read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
@@ -178,7 +212,8 @@ def load_model(
         variant: "r18" (the official release) or "r50".
 
     Returns:
-        The model in eval mode on ``device`` in ``dtype``.
+        The model in eval mode on ``device`` in ``dtype``, its ``recommended_internal_size`` set
+        from the checkpoint (:func:`recommended_internal_size`).
 
     Raises:
         WeightsError: the file is missing, not a checkpoint, or does not match the variant.
@@ -186,9 +221,10 @@ def load_model(
     device = resolve_device(device)
     dtype = resolve_precision(dtype, device)
     path = resolve_weights(source)
-    state_dict = read_state_dict(path)
+    state_dict, internal_size = read_checkpoint_info(path)
     model = SwiftNet(variant)
     check_state_dict(model, state_dict, origin=str(path))
     model.load_state_dict(state_dict, strict=True)
+    model.recommended_internal_size = internal_size
     logger.info("loaded SwiftNet-%s weights from %s (%s on %s)", variant.upper(), path, dtype, device)
     return model.eval().to(device=device, dtype=dtype)

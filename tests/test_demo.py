@@ -9,7 +9,7 @@ import torch
 from swiftcuda.cli import main
 from swiftcuda.demo import run_demo
 from swiftcuda.io import read_mask
-from swiftcuda.weights import demo_weights_path, load_model
+from swiftcuda.weights import demo_weights_path, load_model, read_checkpoint_info
 from tests.models import random_swiftnet
 
 
@@ -38,8 +38,9 @@ def test_demo_refuses_an_existing_output(tmp_path, capsys):
 @pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
 def test_demo_weights_ship_small_and_half_precision():
     assert demo_weights_path().stat().st_size <= 20 * 2**20
-    state = torch.load(demo_weights_path(), weights_only=True)
+    state, internal_size = read_checkpoint_info(demo_weights_path())
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+    assert internal_size == 240, "the recommended size chosen by held-out J&F (demo_r18.md)"
     model = load_model("demo", dtype=torch.float32)
     assert not model.training and next(model.parameters()).dtype == torch.float32
 

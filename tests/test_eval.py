@@ -36,7 +36,7 @@ def davis_root(tmp_path_factory):
 
 
 def engine_args(checkpoint):
-    return ["--weights", str(checkpoint), "--device", "cpu", "--warmup", "1", "--workers", "1"]
+    return ["--weights", str(checkpoint), "--device", "cpu", "--warmup", "1", "--score-workers", "1"]
 
 
 def rows(path):
@@ -159,10 +159,24 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
     assert code == 2 and "YouTube-VOS folder not found" in err
 
 
+def test_eval_ray_options_need_workers_and_davis(davis_root, checkpoint, tmp_path, capsys):
+    """--workers N segments on Ray (tests/test_segment_many.py runs it); its placement options
+    without it, or it with YouTube-VOS, are refused before anything runs."""
+    out = tmp_path / "out"
+    for extra in (["--ray", "auto"], ["--gpus-per-worker", "1"], ["--videos-per-worker", "2"]):
+        code = main(["eval", "--davis", str(davis_root), "--out", str(out), *extra, *engine_args(checkpoint)])
+        assert code == 2 and f"{extra[0]} places Ray workers: add --workers N" in capsys.readouterr().err
+    code = main(["eval", "--youtube", str(tmp_path / "yt"), "--out", str(out), "--workers", "2", *engine_args(checkpoint)])
+    assert code == 2 and "--workers (Ray) works with --davis only" in capsys.readouterr().err
+    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--workers", "2", "--method", "copy-first-mask"])
+    assert code == 2 and "--workers runs the engine on Ray, not --method copy-first-mask" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_eval_copy_first_mask_baseline(davis_root, tmp_path, capsys):
     """The no-tracking baseline needs no weights and writes every frame as the first mask."""
     out = tmp_path / "baseline"
-    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--method", "copy-first-mask", "--workers", "1"])
+    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--method", "copy-first-mask", "--score-workers", "1"])
     assert code == 0, capsys.readouterr().err
     first = read_mask(davis_root / "Annotations" / "480p" / "blackswan" / "00000.png")
     for t in range(FRAMES):

@@ -25,6 +25,7 @@ from swiftcuda.data.testset import bundled_masks_root, load_mask_sequence, rende
 from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.inference.labels import labels_method
+from swiftcuda.inference.rescale import AUTO, InternalSize, parse_internal_size
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
 from swiftcuda.model.winograd import winograd_available
@@ -146,13 +147,15 @@ def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[f
     return (len(video.frames) - 1 - warmup) / elapsed, labels
 
 
-def run_swiftcuda(model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int) -> Measurement:
+def run_swiftcuda(
+    model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int, internal_size: InternalSize = None
+) -> Measurement:
     model = model.to(device=device, dtype=resolve_precision(config.precision, device))
     # The reference backend is the plain computation throughout: direct convolutions unless asked.
     winograd = False if config.backend == "reference" and config.winograd is None else config.winograd
     segmenter = Segmenter(
         model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled, winograd=winograd,
-        tune=config.tuned,
+        tune=config.tuned, internal_size=internal_size,
     )
     _reset_peak(device)
     last: list[torch.Tensor] = []
@@ -316,6 +319,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows as engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned, comma-separated "
         "(default: the device's standard set)",
     )
+    parser.add_argument(
+        "--internal-size", type=internal_size_argument, default=None, metavar="none|S|HxW",
+        help="size swiftcuda's rows run at (default none: the frame size); the official code runs at the frame size",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
 
@@ -356,7 +363,7 @@ def run(args: argparse.Namespace) -> str:
                 result = run_official(model, video, device, args.warmup)
                 official_fps[objects] = result.fps
             else:
-                result = run_swiftcuda(model, config, video, device, args.warmup)
+                result = run_swiftcuda(model, config, video, device, args.warmup, args.internal_size)
                 if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd \
                         and not (device.type == "cpu" and config.tuned):
                     reference = result.labels
@@ -377,19 +384,41 @@ def run(args: argparse.Namespace) -> str:
                 result.agreement = agreement(result.labels, reference)
     heading = (
         f"### End to end, {device.type}, {height}x{width}, {args.frames} frames\n\n"
-        f"{environment(device)}; {weights_note}; official memory schedule; labels by "
+        f"{environment(device)}; {weights_note}; official memory schedule; {_size_note(args.internal_size)}labels by "
         f"{labels_method(torch.empty(0, device=device))}, inside the timed loop (their own time in the last column).\n"
     )
     return heading + "\n" + format_table(measurements, official_fps) + "\n"
 
 
+def _size_note(internal_size: InternalSize) -> str:
+    if internal_size is None:
+        return ""
+    shown = internal_size if isinstance(internal_size, int) else "x".join(map(str, internal_size))
+    return f"swiftcuda at internal size {shown} (masks at the frame size), the official code at the frame size; "
+
+
+def internal_size_argument(text: str) -> InternalSize:
+    """argparse type of ``--internal-size`` (none, S or HxW; "auto" would depend on the weights)."""
+    try:
+        request = parse_internal_size(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if request == AUTO:
+        raise argparse.ArgumentTypeError("give none, a shorter side or HxW: a benchmark names its size")
+    return request
+
+
+def publish(report: str, markdown: Path | None) -> None:
+    """Print a benchmark's markdown report, and append it to ``markdown`` when given."""
+    print(report)
+    if markdown is not None:
+        with open(markdown, "a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = run(args)
-    print(report)
-    if args.markdown is not None:
-        with open(args.markdown, "a", encoding="utf-8") as handle:
-            handle.write("\n" + report)
+    publish(run(args), args.markdown)
     return 0
 
 

@@ -28,6 +28,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def internal_size(text: str):
+    """argparse type of ``--internal-size``: auto, none, S or HxW."""
+    from swiftcuda.inference.rescale import parse_internal_size
+
+    try:
+        return parse_internal_size(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model and engine options (weights, device, precision, memory mode, backend)."""
     group = parser.add_argument_group("engine")
@@ -50,6 +60,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mem-every", type=positive_int, default=5, help="official update period")
     group.add_argument(
         "--capacity", type=positive_int, default=None, help="long-term memory entries per object"
+    )
+    group.add_argument(
+        "--internal-size", type=internal_size, default="auto", metavar="auto|none|S|HxW",
+        help="size the engine runs at; masks always come back at the input's size. S: the shorter side "
+        "(nothing is enlarged), HxW: exactly that, none: the input's size, auto (default): the size "
+        "recommended for the weights (480 for the official ones), at most 1080 on a CPU",
     )
     group.add_argument("--backend", choices=tuple(BACKEND_MODULES), default=None, help="op implementation")
     group.add_argument(
@@ -79,13 +95,21 @@ def load_engine_model(args: argparse.Namespace) -> SwiftNet:
         InputError / WeightsError: no weights, an unusable device, or a bad checkpoint.
     """
     device = resolve_device(args.device or default_device())
-    weights = args.weights
-    if weights is None:
-        if not demo_weights_path().is_file():
-            raise InputError(NO_WEIGHTS)
-        print(f"swiftcuda: {DEMO_NOTICE}", file=sys.stderr)
-        weights = DEMO
-    return load_model(weights, device=device, dtype=args.precision, variant=args.variant)
+    return load_model(engine_weights(args), device=device, dtype=args.precision, variant=args.variant)
+
+
+def engine_weights(args: argparse.Namespace) -> str:
+    """``--weights``, or the demo weights (saying so on stderr) when none are given.
+
+    Raises:
+        InputError: no weights given and no demo weights installed.
+    """
+    if args.weights is not None:
+        return args.weights
+    if not demo_weights_path().is_file():
+        raise InputError(NO_WEIGHTS)
+    print(f"swiftcuda: {DEMO_NOTICE}", file=sys.stderr)
+    return DEMO
 
 
 def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
@@ -94,6 +118,7 @@ def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
         model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
         compile=args.compile, cuda_graphs=model_device(model).type == "cuda",
         winograd=False if args.direct_convolutions else None, tune=not args.no_tune,
+        internal_size=args.internal_size,
     )
 
 

@@ -24,11 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swiftcuda.bench.fps import publish
     from swiftcuda.bench.fps import run as run_benchmark
 
-    report = run_benchmark(args)
-    print(report)
-    if args.markdown is not None:
-        with open(args.markdown, "a", encoding="utf-8") as handle:
-            handle.write("\n" + report)
+    publish(run_benchmark(args), args.markdown)
     return 0

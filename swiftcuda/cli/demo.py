@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from swiftcuda.cli._engine import internal_size
+
 HELP = "segment a generated test video with the demo weights; write masks, an overlay, and print J&F and FPS"
 
 
@@ -26,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
     )
     parser.add_argument("--weights", default="demo", metavar="CKPT", help="weights to use (default: the demo weights)")
+    parser.add_argument(
+        "--internal-size", type=internal_size, default="auto", metavar="auto|none|S|HxW",
+        help="size the engine runs at (default auto: the size recommended for the weights); masks and "
+        "scores are at the video's size",
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,13 +48,16 @@ def run(args: argparse.Namespace) -> int:
     dtype = resolve_precision(args.precision, device)
     result = run_demo(
         args.out, device=device, dtype=dtype,
-        weights=args.weights, overwrite=args.overwrite,
+        weights=args.weights, internal_size=args.internal_size, overwrite=args.overwrite,
     )
     height, width = result.size
+    running_height, running_width = result.running_size
+    how = "the weights' recommended internal size" if args.internal_size == "auto" else "--internal-size"
+    at = f"at {running_width}x{running_height}, {how}; " if result.running_size != result.size else ""
     print(
         f"{result.sequence}: {result.frames} frames of {width}x{height}, held out of training\n"
         f"J&F {result.j_and_f:.3f} (J {result.j:.3f}, F {result.f:.3f})\n"
-        f"{result.fps:.1f} FPS (model time, {device}, {dtype_name(dtype)})\n"
+        f"{result.fps:.1f} FPS ({at}model time, {device}, {dtype_name(dtype)})\n"
         f"wrote {result.out}/masks, {result.out}/overlay.mp4, {result.out}/strip.png"
     )
     return 0

@@ -4,6 +4,9 @@ DAVIS: results go to ``OUT/<sequence>/<frame>.png`` and are scored like ``swiftc
 toolkit's CSV tables in OUT), with each sequence's frames per second of model time beside its
 J&F (``timing-<set>.csv``). YouTube-VOS: a submission folder ``OUT/Annotations/<video>/<frame>.png``
 and ``OUT/submission.zip`` for the evaluation server (its ground truth is not public).
+
+With ``--workers N`` (DAVIS only) the sequences are segmented on N Ray workers, the path of
+``swiftcuda segment-many``; without it, in this process. ``--score-workers`` sets the scoring processes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from swiftcuda.cli._engine import add_engine_arguments
+from swiftcuda.cli.segment_many import PLACEMENT_OPTIONS, add_ray_arguments
 from swiftcuda.cli.score import positive_int, report_problems, sequence_names
 from swiftcuda.errors import InputError
 
@@ -38,11 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="valid", help="YouTube-VOS split folder (default valid)")
     parser.add_argument("--sequences", type=sequence_names, metavar="A,B", help="only these sequences or videos")
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)")
-    parser.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: one per CPU)")
+    parser.add_argument(
+        "--score-workers", type=positive_int, default=None, metavar="N",
+        help="scoring processes (default: one per CPU); --workers is the segmentation's Ray workers",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
     parser.add_argument(
         "--method", choices=("swiftcuda", "copy-first-mask"), default="swiftcuda",
         help="copy-first-mask: the no-tracking baseline (every frame gets the first mask), for comparison",
+    )
+    add_ray_arguments(
+        parser,
+        workers_help="segment the sequences on N Ray workers, as segment-many does (DAVIS only; needs "
+        "pip install swiftcuda[ray]); FPS then counts each worker's whole time on a sequence. Default: "
+        "segment in this process, without Ray. The scoring processes are --score-workers",
     )
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
@@ -87,13 +100,19 @@ def _method(args: argparse.Namespace, load_engine_model, make_segmenter):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray_workers is None:
+        given = [flag for name, flag in PLACEMENT_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise InputError(f"{given[0]} places Ray workers: add --workers N to segment on Ray, or leave it out")
+    elif args.youtube is not None:
+        # YouTube-VOS objects appear after the first frame: the workers' loop takes first-frame masks only.
+        raise InputError("--workers (Ray) works with --davis only: leave it out for --youtube")
     return run_davis(args) if args.davis is not None else run_youtube(args)
 
 
 def run_davis(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swiftcuda import metrics
     from swiftcuda.cli._engine import load_engine_model, make_segmenter
     from swiftcuda.data.davis import DavisDataset
     from swiftcuda.io.masks import write_mask
@@ -104,6 +123,12 @@ def run_davis(args: argparse.Namespace) -> int:
     names = _chosen(dataset.sequences, args.sequences, f"ImageSets/{args.year}/{args.set_name}.txt")
     sequences = _check_all(names, dataset.sequence)
     check_writable_target(args.out, args.overwrite, "output folder")
+    if args.ray_workers is not None:
+        if args.method != "swiftcuda":
+            raise InputError(f"--workers runs the engine on Ray, not --method {args.method}: leave one of them out")
+        with staged_directory(args.out, overwrite=args.overwrite) as staging:
+            runs = _segment_on_ray(args, sequences, staging, dataset.single_object)
+        return _score_davis(args, dataset, names, runs)
     segmenter = _method(args, load_engine_model, make_segmenter)
     warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(), args.warmup)
     runs = []
@@ -117,9 +142,37 @@ def run_davis(args: argparse.Namespace) -> int:
                 write_mask(folder / f"{names_of[index]}.png", labels)
 
             runs.append(segment_video(segmenter, sequence.name, sequence.image_paths, {0: sequence.first_mask()}, save))
+    return _score_davis(args, dataset, names, runs)
+
+
+def _segment_on_ray(args: argparse.Namespace, sequences: list, folder: Path, single_object: bool) -> list:
+    """Segment the sequences into ``folder/<sequence>/`` on Ray workers, as ``segment-many`` does;
+    their runs count each worker's whole time on a sequence (decoding and writing included).
+
+    Raises:
+        InputError: a sequence could not be segmented (the first one's reason).
+    """
+    from swiftcuda.cli.segment_many import segment_on_ray
+    from swiftcuda.many.inputs import VideoItem
+    from swiftcuda.metrics.benchmark import VideoRun
+
+    mask_format = "davis2016" if single_object else "davis"
+    items = [
+        VideoItem(s.name, s.image_paths[0].parent, s.annotation_paths[s.frame_names[0]], mask_format) for s in sequences
+    ]
+    results = segment_on_ray(items, folder, args)
+    failed = [r for r in results if r.status != "done"]
+    if failed:
+        raise InputError(f"{len(failed)} sequence(s) could not be segmented; {failed[0].video}: {failed[0].error}")
+    return [VideoRun(r.video, r.frames, r.seconds) for r in results]
+
+
+def _score_davis(args: argparse.Namespace, dataset, names: list[str], runs: list) -> int:
+    from swiftcuda import metrics
+
     options = metrics.ScoreOptions(single_object=dataset.single_object)
     evaluation = metrics.evaluate(
-        dataset.annotations_root, args.out, names, options=options, workers=args.workers, progress=None
+        dataset.annotations_root, args.out, names, options=options, workers=args.score_workers, progress=None
     )
     if evaluation.problems:
         report_problems(evaluation.problems, len(names))

@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
+        "--weights", metavar="CKPT", default=None,
+        help="also describe a checkpoint ('demo' for the shipped weights): variant and recommended internal size",
+    )
+    parser.add_argument(
         "--require",
         choices=REQUIREMENTS,
         default=None,
@@ -169,9 +173,39 @@ def format_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def describe_weights(source: str) -> dict[str, Any]:
+    """What ``--weights`` reports: the checkpoint's path, variant and recommended internal size.
+
+    Raises:
+        WeightsError: the checkpoint cannot be read.
+    """
+    from swiftcuda.weights import detect_variant, read_checkpoint_info, resolve_weights
+
+    state_dict, internal_size = read_checkpoint_info(source)
+    return {
+        "path": str(resolve_weights(source)),
+        "variant": detect_variant(state_dict),
+        "tensors": len(state_dict),
+        "recommended_internal_size": internal_size,
+    }
+
+
+def format_weights(weights: dict[str, Any]) -> str:
+    variant = f"SwiftNet-{weights['variant'].upper()}" if weights["variant"] else "variant not recognised"
+    return "\n\n" + "\n".join([
+        f"weights    {weights['path']}",
+        f"           {variant}, {weights['tensors']} tensors",
+        f"           recommended internal size: {weights['recommended_internal_size']} (shorter side; "
+        "what --internal-size auto runs at)",
+    ])
+
+
 def run(args: argparse.Namespace) -> int:
     info = collect()
-    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    if args.weights is not None:
+        info["weights"] = describe_weights(args.weights)
+    text = format_text(info) + (format_weights(info["weights"]) if args.weights is not None else "")
+    print(json.dumps(info, indent=2) if args.json else text)
     if args.require is not None:
         reason = missing_requirement(info, args.require)
         if reason is not None:

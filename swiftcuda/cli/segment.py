@@ -19,15 +19,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=HELP,
         description=(
             "Segment the objects of FIRST.png through INPUT (a folder of frames, sorted by name, or a "
-            "video file). Writes one indexed PNG (DAVIS palette) per frame, named after the frame."
+            "video file). Writes one indexed PNG (DAVIS palette) per frame, named after the frame. "
+            "With --live SOURCE instead of INPUT, segments the newest frame of a camera, stream or video "
+            "file as it arrives, dropping the frames that come during a step."
         ),
     )
-    parser.add_argument("input", metavar="INPUT", type=Path, help="folder of frames (jpg/png) or a video file")
+    parser.add_argument(
+        "input", metavar="INPUT", type=Path, nargs="?", help="folder of frames (jpg/png) or a video file"
+    )
+    parser.add_argument(
+        "--live", metavar="SOURCE",
+        help="segment live instead: a camera index (0), an rtsp:// or http:// URL, or a video file played at its "
+        "frame rate; masks are named by source frame index",
+    )
+    parser.add_argument("--no-window", action="store_true", help="with --live, show no preview window")
     parser.add_argument("--mask", required=True, type=Path, metavar="FIRST.png", help="labels of the first frame")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the masks")
     parser.add_argument("--overlay", type=Path, metavar="OUT.mp4", help="also write the frames with masks drawn over them")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_engine_arguments(parser)
+    parser.add_argument(
+        "--runtime", choices=("torch", "onnx"), default="torch",
+        help="torch: the engine; onnx: the step exported to ONNX (once, into a cache) and run on ONNX Runtime, "
+        "fp32 or fp16 (needs pip install swiftcuda[onnx]; --backend, --compile and the convolution options are torch's)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -36,13 +51,27 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _check_source_choice(args: argparse.Namespace) -> None:
+    """Exactly one of INPUT and --live."""
+    if args.input is None and args.live is None:
+        raise InputError(
+            "give INPUT or --live SOURCE: frames or a video to segment, or a camera, stream or file to segment live"
+        )
+    if args.input is not None and args.live is not None:
+        raise InputError(f"give INPUT or --live SOURCE, not both ({args.input} and --live {args.live})")
+
+
 def _check_paths(args: argparse.Namespace) -> None:
     """Refuse outputs that would replace the inputs, even with --overwrite."""
-    if _is_within(args.input, args.out):
-        raise InputError(f"--out {args.out} would replace the input {args.input}: choose another output folder")
+    from swiftcuda.live.capture import live_source_file
+
+    source = args.input if args.live is None else live_source_file(args.live)
+    if source is not None and _is_within(source, args.out):
+        raise InputError(f"--out {args.out} would replace the input {source}: choose another output folder")
     if _is_within(args.mask, args.out):
         raise InputError(f"--out {args.out} would replace the mask {args.mask}: choose another output folder")
-    if args.overlay is not None and args.overlay.resolve() in (args.input.resolve(), args.mask.resolve()):
+    inputs = [path.resolve() for path in (source, args.mask) if path is not None]
+    if args.overlay is not None and args.overlay.resolve() in inputs:
         raise InputError(f"--overlay {args.overlay} would replace an input: choose another file")
 
 
@@ -50,26 +79,32 @@ def run(args: argparse.Namespace) -> int:
     # Imports that pull in heavy modules stay here, so that `swiftcuda --help` is quick.
     from tqdm import tqdm
 
-    from swiftcuda.inference.host_copy import LabelCopier
-    from swiftcuda.io.frames import FrameSource
-    from swiftcuda.io.masks import read_mask, write_mask
+    from swiftcuda.inference.video import frame_mask_path, open_video, segment_frames
+    from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory, staged_file
     from swiftcuda.io.overlay import OverlayVideoWriter, draw_overlay
 
+    _check_source_choice(args)
     _check_paths(args)
-    source = FrameSource(args.input)
-    names = source.names
-    if names is not None and len(set(names)) != len(names):
-        raise InputError(f"two frames in {args.input} share a name (e.g. a .jpg and a .png): outputs would collide")
-    labels = read_mask(args.mask)
-    if not labels.any():
-        raise InputError(f"mask {args.mask} has no objects (every pixel is 0): label the objects 1, 2, ...")
+    if args.live is not None:
+        from swiftcuda.io.masks import read_mask
+        from swiftcuda.live import check_mask_size, open_live_source
+
+        # The live capture has the video source's fps; the segmenter checks the mask has objects.
+        source, labels = open_live_source(args.live), read_mask(args.mask)
+        check_mask_size(source, labels)
+    else:
+        source, labels = open_video(args.input, args.mask)
     check_writable_target(args.out, args.overwrite, "output folder")
     overlay_inside_out = args.overlay is not None and _is_within(args.overlay, args.out)
     if args.overlay is not None and not overlay_inside_out:
         check_writable_target(args.overlay, args.overwrite, "overlay")
-    model = load_engine_model(args)
-    segmenter = make_segmenter(model, args)
+    if args.runtime == "onnx":
+        from swiftcuda.cli.export import onnx_segmenter
+
+        segmenter = onnx_segmenter(args, load_engine_model)
+    else:
+        segmenter = make_segmenter(load_engine_model(args), args)
 
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_directory(args.out, overwrite=args.overwrite))
@@ -81,31 +116,37 @@ def run(args: argparse.Namespace) -> int:
             else:
                 overlay_path = stack.enter_context(staged_file(args.overlay, overwrite=args.overwrite))
             writer = stack.enter_context(OverlayVideoWriter(overlay_path, source.fps))
-        copier = LabelCopier(segmenter.device)
-        count, started = 0, time.perf_counter()
-        progress = stack.enter_context(tqdm(total=len(source) or None, unit="frame", desc="segment"))
+        if args.live is not None:
+            from swiftcuda.live import open_preview, run_live
 
-        def save(done: list) -> None:
-            for frame, predicted in done:
-                write_mask(staging / f"{frame.name}.png", predicted)
+            window = None if args.no_window else open_preview(f"swiftcuda {args.live} (q: stop)")
+            if window is not None:
+                stack.callback(window.close)
+            report = run_live(source, segmenter, labels, staging, overlay=writer, window=window)
+            summary = f"live: {report.describe()}"
+        else:
+            started = time.perf_counter()
+            progress = stack.enter_context(tqdm(total=len(source) or None, unit="frame", desc="segment"))
+
+            def save(frame, predicted) -> None:
+                write_mask(frame_mask_path(staging, frame), predicted)
                 if writer is not None:
                     writer.write(draw_overlay(frame.image, predicted))
                 progress.update()
 
-        for frame in source:
-            if frame.index == 0 and frame.image.shape[:2] != labels.shape:
-                raise InputError(
-                    f"mask {args.mask} is {labels.shape[0]}x{labels.shape[1]} but frame {frame.name} is "
-                    f"{frame.image.shape[0]}x{frame.image.shape[1]}: give the first frame's mask"
-                )
-            probs = segmenter.step(frame.image, mask=labels if frame.index == 0 else None)
-            # On a GPU the labels come back one frame later, while the next frame is decoded.
-            save(copier.push(frame, segmenter.to_labels(probs)))
-            count += 1
-        save(copier.drain())
-        seconds = time.perf_counter() - started
-    print(
-        f"segmented {count} frames, {len(segmenter.object_ids)} objects, in {seconds:.1f} s "
-        f"({count / seconds:.1f} FPS, decoding and writing included) -> {args.out}"
-    )
+            count = segment_frames(segmenter, source, labels, save, mask_origin=args.mask)
+            seconds = time.perf_counter() - started
+            summary = (
+                f"segmented {count} frames, {len(segmenter.object_ids)} objects, in {seconds:.1f} s "
+                f"({count / seconds:.1f} FPS, decoding and writing included)"
+            )
+    print(f"{summary}{_size_note(segmenter)} -> {args.out}")
     return 0
+
+
+def _size_note(segmenter) -> str:
+    """Where the engine ran at another size than the frames', which (masks are at the frames' size)."""
+    running, frames = getattr(segmenter, "running_size", None), getattr(segmenter, "frame_size", None)
+    if running is None or running == frames:
+        return ""
+    return f", segmented at {running[1]}x{running[0]} (--internal-size none for {frames[1]}x{frames[0]})"

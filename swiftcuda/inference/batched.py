@@ -34,7 +34,8 @@ class BatchedSegmenter:
         num_videos: how many streams.
         optimize: prepare one inference copy of the model for all streams.
         **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend,
-            winograd, tune); CUDA graphs are per stream and not used here.
+            winograd, tune, internal_size); CUDA graphs are per stream and not used here. Videos of one
+            internal size share a trunk pass.
     """
 
     def __init__(self, model: SwiftNet, num_videos: int, *, optimize: bool = True, **options) -> None:
@@ -71,18 +72,18 @@ class BatchedSegmenter:
         if len(images) != len(self.streams) or (masks is not None and len(masks) != len(self.streams)):
             raise ValueError(f"give one image (and mask) per stream: {len(self.streams)} streams")
         masks = masks if masks is not None else [None] * len(self.streams)
-        frames: dict[int, Tensor] = {}
+        inputs: dict[int, tuple[Tensor, Tensor | None, Tensor | None]] = {}
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, (stream, image, mask) in enumerate(zip(self.streams, images, masks)):
             if image is not None:
-                frames[index] = stream._prepare(image, mask)
-                groups[tuple(frames[index].shape[-2:])].append(index)
+                inputs[index] = stream._scaled_inputs(stream._prepare(image, mask), mask)
+                groups[tuple(inputs[index][0].shape[-2:])].append(index)  # by internal size
         results: list[Tensor | None] = [None] * len(self.streams)
         for members in groups.values():
-            query = self.streams[members[0]].encode(torch.cat([frames[i] for i in members]))
+            query = self.streams[members[0]].encode(torch.cat([inputs[i][0] for i in members]))
             for position, index in enumerate(members):
-                stream = self.streams[index]
-                results[index] = stream._finish(frames[index], query.frame(position), masks[index])
+                stream, (frame, labels, given) = self.streams[index], inputs[index]
+                results[index] = stream._output(stream._finish(frame, query.frame(position), labels), given)
         return results
 
     def to_labels(self, probs: Sequence[Tensor | None]) -> list[Tensor | None]:

@@ -10,6 +10,7 @@ copied into the graph's static input, and other state comes from :meth:`StepGrap
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,7 +20,7 @@ class StepGraphs:
     """The captured variants of one video's steady-state step."""
 
     def __init__(self) -> None:
-        self._graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
+        self._graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, Tensor, Any]] = {}
         self._states: dict[str, Tensor] = {}
         self._pool = None
 
@@ -37,13 +38,14 @@ class StepGraphs:
             self._states[name] = like.clone()
         return self._states[name]
 
-    def replay(self, variant: Hashable, frame: Tensor, body: Callable[[Tensor], Tensor]) -> Tensor:
+    def replay(self, variant: Hashable, frame: Tensor, body: Callable[[Tensor], Any]) -> Any:
         """Run ``body(frame)`` through the graph of ``variant``, capturing it on first use.
 
         Args:
             variant: identifies the sequence of work ``body`` launches.
             frame: this step's input; copied into the graph's static input.
-            body: launches the step's device work on its argument and returns its output.
+            body: launches the step's device work on its argument and returns its output (a
+                tensor or a tuple of them).
 
         Returns:
             The graph's static output (valid until the next replay).

@@ -44,6 +44,32 @@ def image_to_tensor(image: np.ndarray | Tensor, device: torch.device, dtype: tor
     return image[None]
 
 
+def check_frame_size(size: tuple[int, int], first: tuple[int, int], frame_index: int) -> None:
+    """Raise an :class:`InputError` unless frame ``frame_index``'s (H, W) ``size`` is the video's first size."""
+    if size != first:
+        raise InputError(
+            f"frame {frame_index} is {size[0]}x{size[1]} but the video started at "
+            f"{first[0]}x{first[1]}: all frames must have one size"
+        )
+
+
+def given_labels(mask: np.ndarray | Tensor, device: torch.device, frame_size: tuple[int, int]) -> Tensor:
+    """A mask given with a frame of (H, W) ``frame_size``, as (H, W) int64 labels on ``device``.
+
+    Raises:
+        InputError: not an integer label map, another size than the frame's, or no object in it.
+    """
+    labels = labels_to_tensor(mask, device)
+    if tuple(labels.shape) != frame_size:
+        raise InputError(
+            f"the mask is {labels.shape[0]}x{labels.shape[1]} but the frame is "
+            f"{frame_size[0]}x{frame_size[1]}: give a mask of the frame's size"
+        )
+    if not labels.any():
+        raise InputError("the mask has no objects (every pixel is 0, background): label objects 1, 2, ...")
+    return labels
+
+
 def labels_to_tensor(mask: np.ndarray | Tensor, device: torch.device) -> Tensor:
     """An (H, W) integer label map (0 = background) as an int64 tensor on ``device``.
 

@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 
 from swiftcuda import ops
-from swiftcuda.errors import InputError
 from swiftcuda.inference.graphs import StepGraphs
-from swiftcuda.inference.inputs import image_to_tensor, labels_to_tensor
-from swiftcuda.inference.labels import to_labels
+from swiftcuda.inference.inputs import given_labels
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
+from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
+from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.model import QueryEncoding, SwiftNet
 from swiftcuda.model.fuse import inference_copy
@@ -52,7 +52,7 @@ class _PreviousFrame:
     chosen: bool | Tensor  # its most novel pixels go to the long-term memory
 
 
-class Segmenter:
+class Segmenter(VideoStream):
     """Semi-supervised video object segmentation of one video as a stream of frames.
 
     Example::
@@ -86,6 +86,11 @@ class Segmenter:
         cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
         device_decisions: decide PAM updates on the device (no host synchronisation); None for
             "on a GPU". The official schedule is always decided on the host, where it is known.
+        internal_size: the size the engine runs at (:mod:`swiftcuda.inference.rescale`): None for
+            the input's size, an int for the shorter side (nothing is enlarged), (H, W) for exactly
+            that, "auto" for the model's ``recommended_internal_size`` (set by
+            :func:`~swiftcuda.weights.load_model`) within what the device handles well. Outputs
+            are always at the input's size.
     """
 
     def __init__(
@@ -104,9 +109,12 @@ class Segmenter:
         tune: bool = True,
         cuda_graphs: bool = False,
         device_decisions: bool | None = None,
+        internal_size: InternalSize = AUTO,
     ) -> None:
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta}")
+        self.internal_size = check_request(internal_size)
+        self.recommended_internal_size: int | None = getattr(model, "recommended_internal_size", None)
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         warn_if_slow(self.device, self.dtype)
@@ -130,17 +138,13 @@ class Segmenter:
         self._memorized: tuple[int, bool | Tensor] | None = None
         self._object_ids: list[int] = []
         self._ids_table: Tensor | None = None
-        self._size: tuple[int, int] | None = None
+        self._size: tuple[int, int] | None = None  # the internal size the engine runs at
+        self._scale: Rescaler | SameSize | None = None
         self._padding: Padding | None = None
         self._store: MemoryStore | None = None
         self._previous: _PreviousFrame | None = None
         if self._graphs is not None:
             self._graphs.clear()
-
-    @property
-    def object_ids(self) -> tuple[int, ...]:
-        """Object ids in channel order: channel i + 1 of a step's output is object_ids[i]."""
-        return tuple(self._object_ids)
 
     @property
     def memory(self) -> MemoryStore | None:
@@ -178,46 +182,51 @@ class Segmenter:
         frame = self._prepare(image, mask)
         steady = mask is None and self._previous is not None and not self._previous.given_objects
         if steady and self._graphs is not None:
-            probs = self._replay(frame)
-        else:
-            probs = self._finish(frame, self.encode(frame), mask)
-        return probs
+            return self._replay(frame)
+        frame, labels, given = self._scaled_inputs(frame, mask)
+        return self._output(self._finish(frame, self.encode(frame), labels), given)
 
-    def _prepare(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None) -> Tensor:
-        """Check a frame against the video and return it as (1, 3, H, W) on the device."""
-        # Frames stay float32 until the trunk has normalised them (then cast to the model's dtype):
-        # cheaper than normalising a channels-last half-precision map, and more precise.
-        frame = image_to_tensor(image, self.device, torch.float32)
-        height, width = frame.shape[-2:]
-        if self._padding is None:
-            if mask is None:
-                raise InputError("the first frame needs a mask: call step(image, mask=labels)")
-            self._start(height, width)
-        elif (height, width) != self._size:
-            raise InputError(
-                f"frame {self.frame_index} is {height}x{width} but the video started at "
-                f"{self._size[0]}x{self._size[1]}: all frames must have one size"
-            )
-        return frame
+    def _scaled_inputs(
+        self, frame: Tensor, mask: np.ndarray | Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """A checked frame and mask at the internal size, and the mask at the input's size.
+
+        Returns:
+            (1, 3, h, w) frame, (h, w) int64 labels or None, (H, W) int64 labels or None.
+        """
+        if mask is None:
+            return self._scale.frame_in(frame), None, None
+        labels = given_labels(mask, self.device, self._scale.input_size)
+        return self._scale.frame_in(frame), self._scale.mask_in(labels), labels
+
+    def _output(self, probs: Tensor, given: Tensor | None) -> Tensor:
+        """(K+1, h, w) probabilities at the input's size; a given mask holds there exactly."""
+        if isinstance(self._scale, SameSize):
+            return probs
+        probs = self._scale.probs_out(probs)
+        return merge_given_labels(probs, given, self._object_ids)[0] if given is not None else probs
 
     def encode(self, frames: Tensor) -> QueryEncoding:
         """Step 1 for (B, 3, H, W) frames of this video's size (a batched session passes several)."""
         return self.model.encode_query(self._padding.pad(frames))
 
-    def to_labels(self, probs: Tensor) -> Tensor:
-        """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""
-        if self._ids_table is None or self._ids_table.device != probs.device:
-            self._ids_table = torch.tensor([0, *self._object_ids], device=probs.device)
-        return to_labels(probs, self._ids_table)
-
     # -- the step ------------------------------------------------------------------------------
 
-    def _finish(self, frame: Tensor, query: QueryEncoding, mask: np.ndarray | Tensor | None) -> Tensor:
-        """Steps 2 to 5 of the module docstring, eagerly, for an encoded frame."""
+    def _finish(self, frame: Tensor, query: QueryEncoding, labels: Tensor | None) -> Tensor:
+        """Steps 2 to 5 of the module docstring, eagerly, for an encoded frame.
+
+        Args:
+            frame: (1, 3, h, w) the frame at the internal size.
+            query: its encoding.
+            labels: (h, w) int64 given labels at the internal size, or None.
+
+        Returns:
+            (K+1, h, w) probabilities at the internal size.
+        """
         probs = self._predict(query, self._previous) if self._previous is not None else None
         given: list[int] = []
-        if mask is not None:
-            probs, given = self._merge_mask(probs, labels_to_tensor(mask, self.device))
+        if labels is not None:
+            probs, given = self._merge_mask(probs, labels)
         if self.device_decisions:
             chosen: bool | Tensor = self.trigger.decide(self.frame_index, frame, probs[1:])
         else:
@@ -265,7 +274,7 @@ class Segmenter:
             variant = ("host", bool(previous.chosen), store.num_objects)
             if previous.chosen:  # evictions are decided on the host, outside the graph
                 store.make_room_for_novel(self.beta)
-        probs = graphs.replay(variant, frame, self._graph_body)
+        frame, probs, output = graphs.replay(variant, frame, self._graph_body)
         if device_decided:
             self._memorized = (previous.index, previous.chosen)
             chosen: bool | Tensor = flag
@@ -277,14 +286,20 @@ class Segmenter:
         self._previous = _PreviousFrame(index=self.frame_index, given_objects=[], chosen=chosen)
         self.frame_index += 1
         # The graph's output is overwritten by the next replay: hand out a copy.
-        return probs.clone()
+        return output.clone()
 
-    def _graph_body(self, frame: Tensor) -> Tensor:
-        """What a captured steady-state step computes; ``frame`` is the graph's static input.
+    def _graph_body(self, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What a captured steady-state step computes; ``frame`` is the graph's static input, at the
+        input's size: the resizes to and from the internal size are part of the graph.
 
         Python runs this once, at capture: it must only launch device work.
+
+        Returns:
+            The frame and the (K+1, h, w) probabilities at the internal size (for the trigger), and
+            the probabilities at the input's size (the step's output).
         """
         previous = self._previous
+        frame = self._scale.frame_in(frame)
         query = self.encode(frame)
         object_probs = self.model.segment_objects(query, *self._store.readable(), backend=self.backend)
         device_decided = isinstance(previous.chosen, Tensor)
@@ -297,13 +312,17 @@ class Segmenter:
         if device_decided:
             flag.copy_(self.trigger.decide(self.frame_index, frame, probs[1:]))
         self._memorize_current(query, probs)
-        return probs
+        return frame, probs, self._scale.probs_out(probs)
 
     # -- frames and masks ------------------------------------------------------------------------
 
-    def _start(self, height: int, width: int) -> None:
+    def _start(self, input_height: int, input_width: int) -> None:
+        self._scale = video_scale(
+            self.internal_size, input_height, input_width,
+            recommended=self.recommended_internal_size, device=self.device, dtype=self.dtype,
+        )
+        height, width = self._size = self._scale.internal_size
         stride = self.model.config.stride
-        self._size = (height, width)
         self._padding = Padding.to_multiple(height, width, stride)
         pixels = ((height + stride - 1) // stride) * ((width + stride - 1) // stride)
         config = self.model.config
@@ -322,14 +341,7 @@ class Segmenter:
         Returns:
             The (K+1, H, W) probabilities after the merge and the indices of the named objects.
         """
-        if tuple(labels.shape) != self._size:
-            raise InputError(
-                f"the mask is {labels.shape[0]}x{labels.shape[1]} but the frame is "
-                f"{self._size[0]}x{self._size[1]}: give a mask of the frame's size"
-            )
         named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
-        if not named_ids:
-            raise InputError("the mask has no objects (every pixel is 0, background): label objects 1, 2, ...")
         new_ids = [i for i in named_ids if i not in self._object_ids]
         if new_ids:
             self._object_ids += new_ids
@@ -337,12 +349,27 @@ class Segmenter:
             self._store.add_objects(len(new_ids))  # new buffers: captured graphs are stale
             if self._graphs is not None:
                 self._graphs.clear()
-        objects = torch.zeros((len(self._object_ids), *self._size), device=self.device)
-        if probs is not None:
-            # Pixels the mask gives to an object belong to no other object.
-            objects[: probs.shape[0] - 1] = probs[1:] * (labels == 0)
-        named = [self._object_ids.index(i) for i in named_ids]
-        for index, object_id in zip(named, named_ids):
-            objects[index] = labels == object_id
-        background = (1.0 - objects.sum(dim=0, keepdim=True)).clamp_(min=0.0)
-        return torch.cat([background, objects]), named
+        return merge_given_labels(probs, labels, self._object_ids)
+
+
+def merge_given_labels(probs: Tensor | None, labels: Tensor, object_ids: list[int]) -> tuple[Tensor, list[int]]:
+    """Probabilities with a given mask applied: its objects where it names them, nothing else there.
+
+    Args:
+        probs: (K'+1, H, W) probabilities of the first K' objects (K' <= K), or None.
+        labels: (H, W) int64 given labels; every id in it is in ``object_ids``.
+        object_ids: the K object ids in channel order.
+
+    Returns:
+        (K+1, H, W) float32 probabilities and the channel indices (0-based, objects only) the mask names.
+    """
+    named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
+    objects = torch.zeros((len(object_ids), *labels.shape), device=labels.device)
+    if probs is not None:
+        # Pixels the mask gives to an object belong to no other object.
+        objects[: probs.shape[0] - 1] = probs[1:] * (labels == 0)
+    named = [object_ids.index(i) for i in named_ids]
+    for index, object_id in zip(named, named_ids):
+        objects[index] = labels == object_id
+    background = (1.0 - objects.sum(dim=0, keepdim=True)).clamp_(min=0.0)
+    return torch.cat([background, objects]), named

@@ -48,6 +48,9 @@ class SwiftNet(nn.Module):
         super().__init__()
         config = get_config(variant)
         self.config: SwiftNetConfig = config
+        #: The shorter side these weights segment best at, when known (set by
+        #: :func:`swiftcuda.weights.load_model`); what ``Segmenter(internal_size="auto")`` runs at.
+        self.recommended_internal_size: int | None = None
         self.LAE = LAE(config)
         self.Encoder = Encoder(config)
         self.KV_M_r4 = KeyValue(config.r4_channels, config.key_dim, config.value_dim)

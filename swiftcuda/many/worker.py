@@ -1,0 +1,88 @@
+"""The Ray actor of ``segment-many``: loads the model once, then segments one video per call,
+several calls at a time stepped together when it holds several streams (:mod:`swiftcuda.many.lockstep`).
+
+Importing this module imports Ray; :func:`swiftcuda.many.driver.require_ray` says how to install
+it when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from swiftcuda.errors import SwiftcudaError
+from swiftcuda.inference.batched import BatchedSegmenter
+from swiftcuda.inference.segmenter import Segmenter
+from swiftcuda.many.inputs import VideoItem
+from swiftcuda.many.job import segment_item
+from swiftcuda.many.lockstep import LockstepBatch
+from swiftcuda.many.summary import VideoResult
+
+
+@ray.remote
+class SegmentWorker:
+    """One model, and one :class:`~swiftcuda.inference.Segmenter` reused for every video it gets,
+    or with ``videos`` > 1 the streams of one :class:`~swiftcuda.inference.batched.BatchedSegmenter`.
+
+    Start it with ``max_concurrency=videos``: Ray then runs up to ``videos`` :meth:`segment` calls
+    at once, in threads, each in its own stream, stepped together.
+
+    Args:
+        engine_args: the engine options of the command line (``add_engine_arguments``), so that
+            the worker builds the same segmenter as ``swiftcuda segment``.
+        threads: CPU threads for PyTorch (Ray's share of CPUs for this actor).
+        videos: videos stepped together (1: one :class:`Segmenter`, CUDA graphs included on a GPU).
+        frame_delay: seconds to sleep after each frame; 0 except in tests that need a worker busy
+            long enough to be killed mid-video.
+    """
+
+    def __init__(
+        self, engine_args: argparse.Namespace, threads: int, videos: int = 1, frame_delay: float = 0.0
+    ) -> None:
+        # The engine modules are imported here, in the worker process, not pickled from the driver.
+        from swiftcuda.cli._engine import load_engine_model, make_segmenter
+
+        torch.set_num_threads(max(1, threads))
+        self.frame_delay = frame_delay
+        self.startup_error: SwiftcudaError | None = None
+        self.segmenter: Segmenter | None = None
+        self.lockstep: LockstepBatch | None = None
+        try:
+            model = load_engine_model(engine_args)
+            if videos == 1:
+                self.segmenter = make_segmenter(model, engine_args)
+            else:
+                self.lockstep = LockstepBatch(batched_segmenter(model, engine_args, videos))
+        except SwiftcudaError as error:
+            # Kept, not raised: Ray would report a constructor's error as a dead actor with a
+            # traceback, and the driver turns this into the command's one-line error instead.
+            self.startup_error = error
+
+    def identity(self) -> tuple[str, int, SwiftcudaError | None]:
+        """(host name, process id, the user error that stopped the model loading, or None)."""
+        return socket.gethostname(), os.getpid(), self.startup_error
+
+    def segment(self, item: VideoItem, out: str) -> VideoResult:
+        """Segment ``item`` into ``out/<item.name>/`` (see :func:`swiftcuda.many.job.segment_item`)."""
+        delay = self.frame_delay
+        on_frame = (lambda _: time.sleep(delay)) if delay else None
+        if self.lockstep is None:
+            return segment_item(self.segmenter, item, Path(out), on_frame=on_frame)
+        with self.lockstep.stream() as stream:
+            return segment_item(stream, item, Path(out), on_frame=on_frame)
+
+
+def batched_segmenter(model: torch.nn.Module, args: argparse.Namespace, videos: int) -> BatchedSegmenter:
+    """``videos`` streams configured by the engine options as ``make_segmenter`` configures one
+    :class:`Segmenter` (without CUDA graphs, which are per stream, or ``--compile``, which the
+    driver refuses with several videos per worker)."""
+    return BatchedSegmenter(
+        model, videos, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
+        winograd=False if args.direct_convolutions else None, tune=not args.no_tune, internal_size=args.internal_size,
+    )
