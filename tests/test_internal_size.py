@@ -246,3 +246,43 @@ def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path, model
         assert 0.0 <= j_and_f <= 1.0
     assert rows[1].rstrip().endswith("| 1.00x |")
     assert "CPU: " in markdown.read_text(), "every table names the CPU it ran on"
+
+
+def test_info_shows_a_checkpoints_recommended_size(tmp_path, model, capsys):
+    from swiftcuda.cli import main
+
+    ours = tmp_path / "ours.pt"
+    torch.save(with_internal_size(model.state_dict(), 96), ours)
+    assert main(["info", "--weights", str(ours)]) == 0
+    text = capsys.readouterr().out
+    assert "SwiftNet-R18" in text and "recommended internal size: 96" in text
+    assert main(["info", "--json", "--weights", "demo"]) == 0
+    assert '"recommended_internal_size": 240' in capsys.readouterr().out
+    assert main(["info", "--weights", str(tmp_path / "missing.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_segment_command_at_an_internal_size(tmp_path, model, capsys):
+    """`segment --internal-size 48`: masks at the frames' odd size, the first one the given mask, and
+    the summary names the size the engine ran at; a bad value is a usage error."""
+    from swiftcuda.cli import main
+    from swiftcuda.io.masks import read_mask, write_mask
+
+    video = make_video(num_frames=4, height=97, width=131, object_ids=(1, 2), seed=7)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(video.frames):
+        cv2.imwrite(str(frames / f"{index:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    write_mask(tmp_path / "first.png", video.labels[0].astype(np.uint8))
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "masks"
+    args = ["segment", str(frames), "--mask", str(tmp_path / "first.png"), "--out", str(out), "--weights", str(weights)]
+    assert main([*args, "--internal-size", "48", "--no-tune"]) == 0
+    assert "segmented at 65x48" in capsys.readouterr().out
+    masks = sorted(out.iterdir())
+    assert len(masks) == 4 and all(read_mask(m).shape == (97, 131) for m in masks)
+    assert np.array_equal(read_mask(masks[0]), video.labels[0])
+    with pytest.raises(SystemExit):
+        main([*args, "--internal-size", "tiny"])
+    assert "internal size 'tiny'" in capsys.readouterr().err
