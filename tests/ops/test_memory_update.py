@@ -78,9 +78,14 @@ def test_functional_update_matches_spec(backend_device, shape, dtype, beta, gene
 def test_ties_go_to_the_lower_pixel_index(backend_device, generator):
     """Duplicate new keys tie exactly: the lower index wins, so every backend agrees."""
     backend, device = backend_device
-    mem_key, mem_val, new_key, new_val = random_memory((1, 32, 16, 40, 30), torch.float32, generator)
-    new_key[:, :, 15:] = new_key[:, :, :15]  # pixel p + 15 duplicates pixel p
-    count = novel_pixel_count(30, 0.15)  # 5: two tied pairs and one pixel of the third pair
+    # Pixel p + 32 duplicates pixel p (p < 32; pixels 64-69 are distinct, so 70 is no multiple of a
+    # tile): a duplicate sits at the same place in its tile of 16 or 32 pixels as the original. Under
+    # the Triton interpreter a tile's dot product is NumPy's BLAS, whose rounding can depend on a
+    # row's place in the block (an offset of 15 split about one tie in eight there); on a GPU every
+    # element of an MMA tile is reduced in the same order.
+    mem_key, mem_val, new_key, new_val = random_memory((1, 32, 16, 40, 70), torch.float32, generator)
+    new_key[:, :, 32:64] = new_key[:, :, :32]
+    count = novel_pixel_count(70, 0.15)  # 11: tied pairs, and an odd count that splits one
     _, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.15, backend=backend)
     chosen = locate_columns(values[0, :, 40:].cpu(), new_val[0])  # values are distinct: they identify pixels
     # Duplicate columns may differ in the last bits of a float64 product: round the ties exact.
