@@ -86,3 +86,26 @@ def labels_to_tensor(mask: np.ndarray | Tensor, device: torch.device) -> Tensor:
     if (mask < 0).any():
         raise InputError("a mask must not hold negative labels")
     return mask.to(device=device, dtype=torch.int64)
+
+
+def merge_given_labels(probs: Tensor | None, labels: Tensor, object_ids: list[int]) -> tuple[Tensor, list[int]]:
+    """Probabilities with a given mask applied: its objects where it names them, nothing else there.
+
+    Args:
+        probs: (K'+1, H, W) probabilities of the first K' objects (K' <= K), or None.
+        labels: (H, W) int64 given labels; every id in it is in ``object_ids``.
+        object_ids: the K object ids in channel order.
+
+    Returns:
+        (K+1, H, W) float32 probabilities and the channel indices (0-based, objects only) the mask names.
+    """
+    named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
+    objects = torch.zeros((len(object_ids), *labels.shape), device=labels.device)
+    if probs is not None:
+        # Pixels the mask gives to an object belong to no other object.
+        objects[: probs.shape[0] - 1] = probs[1:] * (labels == 0)
+    named = [object_ids.index(i) for i in named_ids]
+    for index, object_id in zip(named, named_ids):
+        objects[index] = labels == object_id
+    background = (1.0 - objects.sum(dim=0, keepdim=True)).clamp_(min=0.0)
+    return torch.cat([background, objects]), named

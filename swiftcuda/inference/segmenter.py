@@ -29,7 +29,7 @@ from torch import Tensor
 
 from swiftcuda import ops
 from swiftcuda.inference.graphs import StepGraphs
-from swiftcuda.inference.inputs import given_labels
+from swiftcuda.inference.inputs import merge_given_labels
 from swiftcuda.inference.memory import MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
@@ -138,7 +138,6 @@ class Segmenter(VideoStream):
         self._memorized: tuple[int, bool | Tensor] | None = None
         self._object_ids: list[int] = []
         self._ids_table: Tensor | None = None
-        self._size: tuple[int, int] | None = None  # the internal size the engine runs at
         self._scale: Rescaler | SameSize | None = None
         self._padding: Padding | None = None
         self._store: MemoryStore | None = None
@@ -185,26 +184,6 @@ class Segmenter(VideoStream):
             return self._replay(frame)
         frame, labels, given = self._scaled_inputs(frame, mask)
         return self._output(self._finish(frame, self.encode(frame), labels), given)
-
-    def _scaled_inputs(
-        self, frame: Tensor, mask: np.ndarray | Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """A checked frame and mask at the internal size, and the mask at the input's size.
-
-        Returns:
-            (1, 3, h, w) frame, (h, w) int64 labels or None, (H, W) int64 labels or None.
-        """
-        if mask is None:
-            return self._scale.frame_in(frame), None, None
-        labels = given_labels(mask, self.device, self._scale.input_size)
-        return self._scale.frame_in(frame), self._scale.mask_in(labels), labels
-
-    def _output(self, probs: Tensor, given: Tensor | None) -> Tensor:
-        """(K+1, h, w) probabilities at the input's size; a given mask holds there exactly."""
-        if isinstance(self._scale, SameSize):
-            return probs
-        probs = self._scale.probs_out(probs)
-        return merge_given_labels(probs, given, self._object_ids)[0] if given is not None else probs
 
     def encode(self, frames: Tensor) -> QueryEncoding:
         """Step 1 for (B, 3, H, W) frames of this video's size (a batched session passes several)."""
@@ -321,7 +300,7 @@ class Segmenter(VideoStream):
             self.internal_size, input_height, input_width,
             recommended=self.recommended_internal_size, device=self.device, dtype=self.dtype,
         )
-        height, width = self._size = self._scale.internal_size
+        height, width = self._scale.internal_size
         stride = self.model.config.stride
         self._padding = Padding.to_multiple(height, width, stride)
         pixels = ((height + stride - 1) // stride) * ((width + stride - 1) // stride)
@@ -350,26 +329,3 @@ class Segmenter(VideoStream):
             if self._graphs is not None:
                 self._graphs.clear()
         return merge_given_labels(probs, labels, self._object_ids)
-
-
-def merge_given_labels(probs: Tensor | None, labels: Tensor, object_ids: list[int]) -> tuple[Tensor, list[int]]:
-    """Probabilities with a given mask applied: its objects where it names them, nothing else there.
-
-    Args:
-        probs: (K'+1, H, W) probabilities of the first K' objects (K' <= K), or None.
-        labels: (H, W) int64 given labels; every id in it is in ``object_ids``.
-        object_ids: the K object ids in channel order.
-
-    Returns:
-        (K+1, H, W) float32 probabilities and the channel indices (0-based, objects only) the mask names.
-    """
-    named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
-    objects = torch.zeros((len(object_ids), *labels.shape), device=labels.device)
-    if probs is not None:
-        # Pixels the mask gives to an object belong to no other object.
-        objects[: probs.shape[0] - 1] = probs[1:] * (labels == 0)
-    named = [object_ids.index(i) for i in named_ids]
-    for index, object_id in zip(named, named_ids):
-        objects[index] = labels == object_id
-    background = (1.0 - objects.sum(dim=0, keepdim=True)).clamp_(min=0.0)
-    return torch.cat([background, objects]), named

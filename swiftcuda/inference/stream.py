@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from swiftcuda.errors import InputError
-from swiftcuda.inference.inputs import check_frame_size, image_to_tensor
+from swiftcuda.inference.inputs import check_frame_size, given_labels, image_to_tensor, merge_given_labels
 from swiftcuda.inference.labels import to_labels
 from swiftcuda.inference.rescale import Rescaler, SameSize
 
@@ -16,13 +16,12 @@ class VideoStream:
     """The objects and sizes of the video being segmented, and labels from its probabilities.
 
     Subclasses implement ``_start``, keep ``_object_ids`` (ids in channel order), ``_scale`` (the
-    video's rescaling, None before the first frame), ``_size`` (the size the steps run at),
-    ``device`` and ``frame_index``, and reset ``_ids_table`` to None when the objects change.
+    video's rescaling, None before the first frame), ``device`` and ``frame_index``, and reset
+    ``_ids_table`` to None when the objects change.
     """
 
     _object_ids: list[int]
     _scale: Rescaler | SameSize | None
-    _size: tuple[int, int] | None
     _ids_table: Tensor | None
     device: torch.device
     frame_index: int
@@ -40,10 +39,10 @@ class VideoStream:
     @property
     def running_size(self) -> tuple[int, int] | None:
         """(h, w) the steps run this video at (see ``internal_size``), or None before the first frame."""
-        return self._size
+        return self._scale.internal_size if self._scale is not None else None
 
     def _start(self, height: int, width: int) -> None:
-        """Set the video up for (height, width) frames (sets ``_scale`` and ``_size``)."""
+        """Set the video up for (height, width) frames (sets ``_scale``)."""
         raise NotImplementedError
 
     def _prepare(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None) -> Tensor:
@@ -60,6 +59,26 @@ class VideoStream:
         else:
             check_frame_size((height, width), self._scale.input_size, self.frame_index)
         return frame
+
+    def _scaled_inputs(
+        self, frame: Tensor, mask: np.ndarray | Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """A checked frame and mask at the internal size, and the mask at the input's size.
+
+        Returns:
+            (1, 3, h, w) frame, (h, w) int64 labels or None, (H, W) int64 labels or None.
+        """
+        if mask is None:
+            return self._scale.frame_in(frame), None, None
+        labels = given_labels(mask, self.device, self._scale.input_size)
+        return self._scale.frame_in(frame), self._scale.mask_in(labels), labels
+
+    def _output(self, probs: Tensor, given: Tensor | None) -> Tensor:
+        """(K+1, h, w) probabilities at the input's size; a given mask holds there exactly."""
+        if isinstance(self._scale, SameSize):
+            return probs
+        probs = self._scale.probs_out(probs)
+        return merge_given_labels(probs, given, self._object_ids)[0] if given is not None else probs
 
     def to_labels(self, probs: Tensor) -> Tensor:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""

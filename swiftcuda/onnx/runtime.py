@@ -21,11 +21,10 @@ import torch
 from torch import Tensor
 
 from swiftcuda.errors import InputError
-from swiftcuda.inference.inputs import given_labels
+from swiftcuda.inference.inputs import merge_given_labels
 from swiftcuda.inference.memory import default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
-from swiftcuda.inference.segmenter import merge_given_labels
 from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.onnx.dependencies import onnxruntime
@@ -157,7 +156,6 @@ class OnnxSegmenter(VideoStream):
         self._memorized: tuple[int, bool] | None = None
         self._object_ids: list[int] = []
         self._ids_table: Tensor | None = None
-        self._size: tuple[int, int] | None = None  # the internal size the graphs run at
         self._scale: Rescaler | SameSize | None = None
         self._padding: Padding | None = None
         self._state: dict = {}
@@ -194,8 +192,7 @@ class OnnxSegmenter(VideoStream):
             :attr:`object_ids` order.
         """
         frame = self._prepare(image, mask)
-        labels = None if mask is None else given_labels(mask, self.device, self._scale.input_size)
-        frame = self._scale.frame_in(frame)
+        frame, labels, given_full = self._scaled_inputs(frame, mask)
         query = self._run("encode_query", {"frame": self._padding.pad(frame).numpy()})
         probs = None
         if self._previous is not None:
@@ -207,16 +204,12 @@ class OnnxSegmenter(VideoStream):
             probs = self._padding.crop(padded)
         given: list[int] = []
         if labels is not None:
-            probs, given = self._merge_mask(probs, self._scale.mask_in(labels))
+            probs, given = self._merge_mask(probs, labels)
         chosen = self.trigger.observe(self.frame_index, frame, probs[1:])
         self._memorize_current(query, probs)
         self._previous = _PreviousFrame(index=self.frame_index, given_objects=given, chosen=chosen)
         self.frame_index += 1
-        if isinstance(self._scale, SameSize):
-            return probs
-        # Back at the input's size, where a given mask holds exactly.
-        probs = self._scale.probs_out(probs)
-        return merge_given_labels(probs, labels, self._object_ids)[0] if labels is not None else probs
+        return self._output(probs, given_full)
 
     # -- the step ------------------------------------------------------------------------------
 
@@ -231,7 +224,7 @@ class OnnxSegmenter(VideoStream):
         self._scale = video_scale(
             self.internal_size, input_height, input_width, recommended=self.sidecar.get("recommended_internal_size")
         )
-        height, width = self._size = self._scale.internal_size
+        height, width = self._scale.internal_size
         stride = int(self.sidecar["stride"])
         self._padding = Padding.to_multiple(height, width, stride)
         grid = (-(-height // stride), -(-width // stride))
