@@ -121,6 +121,30 @@ def test_the_model_strategy_is_the_one_whose_layers_sum_lowest(tmp_path, monkeyp
     assert [c.algorithm("nchw") for _, _, c in tuner.seen][:2] == ["channels_last", "nchw"]
 
 
+def test_layers_of_the_same_shape_each_count_in_the_totals(tmp_path, monkeypatch):
+    """Three layers of one shape share a measurement (one cache key) but each runs in a step, so the
+    strategy totals count it three times: summing distinct keys once each undercounted a ResNet
+    stage's repeated 3x3 convolutions and could pick the wrong strategy."""
+    per_strategy = {"fixed": 4.0, "channels_last": 3.0, "nchw": 7.0}
+    layouts = iter(["fixed", "channels_last", "nchw"])
+
+    def fake_measure(runs):  # measured per strategy, the fixed rule first; every candidate alike
+        milliseconds = per_strategy[next(layouts)]
+        return {name: milliseconds for name in runs}
+
+    monkeypatch.setattr(T, "measure_ms", fake_measure)
+    tuner = T.ConvTuner(T.TuningCache(tmp_path / "tuning.json"), winograd=False)
+    layers = [T.TunedConv2d(_conv(9, 9, seed=seed), tuner, f"layer{seed}") for seed in range(3)]
+    x = torch.randn(1, 9, 11, 12).contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        y = x
+        for layer in layers:
+            y = layer(y)
+    assert len(tuner.cache.choices) == 1  # measured once
+    assert tuner.totals() == {name: 3 * ms for name, ms in per_strategy.items()}
+    assert tuner.settled() and tuner.strategy() == "channels_last"
+
+
 def test_measurement_runs_every_candidate_in_turns(monkeypatch):
     calls: list[str] = []
     ms = T.measure_ms({name: (lambda name=name: calls.append(name)) for name in ("a", "b")})

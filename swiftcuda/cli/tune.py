@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from swiftcuda.cpu import describe
     from swiftcuda.inference import Segmenter
     from swiftcuda.model import SwiftNet
-    from swiftcuda.model.conv_tuning import TuningCache, default_cache_path
+    from swiftcuda.model.conv_tuning import TunedConv2d, TuningCache, default_cache_path
     from swiftcuda.model.fuse import inference_copy
     from swiftcuda.model.init import lively_random_init
     from swiftcuda.precision import dtype_name, resolve_precision
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh:
         stored.choices.update(cache.choices)
         stored.save()
-    tuner = prepared.Encoder.conv1.tuner
+    tuner = next(m.tuner for m in prepared.modules() if isinstance(m, TunedConv2d))
     fresh_keys = set(cache.choices) - before
     print(
         f"### Convolution algorithms, SwiftNet-{args.variant.upper()}, {dtype_name(dtype)}, "

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.model.config import SwiftNetConfig
+from swiftcuda.model.fused_conv import conv_post
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -157,7 +158,10 @@ class Encoder(nn.Module):
         weight = self.conv1.weight
         layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format
         x = x.to(dtype=weight.dtype, memory_format=layout)
-        c1 = self.bn1(self.conv1(x)).relu_()  # in place: a fresh map, and a large one at 1/2 resolution
+        if isinstance(self.bn1, nn.Identity):  # folded for inference: conv and ReLU, fused where possible
+            c1 = conv_post(self.conv1, x, relu=True)
+        else:
+            c1 = self.bn1(self.conv1(x)).relu_()  # in place: a fresh map, and a large one at 1/2 resolution
         r2 = self.res2(F.max_pool2d(c1, kernel_size=3, stride=2, padding=1))
         r3 = self.res3(r2)
         r4 = self.res4(r3)

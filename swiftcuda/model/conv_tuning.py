@@ -234,7 +234,10 @@ class ConvTuner:
         self.allow_winograd = winograd is not False and winograd_available()
         #: (layer name, key, choice) of every lookup, in call order, for ``swiftcuda tune``'s table.
         self.seen: list[tuple[str, str, Choice]] = []
-        self._choices: dict[str, Choice] = {}  # the distinct layer inputs seen: what the totals sum
+        # Per (layer, input key): what the totals sum. Keyed by the layer too, because layers of the
+        # same shape share a key and each of them runs in a step: a ResNet stage's four 3x3
+        # convolutions count four times, not once.
+        self._choices: dict[tuple[int, str], Choice] = {}
         self._strategy: str | None = None  # decided once settled; None: decide again
         self._hits_since_measuring = 0  # layer calls without a new measurement, in a row
 
@@ -243,7 +246,7 @@ class ConvTuner:
         self._hits_since_measuring += 1
 
     def settled(self) -> bool:
-        """Whether a whole pass (as many calls as distinct layer inputs) went without measuring."""
+        """Whether a whole pass (as many calls as (layer, input) pairs) went without measuring."""
         return self._hits_since_measuring >= len(self._choices)
 
     def strategy(self) -> str:
@@ -261,7 +264,7 @@ class ConvTuner:
         return pick(self.totals(), default=FIXED)
 
     def totals(self) -> dict[str, float]:
-        """Per strategy, the sum of the per-layer milliseconds over the layers seen."""
+        """Per strategy, the sum of the per-layer milliseconds over the (layer, input) pairs seen."""
         return {name: sum(choice.best_ms(name) for choice in self._choices.values()) for name in STRATEGIES}
 
     def fixed_algorithm(self, conv: TunedConv2d, x: Tensor) -> str:
@@ -304,7 +307,7 @@ class ConvTuner:
         else:
             self.note_hit()
         self.seen.append((conv.name, key, choice))
-        self._choices[key] = choice
+        self._choices[id(conv), key] = choice
         self._strategy = None
         return choice
 

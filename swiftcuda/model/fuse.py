@@ -1,5 +1,6 @@
 """Inference-only rewrites of a SwiftNet: batch norms folded into convolutions, the LAE's paired mask
-convolutions merged, channels-last layout.
+convolutions merged, channels-last layout, and on a CPU in 16 bits the residual blocks' ReLUs and
+adds fused into their convolutions.
 
 A folded model computes the same function with fewer passes over memory: each batch norm becomes
 a per-channel scale of its convolution's weights and a bias. Folding happens on a copy in float32
@@ -16,6 +17,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from swiftcuda.model.conv_tuning import ConvTuner, TuningCache, use_tuned_convolutions
+from swiftcuda.model.pointwise_fusion import fuse_pointwise, should_fuse_pointwise
 from swiftcuda.model.swiftnet import SwiftNet
 from swiftcuda.model.winograd import resolve_winograd, use_winograd_convolutions
 
@@ -71,6 +73,7 @@ def inference_copy(
     winograd: bool | None = False,
     tune: bool = False,
     tuning_cache: TuningCache | None = None,
+    pointwise: bool | None = None,
 ) -> SwiftNet:
     """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
     optionally channels-last weights, Winograd 3x3 convolutions, convolution algorithms chosen by
@@ -91,6 +94,8 @@ def inference_copy(
             fastest for its input (:mod:`swiftcuda.model.conv_tuning`); ignored elsewhere (on a GPU,
             cuDNN chooses).
         tuning_cache: where choices are kept (None: the on-disk cache of this CPU and torch).
+        pointwise: fuse the residual blocks' ReLUs and adds into their convolutions
+            (:mod:`swiftcuda.model.pointwise_fusion`); None: on a CPU in 16 bits without ``compile``.
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -102,6 +107,10 @@ def inference_copy(
     prepared = prepared.to(dtype=parameter.dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    if pointwise is None:
+        pointwise = not compile and should_fuse_pointwise(parameter.device, parameter.dtype)
+    if pointwise:
+        fuse_pointwise(prepared)
     fixed_winograd = resolve_winograd(winograd, parameter.device, parameter.dtype, compile=compile)
     tuned = tune and not compile and parameter.device.type == "cpu"
     if fixed_winograd and not (tuned and winograd is None):

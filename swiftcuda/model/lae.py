@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from swiftcuda.model.backbone import TrunkFeatures
 from swiftcuda.model.config import SwiftNetConfig
+from swiftcuda.model.fused_conv import conv_post
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -52,13 +53,24 @@ class LAE(nn.Module):
             setattr(self, name, paired)
 
     def _mask_term(
-        self, paired: nn.Conv2d | None, own_conv: nn.Conv2d, others_conv: nn.Conv2d, own: Tensor, others: Tensor | None
+        self,
+        paired: nn.Module | None,
+        own_conv: nn.Module,
+        others_conv: nn.Module,
+        own: Tensor,
+        others: Tensor | None,
+        residual: Tensor | None = None,
+        relu: bool = False,
     ) -> Tensor:
+        """The masks' convolutions [+ residual] [-> ReLU] (fused where the inference copy fused them)."""
         if others is None:  # no other objects: others_conv(zeros) == 0
-            return own_conv(own)
+            return conv_post(own_conv, own, residual, relu)
         if paired is not None:
-            return paired(torch.cat([own, others], dim=1))
-        return own_conv(own) + others_conv(others)
+            return conv_post(paired, torch.cat([own, others], dim=1), residual, relu)
+        out = own_conv(own) + others_conv(others)
+        if residual is not None:
+            out = out.add_(residual)
+        return out.relu_() if relu else out
 
     def forward(
         self,
@@ -83,10 +95,11 @@ class LAE(nn.Module):
         """
         # Sums and ReLUs run in place on the fresh per-object maps (the shared trunk features are
         # broadcast into them): no extra full-size allocations, and the same sums, since a + b == b + a.
-        x = self._mask_term(self.paired_full, self.conv1_m, self.conv1_o, own, others).add_(features.c1).relu_()
-        x = self.conv_fusion1(x).add_(features.r2).relu_()
-        x = self.conv_fusion2(x).add_(features.r3).relu_()
+        # conv_post: conv -> add -> ReLU in one oneDNN call where the inference copy fused them.
+        x = self._mask_term(self.paired_full, self.conv1_m, self.conv1_o, own, others, features.c1, relu=True)
+        x = conv_post(self.conv_fusion1, x, features.r2, relu=True)
+        x = conv_post(self.conv_fusion2, x, features.r3, relu=True)
         small = self._mask_term(self.paired_small, self.conv2_m, self.conv2_o, own_small, others_small)
-        x = small.add_(features.r4).add_(self.conv_fusion3(x)).relu_()
-        x = self.conv_fusion4(x).relu_()
-        return self.conv_fusion5(x).relu_()
+        x = conv_post(self.conv_fusion3, x, small.add_(features.r4), relu=True)
+        x = conv_post(self.conv_fusion4, x, relu=True)
+        return conv_post(self.conv_fusion5, x, relu=True)

@@ -238,9 +238,9 @@ def export_onnx(
     require_onnx(export=True)
     capacity = check_export_options(size, objects, capacity, precision, model.config.stride)
     dtype = EXPORT_PRECISIONS[precision]
-    # Standard layers only (no tuned or Winograd convolutions), batch norms folded, in float32
-    # first (as the engine folds them) and then in the export's precision.
-    prepared = inference_copy(model, channels_last=False).to(device="cpu", dtype=dtype)
+    # Standard layers only (no tuned, Winograd or oneDNN-fused convolutions), batch norms folded, in
+    # float32 first (as the engine folds them) and then in the export's precision.
+    prepared = inference_copy(model, channels_last=False, pointwise=False).to(device="cpu", dtype=dtype)
     example = _example_inputs(prepared, size, objects, capacity)
     out_dir = Path(out_dir)
     graphs = {}
