@@ -289,6 +289,23 @@ def test_tune_command_measures_then_reads_the_cache(tmp_path, monkeypatch, capsy
     assert set(json.loads(cache_files[0].read_text())["choices"]) >= set(recorded)
 
 
+def test_tune_command_says_which_convolutions_are_fused_and_untuned(tmp_path, monkeypatch, capsys):
+    from swiftcuda.cli import main
+    from swiftcuda.model.fused_conv import pointwise_fusion_available
+
+    if not pointwise_fusion_available(torch.bfloat16):
+        pytest.skip("this torch build has no oneDNN fused convolution")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["tune", "--size", "40x56", "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    # The trunk's blocks are fused (the stem with them); the key and value heads stay tuned.
+    assert "| Encoder.conv1 |" not in out and "| KV_Q_r4.Key |" in out
+    fused = int(out.split("more convolutions run with their ReLU and residual add fused")[0].split()[-1])
+    assert fused > 20
+    assert main(["tune", "--size", "40x56", "--precision", "fp32"]) == 0
+    assert "fused into one oneDNN call" not in capsys.readouterr().out
+
+
 def test_tune_command_refuses_a_tiny_frame(capsys):
     from swiftcuda.cli import main
 

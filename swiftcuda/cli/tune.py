@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from swiftcuda.inference import Segmenter
     from swiftcuda.model import SwiftNet
     from swiftcuda.model.conv_tuning import TunedConv2d, TuningCache, default_cache_path
+    from swiftcuda.model.fused_conv import FusedConv
     from swiftcuda.model.fuse import inference_copy
     from swiftcuda.model.init import lively_random_init
     from swiftcuda.precision import dtype_name, resolve_precision
@@ -117,5 +118,13 @@ def run(args: argparse.Namespace) -> int:
         f"{height}x{width}, {args.objects} object(s)\n\n{describe()}; torch {torch.__version__}\n"
     )
     print(format_rows(tuner.seen, fresh_keys, tuner.best_strategy(), tuner.totals()))
+    fused = sum(isinstance(module, FusedConv) for module in prepared.modules())
+    if fused:
+        # Without this line a 16-bit table looks as if most of the model had gone missing.
+        print(
+            f"\n{fused} more convolutions run with their ReLU and residual add fused into one oneDNN call "
+            "(16-bit CPU models; oneDNN picks their layout), so they are not tuned and not in the totals: "
+            "benchmarks/bench_pointwise_fusion.py measures them"
+        )
     print(f"\ncache: {stored.path} ({len(fresh_keys)} measured now, {len(stored.choices)} recorded)")
     return 0
