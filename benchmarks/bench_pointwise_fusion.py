@@ -20,6 +20,7 @@ import torch
 from swiftcuda.bench.fps import agreement, benchmark_video, environment, load_bench_model, parse_size, publish
 from swiftcuda.inference import Segmenter
 from swiftcuda.model.fuse import inference_copy
+from swiftcuda.model.fused_conv import pointwise_fusion_available
 from swiftcuda.precision import dtype_name, resolve_precision
 
 VARIANTS = (("plain", False), ("fused", True))
@@ -59,7 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
     args = parser.parse_args(argv)
     model, weights = load_bench_model(args.weights)
-    model = model.to(dtype=resolve_precision(args.precision, torch.device("cpu")))
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
+    if not pointwise_fusion_available(dtype):
+        raise SystemExit(
+            f"bench_pointwise_fusion: oneDNN cannot fuse {dtype_name(dtype)} convolutions on this CPU, "
+            "so the engine never fuses there (auto precision is float32, which is not fused)"
+        )
+    model = model.to(dtype=dtype)
     rows = []
     for objects in (int(text) for text in args.objects.split(",")):
         result = measure(model, objects, args.frames, args.size, args.warmup)

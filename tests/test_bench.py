@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from swiftcuda import ops
 from swiftcuda.bench.fps import Config, benchmark_video, default_configs, parse_configs
@@ -114,3 +115,26 @@ def test_conv3x3_benchmark_runs(tmp_path):
     table = _run_benchmark_script("bench_conv3x3.py", tmp_path / "conv.md", "--no-memory")
     assert "| conv3x3 | reference | fp32 | 1 | 64 | 64 | 120 | 216 |" in table
     assert ("| conv3x3 | winograd |" in table) == winograd_available()
+
+
+def test_pointwise_fusion_benchmark_runs_or_says_why_not(tmp_path):
+    """A tiny run writes its table (timings are not checked; labels are compared with the plain
+    engine's); on a CPU that cannot fuse bfloat16 it stops with one line instead of a oneDNN error."""
+    from swiftcuda.model.fused_conv import pointwise_fusion_available
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_pointwise_fusion.py"
+    report = tmp_path / "fusion.md"
+    run = subprocess.run(
+        [sys.executable, str(script), "--size", "64x96", "--objects", "1,2", "--frames", "5", "--warmup", "1",
+         "--markdown", str(report)],
+        capture_output=True, text=True,
+    )
+    if not pointwise_fusion_available(torch.bfloat16):
+        assert run.returncode != 0 and not report.exists()
+        assert run.stderr.strip().splitlines()[-1].startswith("bench_pointwise_fusion: oneDNN cannot fuse bfloat16")
+        return
+    assert run.returncode == 0, run.stderr
+    table = report.read_text()
+    assert "CPU: " in table and "| objects | plain FPS | fused FPS |" in table
+    rows = [line for line in table.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and all(line.endswith("% |") for line in rows)

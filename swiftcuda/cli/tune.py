@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "measures its candidate algorithms (oneDNN channels-last, oneDNN NCHW, Winograd) on this "
             "CPU, record the fastest in the tuning cache (per CPU model and torch version, under "
             "$XDG_CACHE_HOME/swiftcuda), and print one row per convolution. Later runs of "
-            "`swiftcuda segment` at that size start at full speed."
+            "`swiftcuda segment` at that size start without measuring."
         ),
     )
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone")

@@ -7,7 +7,7 @@ prefers the input channels-last or NCHW changes from layer to layer. So no rule 
 the first time a :class:`TunedConv2d` sees an input (shape, dtype, threads), it times every
 candidate that can compute it once, and records the times in an on-disk cache per CPU model,
 instruction sets and torch version (``$XDG_CACHE_HOME/swiftcuda``, ``~/.cache/swiftcuda`` by
-default), so later processes start at full speed. ``swiftcuda tune`` does the same ahead of time
+default), so later processes start without measuring. ``swiftcuda tune`` does the same ahead of time
 and prints the table.
 
 Candidates:
@@ -29,9 +29,12 @@ are timed for each:
 - ``channels_last`` / ``nchw``: every tuned convolution returns that layout, and each layer runs
   its fastest candidate with the layout changes (in and out) included in its time.
 
-While layers are still being measured the model runs ``fixed`` (so its timings see the inputs that
-pipeline makes); after a whole pass without a new measurement, it takes the strategy whose
-per-layer times sum lowest (``fixed`` unless another is faster by more than MARGIN).
+While layers are still meeting new inputs the model runs ``fixed`` (so its timings see the inputs
+that pipeline makes); after a whole pass in which no layer met a new input, it takes the strategy
+whose per-layer times sum lowest (``fixed`` unless another is faster by more than MARGIN). A choice
+read from the cache counts as new too, so the same frames run ``fixed`` whether the cache was cold
+or warm, and a video's masks do not depend on what the cache held (they would otherwise differ in a
+few pixels where the strategy picks Winograd or another layout).
 
 The cache file is written atomically (a temporary file in the same folder, then ``os.replace``),
 and a corrupt or foreign file (another CPU, torch or format) is ignored with one log line and
@@ -239,18 +242,19 @@ class ConvTuner:
         # convolutions count four times, not once.
         self._choices: dict[tuple[int, str], Choice] = {}
         self._strategy: str | None = None  # decided once settled; None: decide again
-        self._hits_since_measuring = 0  # layer calls without a new measurement, in a row
+        self._calls_since_new_input = 0  # layer calls on inputs each layer had met before, in a row
 
     def note_hit(self) -> None:
-        """A layer ran on a measured input (counts towards a whole pass without measuring)."""
-        self._hits_since_measuring += 1
+        """A layer ran on an input it had met before (counts towards a whole pass)."""
+        self._calls_since_new_input += 1
 
     def settled(self) -> bool:
-        """Whether a whole pass (as many calls as (layer, input) pairs) went without measuring."""
-        return self._hits_since_measuring >= len(self._choices)
+        """Whether a whole pass (as many calls as (layer, input) pairs) went without a layer meeting
+        a new input, whether its choice was measured or read from the cache."""
+        return self._calls_since_new_input >= len(self._choices)
 
     def strategy(self) -> str:
-        """What the model runs: ``fixed`` while still measuring; then the strategy whose per-layer
+        """What the model runs: ``fixed`` until settled; then the strategy whose per-layer
         times sum lowest (``fixed`` unless another is faster by more than MARGIN)."""
         if not self.settled():
             return FIXED
@@ -303,9 +307,8 @@ class ConvTuner:
             choice = Choice(milliseconds)
             log.debug("tuned %s (%s): %s", conv.name, key, choice)
             self.cache.put(key, choice)
-            self._hits_since_measuring = 0
-        else:
-            self.note_hit()
+        # New to this layer, measured or not: not settled (see the module docstring).
+        self._calls_since_new_input = 0
         self.seen.append((conv.name, key, choice))
         self._choices[id(conv), key] = choice
         self._strategy = None

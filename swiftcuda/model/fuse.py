@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from swiftcuda.model.conv_tuning import ConvTuner, TuningCache, use_tuned_convolutions
-from swiftcuda.model.pointwise_fusion import fuse_pointwise, should_fuse_pointwise
+from swiftcuda.model.pointwise_fusion import fuse_pointwise, require_pointwise_fusion, should_fuse_pointwise
 from swiftcuda.model.swiftnet import SwiftNet
 from swiftcuda.model.winograd import resolve_winograd, use_winograd_convolutions
 
@@ -95,7 +95,9 @@ def inference_copy(
             cuDNN chooses).
         tuning_cache: where choices are kept (None: the on-disk cache of this CPU and torch).
         pointwise: fuse the residual blocks' ReLUs and adds into their convolutions
-            (:mod:`swiftcuda.model.pointwise_fusion`); None: on a CPU in 16 bits without ``compile``.
+            (:mod:`swiftcuda.model.pointwise_fusion`); None: on a CPU in 16 bits without ``compile``,
+            where oneDNN can run it. True on a CPU that cannot run it in the model's dtype (16 bits
+            without AVX-512 or AVX-NE-CONVERT) raises ValueError.
 
     Returns:
         The prepared copy, in eval mode, on the model's device and in its dtype.
@@ -109,6 +111,8 @@ def inference_copy(
         prepared = prepared.to(memory_format=torch.channels_last)
     if pointwise is None:
         pointwise = not compile and should_fuse_pointwise(parameter.device, parameter.dtype)
+    elif pointwise:
+        require_pointwise_fusion(parameter.device, parameter.dtype)
     if pointwise:
         fuse_pointwise(prepared)
     fixed_winograd = resolve_winograd(winograd, parameter.device, parameter.dtype, compile=compile)

@@ -30,8 +30,9 @@ from swiftcuda.model.backbone import BasicBlock, Bottleneck, Encoder
 from swiftcuda.model.decoder import ResBlock
 from swiftcuda.model.fused_conv import FusedConv, pointwise_fusion_available
 from swiftcuda.model.lae import LAE
+from swiftcuda.precision import dtype_name
 
-__all__ = ["fuse_pointwise", "should_fuse_pointwise"]
+__all__ = ["fuse_pointwise", "require_pointwise_fusion", "should_fuse_pointwise"]
 
 #: The dtypes whose CPU models are fused (see the module docstring).
 FUSED_DTYPES = (torch.bfloat16, torch.float16)
@@ -41,6 +42,17 @@ def should_fuse_pointwise(device: torch.device, dtype: torch.dtype) -> bool:
     """The default of :func:`~swiftcuda.model.fuse.inference_copy`: CPU models in 16 bits, where
     this torch build can run them."""
     return device.type == "cpu" and dtype in FUSED_DTYPES and pointwise_fusion_available(dtype)
+
+
+def require_pointwise_fusion(device: torch.device, dtype: torch.dtype) -> None:
+    """Raise a one-line error where fusion is asked for on a CPU that cannot run it in ``dtype``
+    (oneDNN's 16-bit convolutions need AVX-512 or AVX-NE-CONVERT: without this check, an AVX2 CPU
+    fails at the first frame instead). Other devices run :class:`FusedConv`'s plain ops."""
+    if device.type == "cpu" and not pointwise_fusion_available(dtype):
+        raise ValueError(
+            f"oneDNN cannot run {dtype_name(dtype)} convolutions with fused ReLUs and adds on this CPU: "
+            "leave pointwise=None (the default decides) or pass pointwise=False"
+        )
 
 
 def _require_folded(block: BasicBlock | Bottleneck) -> None:
