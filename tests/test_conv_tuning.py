@@ -332,7 +332,7 @@ def test_tune_command_says_which_convolutions_are_fused_and_untuned(tmp_path, mo
     from swiftcuda.model.fused_conv import pointwise_fusion_available
 
     if not pointwise_fusion_available(torch.bfloat16):
-        pytest.skip("this torch build has no oneDNN fused convolution")
+        pytest.skip("oneDNN cannot fuse bfloat16 convolutions on this CPU")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert main(["tune", "--size", "40x56", "--precision", "bf16"]) == 0
     out = capsys.readouterr().out
