@@ -184,7 +184,7 @@ def test_bad_weights_and_device(tmp_path, inputs, weights, capsys, monkeypatch):
     monkeypatch.undo()
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
-    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a readable PyTorch checkpoint", out)
+    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a PyTorch checkpoint", out)
     if not torch.cuda.is_available():
         assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", weights, "--device", "cuda"), "no CUDA GPU", out)
 
