@@ -95,7 +95,7 @@ def run_demo(
     Raises:
         InputError / WeightsError: unusable output folder, device or weights.
     """
-    check_writable_target(Path(out), overwrite, "output folder")  # before the slow parts
+    check_writable_target(Path(out), overwrite, "output folder", folder=True)  # before the slow parts
     model = load_model(weights, device=device, dtype=dtype)
     with staged_directory(out, overwrite=overwrite) as staging:
         testset = make_testset(

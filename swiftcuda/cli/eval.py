@@ -122,7 +122,7 @@ def run_davis(args: argparse.Namespace) -> int:
     dataset = DavisDataset(args.davis, args.set_name, args.year)
     names = _chosen(dataset.sequences, args.sequences, f"ImageSets/{args.year}/{args.set_name}.txt")
     sequences = _check_all(names, dataset.sequence)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     if args.ray_workers is not None:
         if args.method != "swiftcuda":
             raise InputError(f"--workers runs the engine on Ray, not --method {args.method}: leave one of them out")
@@ -230,7 +230,7 @@ def run_youtube(args: argparse.Namespace) -> int:
     dataset = YouTubeVOSDataset(args.youtube, args.split)
     names = _chosen(dataset.videos, args.sequences, f"{dataset.split_root}")
     videos = _check_all(names, dataset.video)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     segmenter = _method(args, load_engine_model, make_segmenter)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:

@@ -95,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
         check_mask_size(source, labels)
     else:
         source, labels = open_video(args.input, args.mask)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     overlay_inside_out = args.overlay is not None and _is_within(args.overlay, args.out)
     if args.overlay is not None and not overlay_inside_out:
-        check_writable_target(args.overlay, args.overwrite, "overlay")
+        check_writable_target(args.overlay, args.overwrite, "overlay", folder=False)
     if args.runtime == "onnx":
         from swiftcuda.cli.export import onnx_segmenter
 
