@@ -130,7 +130,7 @@ def run_davis(args: argparse.Namespace) -> int:
             runs = _segment_on_ray(args, sequences, staging, dataset.single_object)
         return _score_davis(args, dataset, names, runs)
     segmenter = _method(args, load_engine_model, make_segmenter)
-    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(), args.warmup)
+    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(warn=False), args.warmup)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         for sequence in tqdm(sequences, desc="segmenting", unit="seq", leave=False, disable=None):

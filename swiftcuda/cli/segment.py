@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
     _check_source_choice(args)
     _check_paths(args)
     if args.live is not None:
-        from swiftcuda.io.masks import read_mask
+        from swiftcuda.io.masks import read_object_mask
         from swiftcuda.live import check_mask_size, open_live_source
 
         # The live capture has the video source's fps; the segmenter checks the mask has objects.
-        source, labels = open_live_source(args.live), read_mask(args.mask)
+        source, labels = open_live_source(args.live), read_object_mask(args.mask)
         check_mask_size(source, labels)
     else:
         source, labels = open_video(args.input, args.mask)

@@ -14,19 +14,20 @@ from swiftcuda.errors import InputError
 from swiftcuda.inference.host_copy import LabelCopier
 from swiftcuda.inference.segmenter import Segmenter
 from swiftcuda.io.frames import Frame, FrameSource
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.masks import read_object_mask
 
 
 def open_video(
     frames: str | os.PathLike,
     mask: str | os.PathLike,
-    read: Callable[[str | os.PathLike], np.ndarray] = read_mask,
+    read: Callable[[str | os.PathLike], np.ndarray] = read_object_mask,
 ) -> tuple[FrameSource, np.ndarray]:
     """A video's frames and its first frame's labels, checked before anything runs.
 
     Args:
         frames: a folder of frames (natural name order) or a video file.
-        mask: the first frame's labels (indexed, grayscale or DAVIS-coloured PNG).
+        mask: the first frame's labels (indexed, grayscale or DAVIS-coloured PNG; a mask of only 0
+            and 255 is one object, id 1).
         read: how the mask file becomes (H, W) uint8 labels (as ``segment --mask`` by default).
 
     Returns:
