@@ -149,4 +149,4 @@ def _size_note(segmenter) -> str:
     running, frames = getattr(segmenter, "running_size", None), getattr(segmenter, "frame_size", None)
     if running is None or running == frames:
         return ""
-    return f", segmented at {running[1]}x{running[0]} (--internal-size none for {frames[1]}x{frames[0]})"
+    return f", segmented at {running[0]}x{running[1]} (--internal-size none for {frames[0]}x{frames[1]})"

@@ -207,8 +207,8 @@ def score_sequence(
         result = binary_as_object(result) if num_objects == 1 else result
         if result.shape != first.shape:
             raise InputError(
-                f"size mismatch: {stem}.png is {result.shape[1]}x{result.shape[0]} in the results but "
-                f"{first.shape[1]}x{first.shape[0]} in the ground truth: write results at the ground truth's size"
+                f"size mismatch: {stem}.png is {result.shape[0]}x{result.shape[1]} in the results but "
+                f"{first.shape[0]}x{first.shape[1]} in the ground truth: write results at the ground truth's size"
             )
         prediction[t] = result
     j, f = score_labels(truth, prediction, num_objects, options, [s + ".png" for s in scored])
@@ -219,7 +219,7 @@ def _read_sized(path: Path, shape: tuple[int, int], what: str, first: str) -> np
     mask = read_mask(path)
     if mask.shape != shape:
         raise InputError(
-            f"size mismatch: {path.name} is {mask.shape[1]}x{mask.shape[0]} in the {what} but its first frame "
-            f"{first}.png is {shape[1]}x{shape[0]}"
+            f"size mismatch: {path.name} is {mask.shape[0]}x{mask.shape[1]} in the {what} but its first frame "
+            f"{first}.png is {shape[0]}x{shape[1]}"
         )
     return mask
