@@ -31,5 +31,18 @@ class InputError(SwiftcudaError, ValueError):
     """A frame, mask, video or folder that cannot be used as given."""
 
 
+class FrameReadError(InputError):
+    """A frame of a video that cannot be decoded.
+
+    Attributes:
+        frames_done: how many frames before it were segmented (and their masks delivered) when it
+            was met; 0 when it was found before the first step.
+    """
+
+    def __init__(self, message: str, *, frames_done: int = 0, cli_message: str | None = None) -> None:
+        super().__init__(message, cli_message=cli_message)
+        self.frames_done = frames_done
+
+
 class BackendUnavailableError(SwiftcudaError, RuntimeError):
     """An op backend was asked for by name but cannot run here."""

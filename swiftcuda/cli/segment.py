@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from swiftcuda.cli._engine import add_engine_arguments, load_engine_model, make_segmenter
-from swiftcuda.errors import InputError
+from swiftcuda.errors import FrameReadError, InputError
 
 HELP = "segment the objects of a first-frame mask through a video"
 
@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Segment the objects of FIRST.png through INPUT (a folder of frames, sorted by name, or a "
             "video file). Writes one indexed PNG (DAVIS palette) per frame, named after the frame. "
             "With --live SOURCE instead of INPUT, segments the newest frame of a camera, stream or video "
-            "file as it arrives, dropping the frames that come during a step."
+            "file as it arrives, dropping the frames that come during a step. The frame files are checked "
+            "(headers and sizes) before the first step; a frame that still cannot be decoded when reached "
+            "stops the run, keeping the masks of the frames before it."
         ),
     )
     parser.add_argument(
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         segmenter = make_segmenter(load_engine_model(args), args)
 
+    cut_short: FrameReadError | None = None
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_directory(args.out, overwrite=args.overwrite))
         writer = None
@@ -134,12 +137,25 @@ def run(args: argparse.Namespace) -> int:
                     writer.write(draw_overlay(frame.image, predicted))
                 progress.update()
 
-            count = segment_frames(segmenter, source, labels, save, mask_origin=args.mask)
+            try:
+                count = segment_frames(segmenter, source, labels, save, mask_origin=args.mask)
+            except FrameReadError as error:
+                if not error.frames_done:
+                    raise
+                # Minutes of masks are not thrown away for one damaged frame: they are kept, and
+                # the error says so.
+                cut_short, count = error, error.frames_done
             seconds = time.perf_counter() - started
             summary = (
                 f"segmented {count} frames, {len(segmenter.object_ids)} objects, in {seconds:.1f} s "
                 f"({count / seconds:.1f} FPS, decoding and writing included)"
             )
+    if cut_short is not None:
+        raise InputError(
+            f"{cut_short}; the masks of the {count} frames before it are in {args.out}"
+            + (f" (and their overlay in {args.overlay})" if args.overlay is not None else "")
+            + ": repair or remove that frame and run again with --overwrite"
+        )
     print(f"{summary}{_size_note(segmenter)} -> {args.out}")
     return 0
 
