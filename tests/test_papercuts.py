@@ -347,6 +347,25 @@ def test_frames_are_checked_before_the_first_step(tmp_path, inputs, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_eval_checks_the_frames_of_every_sequence_before_the_first_step(tmp_path, capsys):
+    root = tmp_path / "davis"
+    for name in ("good", "broken"):
+        write_frames(root / "JPEGImages" / "480p" / name, make_video(4, 32, 40, seed=2).frames)
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        write_mask(root / "Annotations" / "480p" / name / "00000.png", np.ones((32, 40), np.uint8))
+    (root / "JPEGImages" / "480p" / "broken" / "00002.jpg").write_bytes(b"")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("good\nbroken\n")
+    code, lines = cli(capsys, "eval", "--davis", root, "--out", tmp_path / "out", "--weights", tmp_path / "absent.pth")
+    assert code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("swiftcuda: broken: cannot read frame") and "00002.jpg" in lines[0], lines
+    assert lines[1] == (
+        "swiftcuda: error: 1 of 2 sequence(s) cannot be run (listed above): fix the data set, or choose the "
+        "others with --sequences"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_frame_that_fails_midway_keeps_the_masks_before_it(tmp_path, inputs, weights, capsys, video):
     frames, mask = inputs
     whole = tmp_path / "whole"

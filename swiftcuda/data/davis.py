@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from swiftcuda.errors import InputError
-from swiftcuda.io.frames import list_image_files
+from swiftcuda.io.frames import check_frame_files, list_image_files
 from swiftcuda.io.masks import read_mask, read_object_mask
 
 YEARS = ("2017", "2016")
@@ -29,13 +29,15 @@ def video_files(image_dir: Path, annotation_dir: Path) -> tuple[tuple[Path, ...]
     """A video's frames (natural order) and its PNG masks by frame name (possibly none).
 
     Raises:
-        InputError: the frames folder is missing or holds no image.
+        InputError: the frames folder is missing or holds no image, or a frame is not an image or
+            not of the first frame's size (by the files' headers).
     """
     if not image_dir.is_dir():
         raise InputError(f"no frames folder {image_dir}")
     images = tuple(list_image_files(image_dir))
     if not images:
         raise InputError(f"no frames in {image_dir}")
+    check_frame_files(list(images))
     annotations = {}
     if annotation_dir.is_dir():
         annotations = {p.stem: p for p in annotation_dir.iterdir() if p.suffix.lower() == ".png"}

@@ -89,6 +89,23 @@ def list_image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def check_frame_files(paths: list[Path]) -> None:
+    """Check, from their headers, that the frame files are images all of one size (cheap: before
+    the first step, so that a broken frame is not found minutes into a run).
+
+    Raises:
+        FrameReadError: a file is not an image.
+        InputError: a frame's size is not the first one's.
+    """
+    first = None
+    for path in paths:
+        size = image_size(path)
+        if first is None:
+            first = size
+        elif size != first:
+            raise InputError(_size_changed(path.stem, size, first))
+
+
 class FrameSource:
     """The frames of a folder of images or of a video file, decoded one at a time.
 
@@ -107,7 +124,7 @@ class FrameSource:
             if not self._files:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
                 raise InputError(f"no frames in {self.path}: expected image files ({suffixes})")
-            self._check_headers()
+            check_frame_files(self._files)
         elif self.path.is_file():
             self._check_video()
         else:
@@ -143,16 +160,6 @@ class FrameSource:
             return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         finally:
             capture.release()
-
-    def _check_headers(self) -> None:
-        """Every frame file is an image of the first one's size, by its header."""
-        first = None
-        for path in self._files:
-            size = image_size(path)
-            if first is None:
-                first = size
-            elif size != first:
-                raise InputError(_size_changed(path.stem, size, first))
 
     def _check_video(self) -> None:
         capture = cv2.VideoCapture(str(self.path))
