@@ -70,7 +70,7 @@ def _check_all(names: list[str], load) -> list:
         try:
             items.append(load(name))
         except InputError as error:
-            problems.append(SequenceProblem(name, str(error)))
+            problems.append(SequenceProblem(name, error.command_line_message()))
     if problems:
         for problem in problems:
             print(f"swiftcuda: {problem}", file=sys.stderr)

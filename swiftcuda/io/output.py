@@ -45,7 +45,10 @@ def check_writable_target(target: Path, overwrite: bool, what: str = "output", f
     if not overwrite:
         if target.is_dir() and not any(target.iterdir()):
             return
-        raise InputError(f"{what} {target} already exists: pass --overwrite to replace it, or choose another path")
+        raise InputError(
+            f"{what} {target} already exists: pass overwrite=True to replace it, or choose another path",
+            cli_message=f"{what} {target} already exists: pass --overwrite to replace it, or choose another path",
+        )
 
 
 @contextlib.contextmanager
