@@ -40,7 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     parser.add_argument("--videos", type=int, default=8, help=f"generated videos (at most {len(SEQUENCES)})")
     parser.add_argument("--frames", type=int, default=20, help="frames per video")
-    parser.add_argument("--size", default="432x240", help="frame size WxH")
+    parser.add_argument("--size", default="240x432", help="frame size HxW")
     parser.add_argument("--gpus-per-worker", type=float, default=None)
     parser.add_argument(
         "--videos-per-worker", default=None,
@@ -55,10 +55,10 @@ def main() -> int:
     ray = require_ray()
     counts = [int(n) for n in args.workers.split(",")]
     batches = [int(n) for n in args.videos_per_worker.split(",")] if args.videos_per_worker else [None]
-    width, height = (int(v) for v in args.size.split("x"))
+    height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-many-") as folder:
         root = Path(folder) / "davis"
-        make_testset(root, sequences=list(SEQUENCES[: args.videos]), max_frames=args.frames, size=(width, height), seed=0)
+        make_testset(root, sequences=list(SEQUENCES[: args.videos]), max_frames=args.frames, size=(height, width), seed=0)
         items = discover(root)
         engine = worker_options(args)
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -94,7 +94,7 @@ def main() -> int:
     # Other processes on the machine change the picture: a worker of several threads waits at every
     # parallel region for a thread that is not running; one-thread workers do not.
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
-    print(f"{len(items)} videos x {args.frames} frames at {width}x{height}, device {args.device or 'auto'}, "
+    print(f"{len(items)} videos x {args.frames} frames at {height}x{width}, device {args.device or 'auto'}, "
           f"precision {args.precision}, memory {args.memory}{', no tuning' if args.no_tune else ''}")
     print("| workers | videos each | threads each | start (s) | videos (s) | total (s) | videos/min | frames/s | speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

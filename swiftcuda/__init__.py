@@ -2,7 +2,9 @@
 
 Typical use::
 
+    import torch
     import swiftcuda
+
     model = swiftcuda.load_model("swiftnet_resnet18_old.pth", device="cuda", dtype=torch.float16)
     seg = swiftcuda.Segmenter(model)
     probs = seg.step(first_frame, mask=first_labels)

@@ -138,7 +138,7 @@ def test_missing_and_empty_input(tmp_path, inputs, weights, capsys):
     assert_refused(capsys, run_cli(tmp_path / "empty", "--mask", mask, "--out", out, "--weights", weights), "no frames in", out)
 
 
-def test_corrupt_frame_midway_leaves_nothing(tmp_path, inputs, weights, capsys):
+def test_corrupt_frame_is_found_before_the_first_step(tmp_path, inputs, weights, capsys):
     frames, mask = inputs
     (frames / "00003.jpg").write_bytes(b"\xff\xd8 broken jpeg")
     out = tmp_path / "out"
@@ -184,7 +184,7 @@ def test_bad_weights_and_device(tmp_path, inputs, weights, capsys, monkeypatch):
     monkeypatch.undo()
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
-    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a readable PyTorch checkpoint", out)
+    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a PyTorch checkpoint", out)
     if not torch.cuda.is_available():
         assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", weights, "--device", "cuda"), "no CUDA GPU", out)
 

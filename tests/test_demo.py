@@ -16,7 +16,7 @@ from tests.models import random_swiftnet
 def test_demo_writes_masks_overlay_strip_and_scores(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save(random_swiftnet(seed=0).state_dict(), weights)
-    result = run_demo(tmp_path / "demo", weights=weights, size=(128, 72), max_frames=6, progress=False)
+    result = run_demo(tmp_path / "demo", weights=weights, size=(72, 128), max_frames=6, progress=False)
     out = tmp_path / "demo"
     masks = sorted((out / "masks" / result.sequence).glob("*.png"))
     assert len(masks) == result.frames == 6
@@ -53,7 +53,7 @@ def test_demo_weights_track_a_held_out_object(tmp_path):
     from swiftcuda.data import DavisDataset, make_testset
     from swiftcuda.io.frames import read_image
 
-    make_testset(tmp_path / "set", sequences=["dog"], seed=100, max_frames=8, size=(432, 240))
+    make_testset(tmp_path / "set", sequences=["dog"], seed=100, max_frames=8, size=(240, 432))
     sequence = DavisDataset(tmp_path / "set", "val").sequence("dog")
     segmenter = Segmenter(load_model("demo", dtype=torch.float32))
     truth = [read_mask(sequence.annotation_paths[p.stem]) == 1 for p in sequence.image_paths]

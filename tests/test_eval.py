@@ -16,7 +16,7 @@ from swiftcuda.cli import main
 from swiftcuda.data import YouTubeVOSDataset, make_testset
 from swiftcuda.io import read_mask, write_mask
 
-SIZE = (64, 36)
+SIZE = (36, 64)
 FRAMES = 4
 
 
@@ -54,7 +54,7 @@ def test_eval_davis_end_to_end(davis_root, checkpoint, tmp_path, capsys):
         assert written == [f"{t:05d}.png" for t in range(FRAMES)]
         first = read_mask(out / name / "00000.png")
         assert np.array_equal(first, read_mask(davis_root / "Annotations" / "480p" / name / "00000.png"))
-        assert read_mask(out / name / "00002.png").shape == (SIZE[1], SIZE[0])
+        assert read_mask(out / name / "00002.png").shape == SIZE
     assert rows(out / "global_results-val.csv")[0] == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
     assert [r[0] for r in rows(out / "per-sequence_results-val.csv")[1:]] == [
         "kite-surf_1", "kite-surf_2", "kite-surf_3", "blackswan_1",
@@ -121,7 +121,7 @@ def test_eval_youtube_writes_a_submission(davis_root, checkpoint, tmp_path, caps
     for video in ("v1", "v2"):
         assert sorted(p.name for p in (out / "Annotations" / video).iterdir()) == frames
     v1 = [read_mask(out / "Annotations" / "v1" / f) for f in frames]
-    assert all(m.shape == (SIZE[1], SIZE[0]) for m in v1)
+    assert all(m.shape == SIZE for m in v1)
     assert not any((m == 3).any() for m in v1[:2])  # object 3 cannot be predicted before it appears
     assert set(np.unique(np.stack(v1)).tolist()) <= {0, 1, 3}
     assert not read_mask(out / "Annotations" / "v2" / "00000.png").any()  # before its first object

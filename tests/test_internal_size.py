@@ -230,7 +230,7 @@ def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path, model
     the frame size's row at 1.00x, the table appended to --markdown."""
     from swiftcuda.data import make_testset
 
-    make_testset(tmp_path / "set", sequences=["dog"], seed=3, max_frames=5, size=(96, 64))
+    make_testset(tmp_path / "set", sequences=["dog"], seed=3, max_frames=5, size=(64, 96))
     weights = tmp_path / "w.pt"
     torch.save(model.state_dict(), weights)
     markdown = tmp_path / "results.md"
@@ -279,7 +279,7 @@ def test_segment_command_at_an_internal_size(tmp_path, model, capsys):
     out = tmp_path / "masks"
     args = ["segment", str(frames), "--mask", str(tmp_path / "first.png"), "--out", str(out), "--weights", str(weights)]
     assert main([*args, "--internal-size", "48", "--no-tune"]) == 0
-    assert "segmented at 65x48" in capsys.readouterr().out
+    assert "segmented at 48x65" in capsys.readouterr().out
     masks = sorted(out.iterdir())
     assert len(masks) == 4 and all(read_mask(m).shape == (97, 131) for m in masks)
     assert np.array_equal(read_mask(masks[0]), video.labels[0])

@@ -54,14 +54,14 @@ def test_staged_outputs_are_all_or_nothing(tmp_path):
     with staged_directory(target) as staging:
         (staging / "a.png").write_text("x")
     assert (target / "a.png").read_text() == "x"
-    with pytest.raises(InputError, match="--overwrite"):
+    with pytest.raises(InputError, match="overwrite=True"):
         with staged_directory(target):
             pass
     with staged_file(tmp_path / "v.mp4") as staging:
         assert staging.suffix == ".mp4"
         staging.write_text("video")
     assert (tmp_path / "v.mp4").read_text() == "video"
-    with pytest.raises(InputError, match="--overwrite"):
+    with pytest.raises(InputError, match="overwrite=True"):
         with staged_file(tmp_path / "v.mp4"):
             pass
 

@@ -131,7 +131,7 @@ def test_year_2016_scores_one_object(folders, capsys):
         ("missing_sequence", "beta: no results folder"),
         ("missing_frame", "beta: frame count mismatch: the results have 5 frames and the ground truth 6 (missing 00003.png)"),
         ("extra_frame", "beta: frame count mismatch: the results have 7 frames and the ground truth 6 (not in the ground truth: 00006.png)"),
-        ("size", "beta: size mismatch: 00001.png is 16x12 in the results but 32x24 in the ground truth"),
+        ("size", "beta: size mismatch: 00001.png is 12x16 in the results but 24x32 in the ground truth"),
         ("unknown_id", "beta: the results hold object id 7 (in 00002.png) that is not in the ground truth"),
         ("unreadable", "beta: "),
     ],

@@ -24,9 +24,10 @@ import pytest
 
 from swiftcuda.cli import main
 from swiftcuda.io import read_mask, write_mask
+from swiftcuda.io.frames import read_image
 from swiftcuda.weights import demo_weights_path
 from tests.test_cli_segment import write_frames
-from tests.videos import make_video
+from tests.videos import make_video, undecodable_png
 
 ray = pytest.importorskip("ray", reason="segment-many needs the ray extra: pip install swiftcuda[ray]")
 pytestmark = pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
@@ -107,9 +108,10 @@ def engine_options():
 
 
 def corrupt_copy(frames: Path, target: Path) -> Path:
-    """A copy of a frames folder whose fifth frame (00004.jpg) cannot be decoded."""
+    """A copy of a frames folder whose fifth frame (00004.jpg) cannot be decoded, though its header
+    reads (so that it is found only when reached)."""
     shutil.copytree(frames, target)
-    (target / "00004.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (target / "00004.jpg").write_bytes(undecodable_png(read_image(target / "00004.jpg")))
     return target
 
 

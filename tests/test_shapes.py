@@ -34,7 +34,7 @@ def test_shapes_differ_move_and_are_deterministic():
 
 
 def test_make_shapes_testset_writes_a_davis_layout(tmp_path):
-    testset = make_shapes_testset(tmp_path / "shapes", 3, seed=5, frames=4, size=(80, 48))
+    testset = make_shapes_testset(tmp_path / "shapes", 3, seed=5, frames=4, size=(48, 80))
     assert testset.sequences == ("shapes-0000", "shapes-0001", "shapes-0002")
     dataset = DavisDataset(tmp_path / "shapes", "val")
     for name in testset.sequences:
@@ -49,7 +49,7 @@ def test_make_shapes_testset_writes_a_davis_layout(tmp_path):
 
 def test_cli_random_shapes(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["make-testset", "--random-shapes", "2", "--out", str(out), "--frames", "3", "--size", "64x48"]) == 0
+    assert main(["make-testset", "--random-shapes", "2", "--out", str(out), "--frames", "3", "--size", "48x64"]) == 0
     assert "wrote 2 random-shape sequence(s)" in capsys.readouterr().out
     assert read_image(out / "JPEGImages" / "480p" / "shapes-0001" / "00002.jpg").shape == (48, 64, 3)
     code = main(["make-testset", "--random-shapes", "2", "--out", str(tmp_path / "x"), "--sequences", "camel"])
@@ -57,4 +57,4 @@ def test_cli_random_shapes(tmp_path, capsys):
     assert code == 2 and "drop --masks and --sequences" in err and not (tmp_path / "x").exists()
     code = main(["make-testset", "--random-shapes", "2", "--out", str(tmp_path / "y"), "--size", "64"])
     err = capsys.readouterr().err
-    assert code == 2 and "WIDTHxHEIGHT" in err and "Traceback" not in err
+    assert code == 2 and "HEIGHTxWIDTH" in err and "Traceback" not in err

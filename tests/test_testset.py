@@ -20,7 +20,7 @@ from swiftcuda.data.testset import resize_labels
 from swiftcuda.io import read_mask
 from swiftcuda.io.frames import read_image
 
-SMALL = (96, 54)
+SMALL = (54, 96)
 
 
 def test_bundled_masks_ship_with_their_license():
@@ -45,7 +45,7 @@ def test_layout_and_masks_equal_the_resized_source(tmp_path):
         sources = sorted((bundled_masks_root() / name).glob("*.png"))[:3]
         for t, source in enumerate(sources):
             image = read_image(out / "JPEGImages" / "480p" / name / f"{t:05d}.jpg")
-            assert image.shape == (SMALL[1], SMALL[0], 3)
+            assert image.shape == (*SMALL, 3)
             expected = resize_labels(read_mask(source), *SMALL)
             assert np.array_equal(read_mask(out / "Annotations" / "480p" / name / f"{t:05d}.png"), expected)
     assert np.unique(dataset.sequence("kite-surf").first_mask()).tolist() == [0, 1, 2, 3]
@@ -92,7 +92,7 @@ def _inner(mask: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["kite-surf", "paragliding-launch", "bike-packing"])
 def test_objects_are_textured_and_differ_from_the_background_and_each_other(name):
-    labels = load_mask_sequence(bundled_masks_root() / name, max_frames=3, size=(214, 120))
+    labels = load_mask_sequence(bundled_masks_root() / name, max_frames=3, size=(120, 214))
     frames = render_video(labels, sequence_rng(0, name))
     assert frames.shape == (*labels.shape, 3) and frames.dtype == np.uint8
     frame, mask = frames[0], labels[0]
@@ -117,7 +117,7 @@ def test_objects_are_textured_and_differ_from_the_background_and_each_other(name
 
 
 def test_background_moves_on_its_own():
-    labels = load_mask_sequence(bundled_masks_root() / "blackswan", max_frames=4, size=(214, 120))
+    labels = load_mask_sequence(bundled_masks_root() / "blackswan", max_frames=4, size=(120, 214))
     frames = render_video(labels, sequence_rng(0, "blackswan")).astype(np.float32)
     still = _inner((labels[0] == 0) & (labels[3] == 0))
     assert np.abs(frames[3] - frames[0]).mean(axis=-1)[still].mean() > 10
@@ -131,7 +131,7 @@ def test_background_moves_on_its_own():
 
 def test_cli_make_testset(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["make-testset", "--out", str(out), "--sequences", "camel,cows", "--frames", "2", "--size", "64",
+    code = main(["make-testset", "--out", str(out), "--sequences", "camel,cows", "--frames", "2", "--size", "36x64",
                  "--seed", "1", "--set", "mini"])
     assert code == 0
     assert (out / "ImageSets" / "2017" / "mini.txt").read_text() == "camel\ncows\n"

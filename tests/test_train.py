@@ -16,7 +16,7 @@ from swiftcuda.weights import load_model
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train") / "set"
-    make_testset(root, sequences=["dog", "camel"], seed=1, max_frames=6, size=(80, 48))
+    make_testset(root, sequences=["dog", "camel"], seed=1, max_frames=6, size=(48, 80))
     return root
 
 

@@ -98,13 +98,13 @@ def test_wrong_shape_missing_and_unexpected_are_named(tmp_path):
 def test_garbage_and_missing_files(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="is not a PyTorch checkpoint"):
         load_model(garbage)
     with pytest.raises(WeightsError, match="checkpoint not found"):
         load_model(tmp_path / "absent.pth")
     not_a_state_dict = tmp_path / "list.pth"
     torch.save([1, 2, 3], not_a_state_dict)
-    with pytest.raises(WeightsError, match="holds no state dict"):
+    with pytest.raises(WeightsError, match="holds no SwiftNet weights"):
         load_model(not_a_state_dict)
 
 
@@ -112,8 +112,9 @@ def test_pickled_objects_are_refused(tmp_path):
     """weights_only=True: a checkpoint that pickles arbitrary objects is not executed."""
     path = tmp_path / "pickled.pth"
     torch.save({"state_dict": SwiftNet().state_dict(), "config": _Config()}, path)
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="holds Python objects besides tensors") as error:
         load_model(path)
+    assert "weights_only" not in str(error.value), "never suggest the unsafe weights_only=False"
 
 
 class _Config:

@@ -91,6 +91,7 @@ class Measurement:
     agreement: float | None = None
     non_finite: bool = False  # the last frame's probabilities held NaN or infinity
     labels_ms: float | None = None  # probabilities -> labels, included in the FPS, timed alone
+    running_size: tuple[int, int] | None = None  # (h, w) the engine ran at; None for the official code
 
 
 @dataclass
@@ -107,7 +108,7 @@ def benchmark_video(objects: int, num_frames: int, height: int, width: int, seed
     if objects not in SEQUENCE_FOR_OBJECTS:
         raise InputError(f"benchmark videos have 1 to {max(SEQUENCE_FOR_OBJECTS)} objects, not {objects}")
     name = SEQUENCE_FOR_OBJECTS[objects]
-    masks = load_mask_sequence(bundled_masks_root() / name, size=(width, height))
+    masks = load_mask_sequence(bundled_masks_root() / name, size=(height, width))
     cycle = np.concatenate([masks, masks[-2:0:-1]]) if len(masks) > 1 else masks
     labels = cycle[np.arange(num_frames) % len(cycle)]
     frames = render_video(labels, sequence_rng(seed, name))
@@ -169,7 +170,10 @@ def run_swiftcuda(
         segmenter.step(video.frames[0], mask=video.labels[0])
         fps, labels = _time_loop(step, video, warmup, device)
         labels_ms = _time_labels(segmenter, last[0], device)
-    return Measurement(config, int(video.labels[0].max()), fps, _peak_mib(device), labels, labels_ms=labels_ms)
+    return Measurement(
+        config, int(video.labels[0].max()), fps, _peak_mib(device), labels, labels_ms=labels_ms,
+        running_size=segmenter.running_size,
+    )
 
 
 def _time_labels(segmenter: Segmenter, probs: torch.Tensor, device: torch.device, repeats: int = 10) -> float:
@@ -297,7 +301,13 @@ def load_bench_model(weights: str) -> tuple[SwiftNet, str]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
+    """argparse type of ``--size``: HxW."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, like 480x864, got {text!r}") from None
+    if min(height, width) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
     return height, width
 
 
@@ -320,8 +330,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the device's standard set)",
     )
     parser.add_argument(
-        "--internal-size", type=internal_size_argument, default=None, metavar="none|S|HxW",
-        help="size swiftcuda's rows run at (default none: the frame size); the official code runs at the frame size",
+        "--internal-size", type=internal_size_argument, default=None, metavar="auto|none|S|HxW",
+        help="size swiftcuda's rows run at (default none: the frame size; auto: the weights' recommended size, "
+        "within the device's limit; the heading says which); the official code runs at the frame size",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
@@ -384,28 +395,28 @@ def run(args: argparse.Namespace) -> str:
                 result.agreement = agreement(result.labels, reference)
     heading = (
         f"### End to end, {device.type}, {height}x{width}, {args.frames} frames\n\n"
-        f"{environment(device)}; {weights_note}; official memory schedule; {_size_note(args.internal_size)}labels by "
+        f"{environment(device)}; {weights_note}; official memory schedule; {_size_note(args.internal_size, measurements)}labels by "
         f"{labels_method(torch.empty(0, device=device))}, inside the timed loop (their own time in the last column).\n"
     )
     return heading + "\n" + format_table(measurements, official_fps) + "\n"
 
 
-def _size_note(internal_size: InternalSize) -> str:
+def _size_note(internal_size: InternalSize, measurements: list[Measurement]) -> str:
     if internal_size is None:
         return ""
     shown = internal_size if isinstance(internal_size, int) else "x".join(map(str, internal_size))
+    if internal_size == AUTO:
+        ran = sorted({m.running_size for m in measurements if m.running_size is not None})
+        shown = f"auto ({', '.join(f'{h}x{w}' for h, w in ran)})"
     return f"swiftcuda at internal size {shown} (masks at the frame size), the official code at the frame size; "
 
 
 def internal_size_argument(text: str) -> InternalSize:
-    """argparse type of ``--internal-size`` (none, S or HxW; "auto" would depend on the weights)."""
+    """argparse type of ``--internal-size``: auto, none, S or HxW."""
     try:
-        request = parse_internal_size(text)
+        return parse_internal_size(text)
     except InputError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if request == AUTO:
-        raise argparse.ArgumentTypeError("give none, a shorter side or HxW: a benchmark names its size")
-    return request
 
 
 def publish(report: str, markdown: Path | None) -> None:

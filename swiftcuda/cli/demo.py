@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     height, width = result.size
     running_height, running_width = result.running_size
     how = "the weights' recommended internal size" if args.internal_size == "auto" else "--internal-size"
-    at = f"at {running_width}x{running_height}, {how}; " if result.running_size != result.size else ""
+    at = f"at {running_height}x{running_width}, {how}; " if result.running_size != result.size else ""
     print(
-        f"{result.sequence}: {result.frames} frames of {width}x{height}, held out of training\n"
+        f"{result.sequence}: {result.frames} frames of {height}x{width}, held out of training\n"
         f"J&F {result.j_and_f:.3f} (J {result.j:.3f}, F {result.f:.3f})\n"
         f"{result.fps:.1f} FPS ({at}model time, {device}, {dtype_name(dtype)})\n"
         f"wrote {result.out}/masks, {result.out}/overlay.mp4, {result.out}/strip.png"

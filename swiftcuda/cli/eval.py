@@ -70,7 +70,7 @@ def _check_all(names: list[str], load) -> list:
         try:
             items.append(load(name))
         except InputError as error:
-            problems.append(SequenceProblem(name, str(error)))
+            problems.append(SequenceProblem(name, error.command_line_message()))
     if problems:
         for problem in problems:
             print(f"swiftcuda: {problem}", file=sys.stderr)
@@ -122,7 +122,7 @@ def run_davis(args: argparse.Namespace) -> int:
     dataset = DavisDataset(args.davis, args.set_name, args.year)
     names = _chosen(dataset.sequences, args.sequences, f"ImageSets/{args.year}/{args.set_name}.txt")
     sequences = _check_all(names, dataset.sequence)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     if args.ray_workers is not None:
         if args.method != "swiftcuda":
             raise InputError(f"--workers runs the engine on Ray, not --method {args.method}: leave one of them out")
@@ -130,7 +130,7 @@ def run_davis(args: argparse.Namespace) -> int:
             runs = _segment_on_ray(args, sequences, staging, dataset.single_object)
         return _score_davis(args, dataset, names, runs)
     segmenter = _method(args, load_engine_model, make_segmenter)
-    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(), args.warmup)
+    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(warn=False), args.warmup)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         for sequence in tqdm(sequences, desc="segmenting", unit="seq", leave=False, disable=None):
@@ -230,7 +230,7 @@ def run_youtube(args: argparse.Namespace) -> int:
     dataset = YouTubeVOSDataset(args.youtube, args.split)
     names = _chosen(dataset.videos, args.sequences, f"{dataset.split_root}")
     videos = _check_all(names, dataset.video)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     segmenter = _method(args, load_engine_model, make_segmenter)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:

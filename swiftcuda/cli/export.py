@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: a bad option or a missing extra is reported before the model loads.
     require_onnx(export=True)
     check_export_options(args.size, args.objects, args.capacity, args.precision)
-    check_writable_target(args.onnx, args.overwrite, "output folder")
+    check_writable_target(args.onnx, args.overwrite, "output folder", folder=True)
     weights = engine_weights(args)
     model = load_model(weights, device="cpu", dtype=torch.float32, variant=args.variant)
     started = time.perf_counter()

@@ -40,24 +40,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=(
             "exit with status 1 and one line on stderr unless the compiled extension loaded "
-            "('extension') or loaded with its CUDA kernels ('cuda'); for scripts such as "
-            "benchmarks/gpu_suite.sh"
+            "('extension'), loaded with its CUDA kernels ('cuda': a check of the build, which passes "
+            "on a machine without a GPU), or loaded with them and a CUDA GPU is visible ('gpu'); for "
+            "scripts such as benchmarks/gpu_suite.sh"
         ),
     )
     parser.set_defaults(run=run)
 
 
-#: What ``--require`` can insist on.
-REQUIREMENTS = ("extension", "cuda")
+#: What ``--require`` can insist on: the extension, its CUDA kernels (the build), or those and a GPU.
+REQUIREMENTS = ("extension", "cuda", "gpu")
 
 
 def missing_requirement(info: dict[str, Any], requirement: str) -> str | None:
-    """Why ``info`` does not meet ``requirement`` ("extension" or "cuda"), or None when it does."""
+    """Why ``info`` does not meet ``requirement`` (one of :data:`REQUIREMENTS`), or None when it does."""
     extension = info["extension"]
     if not extension["loaded"]:
         return f"the compiled extension swiftcuda._C is not loaded: {extension['error']}"
-    if requirement == "cuda" and not extension["cuda_kernels"]:
+    if requirement in ("cuda", "gpu") and not extension["cuda_kernels"]:
         return "the compiled extension has no CUDA kernels (built without a CUDA toolkit, or with SWIFTCUDA_CUDA=0)"
+    if requirement == "gpu" and info["gpu"] is None:
+        return "no CUDA GPU is visible here (the extension has its CUDA kernels, but nothing to run them on)"
     return None
 
 
@@ -165,7 +168,10 @@ def format_text(info: dict[str, Any]) -> str:
     )
     if extension["cuda_kernels"]:
         archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
-        lines.append(f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}")
+        lines.append(
+            f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}"
+            + ("" if gpu else " (no GPU visible here to run them)")
+        )
     else:
         lines.append(
             "  CUDA kernels: NOT COMPILED (no CUDA toolkit, or SWIFTCUDA_CUDA=0, when the extension was built)"
@@ -211,4 +217,10 @@ def run(args: argparse.Namespace) -> int:
         if reason is not None:
             print(f"swiftcuda info: {reason}", file=sys.stderr)
             return 1
+        if args.require == "cuda" and info["gpu"] is None:
+            print(
+                "swiftcuda info: the extension has its CUDA kernels, but no GPU is visible here "
+                "(--require cuda checks the build; --require gpu also checks for a GPU)",
+                file=sys.stderr,
+            )
     return 0

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     truth_root, names = resolve_sequences(args.gt, args.set_name, args.year, args.sequences)
     options = metrics.ScoreOptions(void=args.void, single_object=args.year == "2016")
     out = args.out or args.results
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file: choose a folder for the CSV tables")
     for path in metrics.csv_paths(out, args.set_name):
         if path.exists() and not args.overwrite:
             raise InputError(f"{path} already exists: pass --overwrite to replace it, or choose --out")

@@ -160,8 +160,14 @@ def video_scale(
     """The rescaling of a video whose frames are (height, width) (:func:`choose_internal_size`).
 
     Says so in one log line when the size changes: a warning when ``"auto"`` shrank an input too
-    large for the device, else at INFO.
+    large for the device, or when an asked (h, w) turns the frames on their side (portrait for
+    landscape frames: (w, h) was likely meant), else at INFO.
     """
+    if isinstance(request, (tuple, list)) and len(request) == 2 and (request[0] - request[1]) * (height - width) < 0:
+        logger.warning(
+            "internal size %dx%d turns the %dx%d frames on their side: sizes are height x width, so %dx%d "
+            "keeps their orientation", request[0], request[1], height, width, request[1], request[0],
+        )
     internal, why = choose_internal_size(request, height, width, recommended=recommended, device=device, dtype=dtype)
     if internal is None:
         return SameSize((height, width))

@@ -27,7 +27,7 @@ import numpy as np
 
 from swiftcuda.errors import InputError
 from swiftcuda.io.frames import list_image_files
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.masks import read_object_mask
 
 DAVIS_RESOLUTION = "480p"
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json")
@@ -62,7 +62,7 @@ def read_first_mask(path: str | os.PathLike, mask_format: str = "labels") -> np.
     Raises:
         InputError: the mask is missing or unreadable.
     """
-    labels = read_mask(path)
+    labels = read_object_mask(path)
     if mask_format == "davis2016":
         return (labels != 0).astype(np.uint8)
     if mask_format == "davis":

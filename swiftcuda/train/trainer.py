@@ -296,15 +296,18 @@ def train(
     Returns:
         The loss of every step run.
     """
-    trainer = Trainer(data_roots, out, options)
+    # The output folder is checked before the data loads.
     last = Path(out) / LAST_CHECKPOINT
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"output folder {out} is a file: choose a folder path")
+    if resume and not last.is_file():
+        raise InputError(f"nothing to resume: {last} does not exist (drop --resume to start afresh)")
+    if not resume and last.is_file():
+        raise InputError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+    trainer = Trainer(data_roots, out, options)
     if resume:
-        if not last.is_file():
-            raise InputError(f"nothing to resume: {last} does not exist (drop --resume to start afresh)")
         trainer.resume(last)
         logger.info("resumed from %s at step %d", last, trainer.step)
-    elif last.is_file():
-        raise InputError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
     elif init is not None:
         trainer.initialise_from(init)
     return trainer.run(progress=progress)
