@@ -1,24 +1,24 @@
-"""Command-line options shared by every subcommand that runs the engine."""
+"""What the subcommands share: argument types, the engine's and the Ray workers' option groups,
+the conversion of parsed arguments into the library's options, and how problems are reported.
+
+Subcommands import this module and the library, never one another. Nothing below ``cli/`` sees an
+``argparse.Namespace``: the engine's arguments become one :class:`~swiftcuda.options.EngineOptions`
+(:func:`engine_options`), the Ray workers' one :class:`~swiftcuda.many.driver.Placement`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from swiftcuda.errors import InputError
-from swiftcuda.inference import Segmenter
-from swiftcuda.model import SwiftNet
 from swiftcuda.ops.backends import BACKEND_MODULES
 from swiftcuda.precision import PRECISIONS
-from swiftcuda.weights import DEMO, DEMO_NOTICE, demo_weights_path, load_model, resolve_device
 
-
-NO_WEIGHTS = (
-    "no weights given and this installation has no demo weights: pass --weights CKPT, for example "
-    "the official swiftnet_resnet18_old.pth released with the SwiftNet code (github.com/haochenheheda/SwiftNet)"
-)
+if TYPE_CHECKING:
+    from swiftcuda.many.driver import Placement
+    from swiftcuda.options import EngineOptions
 
 
 def positive_int(text: str) -> int:
@@ -26,6 +26,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def sequence_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give sequence names separated by commas")
+    return names
 
 
 def internal_size(text: str):
@@ -84,43 +98,83 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The engine options of parsed arguments (:func:`add_engine_arguments`, and ``--runtime``
+    where the subcommand has it). ``--weights`` left out stays None: the demo weights, announced
+    when the model is loaded (:func:`notify`)."""
+    from swiftcuda.options import EngineOptions
 
-
-def load_engine_model(args: argparse.Namespace) -> SwiftNet:
-    """The model the options ask for.
-
-    Raises:
-        InputError / WeightsError: no weights, an unusable device, or a bad checkpoint.
-    """
-    device = resolve_device(args.device or default_device())
-    return load_model(engine_weights(args), device=device, dtype=args.precision, variant=args.variant)
+    return EngineOptions(
+        weights=args.weights, variant=args.variant, device=args.device, precision=args.precision,
+        memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
+        internal_size=args.internal_size, compile=args.compile,
+        winograd=False if args.direct_convolutions else None, tune=not args.no_tune,
+        runtime=getattr(args, "runtime", "torch"),
+    )
 
 
 def engine_weights(args: argparse.Namespace) -> str:
-    """``--weights``, or the demo weights (saying so on stderr) when none are given.
+    """``--weights``, or the demo weights (announced on stderr) when none are given.
 
     Raises:
         InputError: no weights given and no demo weights installed.
     """
-    if args.weights is not None:
-        return args.weights
-    if not demo_weights_path().is_file():
-        raise InputError(NO_WEIGHTS)
-    print(f"swiftcuda: {DEMO_NOTICE}", file=sys.stderr)
-    return DEMO
+    from swiftcuda.engine import resolve_weights
+    from swiftcuda.options import EngineOptions
+
+    return resolve_weights(EngineOptions(weights=args.weights), notify).weights
 
 
-def make_segmenter(model: SwiftNet, args: argparse.Namespace) -> Segmenter:
-    """A segmenter configured by the options."""
-    return Segmenter(
-        model, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
-        compile=args.compile, cuda_graphs=model_device(model).type == "cuda",
-        winograd=False if args.direct_convolutions else None, tune=not args.no_tune,
-        internal_size=args.internal_size,
+def notify(line: str) -> None:
+    """Tell the user something worth knowing that is not an error (on stderr)."""
+    print(f"swiftcuda: {line}", file=sys.stderr)
+
+
+#: ``--workers``'s help in ``segment-many``.
+WORKERS_HELP = "Ray workers, each with its own model (default: one per GPU of the cluster, else one)"
+#: The options of :func:`add_ray_arguments` other than ``--workers`` (attribute, flag).
+PLACEMENT_OPTIONS = (
+    ("ray", "--ray"), ("gpus_per_worker", "--gpus-per-worker"), ("videos_per_worker", "--videos-per-worker"),
+)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, workers_help: str = WORKERS_HELP) -> None:
+    """The options that place the workers: how many, on which cluster, with how much GPU, how
+    many videos each steps together."""
+    group = parser.add_argument_group("workers (Ray)")
+    group.add_argument("--workers", dest="ray_workers", type=positive_int, default=None, metavar="N", help=workers_help)
+    group.add_argument(
+        "--ray", metavar="ADDRESS", default=None,
+        help="a running Ray cluster: auto (the one `ray start` runs here) or its address "
+        "(default: start a local one on this machine)",
+    )
+    group.add_argument(
+        "--gpus-per-worker", type=positive_float, default=None, metavar="F",
+        help="GPUs per worker, e.g. 0.5 for two workers a GPU (default: 1 when the cluster has GPUs)",
+    )
+    group.add_argument(
+        "--videos-per-worker", type=positive_int, default=None, metavar="N",
+        help="videos each worker steps together, one trunk pass for the current frame of all (videos of one "
+        "size share it); a video that ends makes room for the next (default: 4 on a GPU, 1 on a CPU, "
+        "where batching does not pay; 1 with --compile)",
     )
 
 
-def model_device(model: SwiftNet) -> torch.device:
-    return next(model.parameters()).device
+def placement(args: argparse.Namespace) -> Placement:
+    """Where the Ray workers of parsed arguments run (:func:`add_ray_arguments`)."""
+    from swiftcuda.many.driver import Placement
+
+    return Placement(
+        address=args.ray, workers=args.ray_workers, gpus_per_worker=args.gpus_per_worker,
+        videos_per_worker=args.videos_per_worker,
+    )
+
+
+def report_problems(problems: list, total: int) -> None:
+    """Print one line per sequence that could not be scored, then raise a one-line error."""
+    for problem in problems:
+        print(f"swiftcuda: {problem}", file=sys.stderr)
+    raise InputError(
+        f"{len(problems)} of {total} sequence(s) could not be scored (listed above): fix their results "
+        "or ground truth, or score the others with --sequences"
+    )

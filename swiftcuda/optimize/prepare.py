@@ -1,25 +1,36 @@
-"""Inference-only rewrites of a SwiftNet: batch norms folded into convolutions, the LAE's paired mask
-convolutions merged, channels-last layout, and on a CPU in 16 bits the residual blocks' ReLUs and
-adds fused into their convolutions.
+"""Model preparation for inference: a copy of a SwiftNet that computes the same function faster.
+
+The copy has its batch norms folded into the convolutions, the LAE's paired mask convolutions
+merged, channels-last weights, and, where they pay, Winograd 3x3 convolutions
+(:mod:`~swiftcuda.optimize.winograd`), CPU convolution algorithms chosen by measurement
+(:mod:`~swiftcuda.optimize.conv_tuning`), the ReLUs and residual adds fused into their convolutions
+(:mod:`~swiftcuda.optimize.pointwise_fusion`) or convolutions compiled with TorchInductor.
 
 A folded model computes the same function with fewer passes over memory: each batch norm becomes
 a per-channel scale of its convolution's weights and a bias. Folding happens on a copy in float32
 (then cast once), so the caller's model, its official parameter names and its precision are left
 alone.
-"""
 
+A prepared model carries a mark (:func:`is_prepared`): the engine runs a marked model as it is and
+prepares any other one with the default :class:`PrepareOptions`.
+"""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from swiftcuda.model.conv_tuning import ConvTuner, TuningCache, use_tuned_convolutions
-from swiftcuda.model.pointwise_fusion import fuse_pointwise, require_pointwise_fusion, should_fuse_pointwise
 from swiftcuda.model.swiftnet import SwiftNet
-from swiftcuda.model.winograd import resolve_winograd, use_winograd_convolutions
+from swiftcuda.optimize.conv_tuning import ConvTuner, TuningCache, use_tuned_convolutions
+from swiftcuda.optimize.pointwise_fusion import fuse_pointwise, require_pointwise_fusion, should_fuse_pointwise
+from swiftcuda.optimize.winograd import resolve_winograd, use_winograd_convolutions
+
+#: The attribute that marks a model as prepared (its value: the :class:`PrepareOptions` used, or
+#: None for a model marked to run as it is).
+PREPARED_MARK = "swiftcuda_prepared"
 
 
 def _fold_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> None:
@@ -66,49 +77,99 @@ def compile_convolutions(model: SwiftNet) -> SwiftNet:
     return model
 
 
-def inference_copy(
-    model: SwiftNet,
-    channels_last: bool = True,
-    compile: bool = False,
-    winograd: bool | None = False,
-    tune: bool = False,
-    tuning_cache: TuningCache | None = None,
-    pointwise: bool | None = None,
-) -> SwiftNet:
-    """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
-    optionally channels-last weights, Winograd 3x3 convolutions, convolution algorithms chosen by
-    measurement, and compiled convolutions.
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How :func:`prepare` rewrites a model. The defaults are the engine's.
 
-    Args:
-        model: any SwiftNet (left unchanged).
+    Attributes:
+        compile: compile the convolutional parts with TorchInductor (faster steps after a slower
+            start; see :func:`compile_convolutions`).
+        winograd: replace the 3x3 stride-1 convolutions by
+            :class:`~swiftcuda.optimize.winograd.WinogradConv2d` (float32 CPU inference); None for
+            the default of :func:`~swiftcuda.optimize.winograd.resolve_winograd` for the model's
+            device and dtype ("in float32 on a CPU, where the extension supports it, unless
+            compiling"). Labels then agree with direct convolutions on more than 99.99% of pixels
+            rather than bit for bit; False gives the direct computation. With ``tune``: None lets
+            the measurement decide where Winograd is used, False leaves it out, True applies it by
+            the fixed rule (:func:`~swiftcuda.optimize.winograd.use_winograd_convolutions`) and
+            tunes the rest.
+        tune: on a CPU, without ``compile``, let every convolution run the algorithm measured
+            fastest for its input (:mod:`swiftcuda.optimize.conv_tuning`; measured once, then
+            cached on disk per CPU model and torch version); ignored elsewhere (on a GPU, cuDNN
+            chooses). False keeps the fixed rules.
+        pointwise: fuse the residual blocks' ReLUs and adds into their convolutions
+            (:mod:`swiftcuda.optimize.pointwise_fusion`); None: on a CPU in 16 bits without
+            ``compile``, where oneDNN can run it. True on a CPU that cannot run it in the model's
+            dtype (16 bits without AVX-512 or AVX-NE-CONVERT) makes :func:`prepare` raise ValueError.
         channels_last: store convolution weights NHWC, which oneDNN and cuDNN run faster,
             especially in half precision.
-        compile: see :func:`compile_convolutions`.
-        winograd: replace the 3x3 stride-1 convolutions by
-            :class:`~swiftcuda.model.winograd.WinogradConv2d` (float32 CPU inference); None for
-            the default of :func:`~swiftcuda.model.winograd.resolve_winograd` for the model's
-            device and dtype. With ``tune``: None lets the measurement decide where Winograd is used,
-            False leaves it out, True applies it by the fixed rule
-            (:func:`~swiftcuda.model.winograd.use_winograd_convolutions`) and tunes the rest.
-        tune: on a CPU, without ``compile``, let every convolution run the algorithm measured
-            fastest for its input (:mod:`swiftcuda.model.conv_tuning`); ignored elsewhere (on a GPU,
-            cuDNN chooses).
-        tuning_cache: where choices are kept (None: the on-disk cache of this CPU and torch).
-        pointwise: fuse the residual blocks' ReLUs and adds into their convolutions
-            (:mod:`swiftcuda.model.pointwise_fusion`); None: on a CPU in 16 bits without ``compile``,
-            where oneDNN can run it. True on a CPU that cannot run it in the model's dtype (16 bits
-            without AVX-512 or AVX-NE-CONVERT) raises ValueError.
+    """
+
+    compile: bool = False
+    winograd: bool | None = None
+    tune: bool = True
+    pointwise: bool | None = None
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("compile", "tune", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PrepareOptions.{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("winograd", "pointwise"):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"PrepareOptions.{name} must be None, True or False, got {getattr(self, name)!r}")
+
+
+def is_prepared(model: SwiftNet) -> bool:
+    """Whether ``model`` was made by :func:`prepare` or marked by :func:`mark_prepared`: the engine
+    then runs it as it is."""
+    return hasattr(model, PREPARED_MARK)
+
+
+def mark_prepared(model: SwiftNet) -> SwiftNet:
+    """Mark ``model`` itself (no copy) as ready for the engine, which then runs it as it is: the
+    plain computation, without folded batch norms or faster convolutions (for comparisons with the
+    training model, or a model prepared by other means).
 
     Returns:
-        The prepared copy, in eval mode, on the model's device and in its dtype.
+        ``model``, marked.
     """
+    setattr(model, PREPARED_MARK, None)
+    return model
+
+
+def prepare(
+    model: SwiftNet, options: PrepareOptions | None = None, *, tuning_cache: TuningCache | None = None
+) -> SwiftNet:
+    """A copy of ``model`` prepared for inference: batch norms folded, mask convolutions paired,
+    and the rewrites ``options`` asks for (see :class:`PrepareOptions`).
+
+    Args:
+        model: any SwiftNet not prepared yet (left unchanged).
+        options: the rewrites; None for the defaults (the engine's).
+        tuning_cache: where convolution choices are kept (None: the on-disk cache of this CPU and
+            torch).
+
+    Returns:
+        The prepared copy, marked (:func:`is_prepared`), in eval mode, on the model's device and in
+        its dtype.
+
+    Raises:
+        ValueError: ``model`` is already prepared, or ``options`` asks for a rewrite this device
+            cannot run (Winograd off a float32 CPU, pointwise fusion where oneDNN lacks it).
+    """
+    if is_prepared(model):
+        raise ValueError("this model is already prepared: prepare the model it was made from, or run it as it is")
+    options = PrepareOptions() if options is None else options
+    compile, winograd, tune = options.compile, options.winograd, options.tune
     parameter = next(model.parameters())
     prepared = copy.deepcopy(model).eval().float()
     fold_batch_norms(prepared)
     prepared.LAE.pair_mask_convolutions()
     prepared = prepared.to(dtype=parameter.dtype)
-    if channels_last:
+    if options.channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    pointwise = options.pointwise
     if pointwise is None:
         pointwise = not compile and should_fuse_pointwise(parameter.device, parameter.dtype)
     elif pointwise:
@@ -124,4 +185,7 @@ def inference_copy(
         use_tuned_convolutions(prepared, tuner)
     for p in prepared.parameters():
         p.requires_grad_(False)
-    return compile_convolutions(prepared) if compile else prepared
+    if compile:
+        prepared = compile_convolutions(prepared)
+    setattr(prepared, PREPARED_MARK, options)
+    return prepared
