@@ -31,8 +31,10 @@ def measure(model, objects: int, frames: int, size: tuple[int, int], warmup: int
     frame's labels). The median, not the total: on a shared machine a neighbour's burst lands on
     whichever engine is running, and the median leaves such frames out."""
     video = benchmark_video(objects, frames, *size)
-    engines = {name: build_segmenter(EngineOptions(winograd=False, tune=True, pointwise=flag, internal_size=None), model)
-               for name, flag in VARIANTS}
+    engines = {
+        name: build_segmenter(EngineOptions(winograd=False, tune=True, pointwise=flag, internal_size=None), model)
+        for name, flag in VARIANTS
+    }
     seconds: dict[str, list[float]] = {name: [] for name in engines}
     labels: dict[str, list] = {name: [] for name in engines}
     with torch.inference_mode():

@@ -161,7 +161,9 @@ def build_onnx_segmenter(
     require_onnx()
     require_onnx(export=True)  # a first use exports
     if options.precision == "bf16":
-        raise InputError("--runtime onnx runs fp32 or fp16 models (ONNX Runtime has no bfloat16 convolutions): pass --precision fp32")
+        raise InputError(
+            "--runtime onnx runs fp32 or fp16 models (ONNX Runtime has no bfloat16 convolutions): pass --precision fp32"
+        )
     if model is None:
         precision = "fp32" if options.precision == "auto" else options.precision
         model = load_engine_model(options.replace(precision=precision), notify)

@@ -43,7 +43,8 @@ class EngineOptions:
             the package; None: the demo weights, announced as such (see
             :func:`swiftcuda.engine.resolve_weights`).
         variant: backbone of the checkpoint, "r18" or "r50".
-        device: "cpu", "cuda" or "cuda:N" (a torch.device is taken by its name); None: cuda when a GPU is available, else cpu.
+        device: "cpu", "cuda" or "cuda:N" (a torch.device is taken by its name); None: cuda when
+            a GPU is available, else cpu.
         precision: "fp32", "fp16", "bf16", or "auto" (what the device runs fastest:
             :func:`swiftcuda.precision.resolve_precision`).
         memory: "official" (update every ``mem_every`` frames) or "pam" (variation-aware trigger).

@@ -203,7 +203,8 @@ height, width, request = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
 mask = np.zeros((height, width), np.int64); mask[height // 4 : height // 2, width // 4 : width // 2] = 1
-segmenter = Segmenter(prepare(random_swiftnet(1), PrepareOptions(tune=False)), internal_size=None if request == "none" else request)
+untuned = prepare(random_swiftnet(1), PrepareOptions(tune=False))
+segmenter = Segmenter(untuned, internal_size=None if request == "none" else request)
 segmenter.step(frame, mask=mask)
 labels = segmenter.to_labels(segmenter.step(frame))
 assert labels.shape == (height, width), labels.shape
