@@ -4,7 +4,7 @@
     python benchmarks/bench_fps.py --device cuda --objects 1,2,3 --markdown benchmarks/RESULTS.md
 """
 
-from swiftcuda.bench.fps import main
+from swiftcuda.cli.bench import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments
-from swiftcuda.cli.segment_many import worker_options
+from swiftcuda.cli._arguments import add_engine_arguments, engine_options, notify
 from swiftcuda.cpu import describe
 from swiftcuda.data import make_testset
-from swiftcuda.many.driver import ManyRun, cluster_plan, require_ray
+from swiftcuda.many.driver import ManyRun, cluster_plan, require_ray, worker_engine_options
 from swiftcuda.many.inputs import discover
 from swiftcuda.many.job import prepare_output
 
@@ -60,7 +59,7 @@ def main() -> int:
         root = Path(folder) / "davis"
         make_testset(root, sequences=list(SEQUENCES[: args.videos]), max_frames=args.frames, size=(height, width), seed=0)
         items = discover(root)
-        engine = worker_options(args)
+        engine = worker_engine_options(engine_options(args), notify)
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         try:
             rows = []

@@ -12,7 +12,7 @@ import torch
 from swiftcuda import ops
 from swiftcuda.bench.fps import Config, benchmark_video, default_configs, parse_configs
 from swiftcuda.cli import main
-from swiftcuda.model.winograd import winograd_available
+from swiftcuda.optimize.winograd import winograd_available
 
 
 def test_benchmark_video_has_the_asked_objects_size_and_length():
@@ -120,7 +120,7 @@ def test_conv3x3_benchmark_runs(tmp_path):
 def test_pointwise_fusion_benchmark_runs_or_says_why_not(tmp_path):
     """A tiny run writes its table (timings are not checked; labels are compared with the plain
     engine's); on a CPU that cannot fuse bfloat16 it stops with one line instead of a oneDNN error."""
-    from swiftcuda.model.fused_conv import pointwise_fusion_available
+    from swiftcuda.optimize.fused_conv import pointwise_fusion_available
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_pointwise_fusion.py"
     report = tmp_path / "fusion.md"

@@ -179,7 +179,7 @@ def test_without_weights_the_demo_weights_are_used_and_named(tmp_path, inputs, c
 def test_bad_weights_and_device(tmp_path, inputs, weights, capsys, monkeypatch):
     frames, mask = inputs
     out = tmp_path / "out"
-    monkeypatch.setattr("swiftcuda.cli._engine.demo_weights_path", lambda: tmp_path / "no-demo-weights.pt")
+    monkeypatch.setattr("swiftcuda.engine.demo_weights_path", lambda: tmp_path / "no-demo-weights.pt")
     assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out), "no weights given", out)
     monkeypatch.undo()
     garbage = tmp_path / "garbage.pth"
@@ -213,14 +213,15 @@ def test_convolution_options(options):
     --direct-convolutions leaves Winograd out; --no-tune keeps the fixed rules (Winograd 3x3 layers)."""
     import argparse
 
-    from swiftcuda.cli._engine import add_engine_arguments, make_segmenter
-    from swiftcuda.model.conv_tuning import TunedConv2d
-    from swiftcuda.model.winograd import WinogradConv2d, winograd_available
+    from swiftcuda.cli._arguments import add_engine_arguments, engine_options
+    from swiftcuda.engine import build_segmenter
+    from swiftcuda.optimize.conv_tuning import TunedConv2d
+    from swiftcuda.optimize.winograd import WinogradConv2d, winograd_available
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
     args = parser.parse_args(options)
-    segmenter = make_segmenter(random_swiftnet(seed=1), args)
+    segmenter = build_segmenter(engine_options(args), random_swiftnet(seed=1))
     modules = list(segmenter.model.modules())
     tuned = [m for m in modules if isinstance(m, TunedConv2d)]
     direct = "--direct-convolutions" in options

@@ -16,9 +16,10 @@ from torch import nn
 
 from swiftcuda.inference import Segmenter
 from swiftcuda.model import SwiftNet
-from swiftcuda.model import conv_tuning as T
 from swiftcuda.model.init import lively_random_init
-from swiftcuda.model.winograd import winograd_available
+from swiftcuda.optimize import PrepareOptions, prepare
+from swiftcuda.optimize import conv_tuning as T
+from swiftcuda.optimize.winograd import winograd_available
 
 
 def _conv(in_channels=13, out_channels=9, kernel=3, stride=1, padding=1, dilation=1, bias=True, seed=0):
@@ -235,7 +236,7 @@ def test_a_corrupt_or_foreign_cache_is_ignored_and_rebuilt(tmp_path, caplog, con
     text = content if isinstance(content, str) else json.dumps({**identity, **content})
     path = tmp_path / "tuning.json"
     path.write_text(text)
-    with caplog.at_level(logging.WARNING, logger="swiftcuda.model.conv_tuning"):
+    with caplog.at_level(logging.WARNING, logger="swiftcuda.optimize.conv_tuning"):
         cache = T.TuningCache(path)
     assert cache.choices == {}
     assert any(reason in record.getMessage() and str(path) in record.getMessage() for record in caplog.records)
@@ -282,8 +283,9 @@ def test_a_tuned_model_gives_the_untuned_labels(tmp_path, monkeypatch, video, fo
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = lively_random_init(SwiftNet(), seed=1).eval()
     frames, mask = video
-    untuned = _labels(Segmenter(model, tune=False, winograd=False), frames, mask)
-    tuned_segmenter = Segmenter(model, tune=True, winograd=None if forced in ("winograd", None) else False)
+    untuned = _labels(Segmenter(prepare(model, PrepareOptions(tune=False, winograd=False))), frames, mask)
+    winograd = None if forced in ("winograd", None) else False
+    tuned_segmenter = Segmenter(prepare(model, PrepareOptions(tune=True, winograd=winograd)))
     tuned = _labels(tuned_segmenter, frames, mask)
     tuner = tuned_segmenter.model.Encoder.conv1.tuner
     chosen = {c.algorithm(tuner.strategy()) for _, _, c in tuner.seen}
@@ -296,7 +298,7 @@ def test_a_tuned_model_gives_the_untuned_labels(tmp_path, monkeypatch, video, fo
 
 def test_tune_false_and_gpu_models_keep_plain_convolutions():
     model = lively_random_init(SwiftNet(), seed=1).eval()
-    untuned = Segmenter(model, tune=False).model
+    untuned = Segmenter(prepare(model, PrepareOptions(tune=False))).model
     assert not any(isinstance(m, T.TunedConv2d) for m in untuned.modules())
     tuned = Segmenter(model).model
     assert sum(isinstance(m, T.TunedConv2d) for m in tuned.modules()) > 20
@@ -329,7 +331,7 @@ def test_tune_command_measures_then_reads_the_cache(tmp_path, monkeypatch, capsy
 
 def test_tune_command_says_which_convolutions_are_fused_and_untuned(tmp_path, monkeypatch, capsys):
     from swiftcuda.cli import main
-    from swiftcuda.model.fused_conv import pointwise_fusion_available
+    from swiftcuda.optimize.fused_conv import pointwise_fusion_available
 
     if not pointwise_fusion_available(torch.bfloat16):
         pytest.skip("oneDNN cannot fuse bfloat16 convolutions on this CPU")
@@ -365,7 +367,7 @@ def test_an_unwritable_cache_folder_only_loses_persistence(tmp_path, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would go")
     cache = T.TuningCache(blocker / "tuning.json")
-    with caplog.at_level(logging.WARNING, logger="swiftcuda.model.conv_tuning"):
+    with caplog.at_level(logging.WARNING, logger="swiftcuda.optimize.conv_tuning"):
         cache.put("k", T.Choice({"fixed": {"as_is": 1.0}, "channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
         cache.put("j", T.Choice({"fixed": {"as_is": 1.0}, "channels_last": {"nchw": 1.0}, "nchw": {"nchw": 1.0}}))
     assert set(cache.choices) == {"k", "j"} and not cache.persist

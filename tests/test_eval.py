@@ -149,7 +149,7 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
     assert code == 2 and "ImageSets/2017/test.txt not found (sets there: val)" in err
 
     # Without --weights the demo weights are used; where none ship, that is refused.
-    monkeypatch.setattr("swiftcuda.cli._engine.demo_weights_path", lambda: tmp_path / "no-demo-weights.pt")
+    monkeypatch.setattr("swiftcuda.engine.demo_weights_path", lambda: tmp_path / "no-demo-weights.pt")
     code = main(["eval", "--davis", str(davis_root), "--out", str(tmp_path / "out"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "no weights given" in err

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from swiftcuda import BatchedSegmenter, InputError, Segmenter
+from swiftcuda import BatchedSegmenter, InputError, PrepareOptions, Segmenter, prepare
 from swiftcuda.inference.rescale import (
     CPU_MAX_SHORTER_SIDE,
     Rescaler,
@@ -29,6 +29,11 @@ from tests.videos import make_video
 @pytest.fixture(scope="module")
 def model():
     return random_swiftnet(seed=11)
+
+
+def untuned(model):
+    """The engine's copy of ``model`` with the fixed convolution rules: runs compare bit for bit."""
+    return prepare(model, PrepareOptions(tune=False))
 
 
 def run(segmenter: Segmenter, video, frames: int | None = None) -> list[torch.Tensor]:
@@ -90,7 +95,7 @@ def test_a_tiny_object_survives_the_downscale(model, caplog):
     video = make_video(num_frames=3, height=180, width=300, object_ids=(1,), seed=4)
     first = video.labels[0].copy()
     first[100:102, 250:252] = 7
-    segmenter = Segmenter(model, internal_size=(48, 80), tune=False)
+    segmenter = Segmenter(untuned(model), internal_size=(48, 80))
     with caplog.at_level(logging.WARNING, logger="swiftcuda"):
         probs = segmenter.step(video.frames[0], mask=first)
     assert segmenter.object_ids == (1, 7)
@@ -108,7 +113,7 @@ def test_a_tiny_object_survives_the_downscale(model, caplog):
 def test_masks_come_back_at_odd_input_sizes(model, internal_size):
     """853x479 in the issue; 97x131 here (odd, not a multiple of 16) keeps the test quick."""
     video = make_video(num_frames=6, height=97, width=131, object_ids=(2, 5), appear={5: 3}, seed=9)
-    segmenter = Segmenter(model, internal_size=internal_size, tune=False)
+    segmenter = Segmenter(untuned(model), internal_size=internal_size)
     probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
     first_labels = segmenter.to_labels(probs[0]).numpy()
     for t in range(1, 6):
@@ -129,9 +134,9 @@ def test_the_input_size_and_none_are_bit_identical(model):
     """None, an exact request of the input's size and a shorter side no smaller than the input's all
     run the engine unchanged: bit for bit the same probabilities."""
     video = make_video(num_frames=7, height=75, width=101, object_ids=(1, 2), seed=3)
-    reference = run(Segmenter(model, internal_size=None, tune=False), video)
+    reference = run(Segmenter(untuned(model), internal_size=None), video)
     for request in ((75, 101), 75, 200, "auto"):
-        probs = run(Segmenter(model, internal_size=request, tune=False), video)
+        probs = run(Segmenter(untuned(model), internal_size=request), video)
         for a, b in zip(reference, probs):
             assert torch.equal(a, b), request
 
@@ -142,9 +147,9 @@ def test_internal_size_tracks_like_running_at_that_size(model):
     rescaler = Rescaler((96, 128), (48, 64))
     frames = [rescaler.frame_in(torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255)[0] for f in video.frames]
     small_mask = rescaler.mask_in(torch.from_numpy(video.labels[0]))
-    small = Segmenter(model, internal_size=None, tune=False)
+    small = Segmenter(untuned(model), internal_size=None)
     expected = [small.step(frames[0], mask=small_mask)] + [small.step(f) for f in frames[1:]]
-    probs = run(Segmenter(model, internal_size=(48, 64), tune=False), video)
+    probs = run(Segmenter(untuned(model), internal_size=(48, 64)), video)
     for t in range(1, 6):
         torch.testing.assert_close(probs[t], rescaler.probs_out(expected[t]), rtol=1e-5, atol=1e-5)
 
@@ -153,11 +158,11 @@ def test_batched_streams_at_internal_sizes(model):
     """Videos of different input sizes that share an internal size share a trunk pass and match
     their own Segmenter."""
     videos = [make_video(num_frames=4, height=h, width=w, object_ids=(1,), seed=s) for h, w, s in ((96, 128, 1), (72, 96, 2))]
-    batch = BatchedSegmenter(model, num_videos=2, internal_size=(48, 64), tune=False)
+    batch = BatchedSegmenter(untuned(model), num_videos=2, internal_size=(48, 64))
     outputs = [batch.step([v.frames[0] for v in videos], masks=[v.labels[0] for v in videos])]
     outputs += [batch.step([v.frames[t] for v in videos]) for t in range(1, 4)]
     for index, video in enumerate(videos):
-        alone = run(Segmenter(model, internal_size=(48, 64), tune=False), video, frames=4)
+        alone = run(Segmenter(untuned(model), internal_size=(48, 64)), video, frames=4)
         for t in range(4):
             torch.testing.assert_close(outputs[t][index], alone[t], rtol=1e-5, atol=1e-5)
             assert outputs[t][index].shape[-2:] == video.frames.shape[1:3]
@@ -175,10 +180,10 @@ def test_checkpoints_carry_their_recommended_size(tmp_path, model):
     loaded = load_model(ours)
     assert loaded.recommended_internal_size == 96
     video = make_video(num_frames=2, height=120, width=160, object_ids=(1,), seed=2)
-    segmenter = Segmenter(loaded, tune=False)
+    segmenter = Segmenter(untuned(loaded))
     segmenter.step(video.frames[0], mask=video.labels[0])
     assert segmenter.running_size == (96, 128), "auto runs at the weights' size"
-    segmenter = Segmenter(loaded, internal_size=None, tune=False)
+    segmenter = Segmenter(untuned(loaded), internal_size=None)
     segmenter.step(video.frames[0], mask=video.labels[0])
     assert segmenter.running_size == (120, 160)
 
@@ -192,13 +197,14 @@ def test_demo_weights_recommend_a_size():
 
 _PEAK_SCRIPT = """
 import resource, sys, numpy as np, torch
-from swiftcuda import Segmenter
+from swiftcuda import PrepareOptions, Segmenter, prepare
 from tests.models import random_swiftnet
 height, width, request = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
 mask = np.zeros((height, width), np.int64); mask[height // 4 : height // 2, width // 4 : width // 2] = 1
-segmenter = Segmenter(random_swiftnet(1), internal_size=None if request == "none" else request, tune=False)
+untuned = prepare(random_swiftnet(1), PrepareOptions(tune=False))
+segmenter = Segmenter(untuned, internal_size=None if request == "none" else request)
 segmenter.step(frame, mask=mask)
 labels = segmenter.to_labels(segmenter.step(frame))
 assert labels.shape == (height, width), labels.shape

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from swiftcuda import PamOptions, Segmenter, load_model
+from swiftcuda import PamOptions, PrepareOptions, Segmenter, load_model, prepare
 from swiftcuda.cli import main
 from swiftcuda.errors import InputError
 from swiftcuda.io import read_mask, write_mask
@@ -105,7 +105,7 @@ def assert_same_steps(reference: Segmenter, exported_runner: OnnxSegmenter, fram
 
 def test_step_reproduces_the_engine_frame_by_frame(exported, model, video):
     """Official schedule, a late object, a re-given object and capacity eviction."""
-    reference = Segmenter(model, capacity=CAPACITY, tune=False, internal_size=None)
+    reference = Segmenter(prepare(model, PrepareOptions(tune=False)), capacity=CAPACITY, internal_size=None)
     runner = OnnxSegmenter(exported, capacity=CAPACITY, internal_size=None)
     lengths = assert_same_steps(reference, runner, video.frames, given_masks(video))
     assert runner.object_ids == (1, 2, 3) and lengths[LATE_FRAME] == [53, 53, 0]
@@ -122,7 +122,7 @@ def test_step_reproduces_the_engine_frame_by_frame(exported, model, video):
 
 def test_pam_trigger_decided_by_the_runner(exported, model, video):
     pam = PamOptions(max_gap=3)
-    reference = Segmenter(model, memory="pam", pam=pam, tune=False, internal_size=None)
+    reference = Segmenter(prepare(model, PrepareOptions(tune=False)), memory="pam", pam=pam, internal_size=None)
     runner = OnnxSegmenter(exported, memory="pam", pam=pam, internal_size=None)
     lengths = assert_same_steps(reference, runner, video.frames[:8], {0: video.labels[0]})
     assert lengths[-1][0] > GRID_PIXELS, "the trigger fired and the runner updated the memory"

@@ -1,6 +1,6 @@
 """oneDNN convolutions with their ReLU and residual add fused: each rewritten block against the
 float64 composition it replaces (within twice PyTorch's own error in the same precision), the
-fallback path, where inference_copy applies it, and a fused engine's labels against the plain one's."""
+fallback path, where model preparation applies it, and a fused engine's labels against the plain one's."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from swiftcuda.inference import Segmenter
 from swiftcuda.model import SwiftNet
-from swiftcuda.model import pointwise_fusion as P
-from swiftcuda.model.fused_conv import FusedConv, conv_post, pointwise_fusion_available
 from swiftcuda.model.backbone import BasicBlock, Bottleneck
 from swiftcuda.model.decoder import ResBlock
-from swiftcuda.model.fuse import inference_copy
 from swiftcuda.model.init import lively_random_init
+from swiftcuda.model.post_ops import conv_post
+from swiftcuda.optimize import PrepareOptions, prepare
+from swiftcuda.optimize import pointwise_fusion as P
+from swiftcuda.optimize.fused_conv import FusedConv, pointwise_fusion_available
 
 # float32 fusion runs on any x86 CPU with oneDNN; 16-bit fusion needs AVX-512 or AVX-NE-CONVERT, so
 # on an AVX2-only CI machine the bfloat16 cases skip and the float32 ones still check every block.
@@ -28,6 +29,11 @@ pytestmark = pytest.mark.skipif(
 FUSED_BF16 = pointwise_fusion_available(torch.bfloat16)
 needs_fused_bf16 = pytest.mark.skipif(not FUSED_BF16, reason="oneDNN cannot fuse bfloat16 convolutions on this CPU")
 BF16 = pytest.param(torch.bfloat16, marks=needs_fused_bf16)
+
+
+def _prepared(model: SwiftNet, **options) -> SwiftNet:
+    """The engine's copy of ``model`` with plain convolutions otherwise (no Winograd, no tuning)."""
+    return prepare(model, PrepareOptions(winograd=False, tune=False, **options))
 
 
 def _lively(module: nn.Module, seed: int) -> nn.Module:
@@ -127,9 +133,9 @@ def test_an_unfolded_block_is_refused():
     [(torch.bfloat16, {}, FUSED_BF16), (torch.float32, {}, False), (torch.float32, {"pointwise": True}, True),
      (torch.bfloat16, {"pointwise": False}, False)],
 )
-def test_inference_copy_fuses_cpu_models_in_16_bits(dtype, options, fused):
+def test_preparation_fuses_cpu_models_in_16_bits(dtype, options, fused):
     model = SwiftNet("r18").eval().to(dtype)
-    prepared = inference_copy(model, **options)
+    prepared = _prepared(model, **options)
     blocks = [m for m in prepared.modules() if isinstance(m, (P.FusedBasicBlock, P.FusedBottleneck))]
     convs = [m for m in prepared.modules() if isinstance(m, FusedConv)]
     # 6 trunk blocks of 2; the stem; 5 decoder residual blocks of 2; the LAE's 7 followed by a ReLU
@@ -141,16 +147,16 @@ def test_inference_copy_fuses_cpu_models_in_16_bits(dtype, options, fused):
 @pytest.mark.parametrize("available", [True, False])
 def test_fusion_asked_for_where_the_cpu_cannot_run_it_is_refused_at_once(monkeypatch, available):
     """Both answers simulated: an AVX2 CPU asked for bfloat16 fusion gets a one-line error from
-    inference_copy, not a oneDNN failure at the first frame; the default there leaves it off."""
+    model preparation, not a oneDNN failure at the first frame; the default there leaves it off."""
     monkeypatch.setattr(P, "pointwise_fusion_available", lambda dtype: available)
     model = SwiftNet("r18").eval().to(torch.bfloat16)
     assert P.should_fuse_pointwise(torch.device("cpu"), torch.bfloat16) is available
     if available:
-        assert any(isinstance(m, FusedConv) for m in inference_copy(model, pointwise=True).modules())
+        assert any(isinstance(m, FusedConv) for m in _prepared(model, pointwise=True).modules())
         return
     with pytest.raises(ValueError, match="cannot run bfloat16 convolutions with fused ReLUs and adds on this CPU"):
-        inference_copy(model, pointwise=True)
-    assert not any(isinstance(m, FusedConv) for m in inference_copy(model).modules())
+        _prepared(model, pointwise=True)
+    assert not any(isinstance(m, FusedConv) for m in _prepared(model).modules())
 
 
 @needs_fused_bf16
@@ -164,10 +170,10 @@ def test_a_fused_engine_is_as_close_to_float32_as_the_plain_one():
     frames = [rng.integers(0, 256, (83, 141, 3), dtype=np.uint8) for _ in range(5)]
     mask = np.zeros((83, 141), np.uint8)
     mask[10:50, 20:70], mask[45:80, 80:130] = 1, 2
-    prepared = {"float32": inference_copy(model)}
+    prepared = {"float32": _prepared(model)}
     half = model.to(torch.bfloat16)
-    prepared.update(plain=inference_copy(half, pointwise=False), fused=inference_copy(half, pointwise=True))
-    engines = {name: Segmenter(m, optimize=False, internal_size=None) for name, m in prepared.items()}
+    prepared.update(plain=_prepared(half, pointwise=False), fused=_prepared(half, pointwise=True))
+    engines = {name: Segmenter(m, internal_size=None) for name, m in prepared.items()}
     errors = {"plain": 0.0, "fused": 0.0}
     with torch.inference_mode():
         for index, frame in enumerate(frames):

@@ -15,6 +15,7 @@ import swiftcuda
 from swiftcuda import precision
 from swiftcuda.cpu import CpuInfo, cpu_info, describe
 from swiftcuda.model import SwiftNet
+from swiftcuda.optimize import mark_prepared
 
 AVX2_EPYC = CpuInfo(
     model="AMD EPYC 7B13 64-Core Processor", capability="AVX2", avx2=True, avx512=False,
@@ -90,7 +91,7 @@ def test_load_model_defaults_to_auto(tmp_path, monkeypatch, cpu, expected):
 def test_a_segmenter_on_a_slow_dtype_warns_once(monkeypatch):
     monkeypatch.setattr(precision, "cpu_info", lambda: AVX2_EPYC)
     model = SwiftNet().eval().to(torch.bfloat16)
-    make = lambda: swiftcuda.Segmenter(model, optimize=False)  # noqa: E731
+    make = lambda: swiftcuda.Segmenter(mark_prepared(model))  # noqa: E731
     assert len(_slow_warnings([make, make])) == 1
 
 

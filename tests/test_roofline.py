@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from swiftcuda.bench import roofline as rl
 from swiftcuda.inference.padding import Padding
 from swiftcuda.model import SwiftNet
-from swiftcuda.model.fuse import inference_copy
+from swiftcuda.optimize import PrepareOptions, prepare
 
 
 def _tiny(objects: int = 2, memory_frames: int = 1, capacity: int | None = None) -> rl.Scenario:
@@ -82,7 +82,7 @@ def test_traced_step_convolutions_match_the_real_model():
     """The meta trace's convolutions are the real model's, as FlopCounterMode counts them on the CPU."""
     s = rl.Scenario("r18", 2, 1, height=60, width=90)  # pads to 64x96: 4x6 grid
     torch.manual_seed(0)
-    model = inference_copy(SwiftNet("r18").eval())
+    model = prepare(SwiftNet("r18").eval(), PrepareOptions(winograd=False, tune=False))
     traced = rl.trace_step(rl.build_inference_model("r18", "fp32"), s, "fp32")
     convs = [c for c in traced if c.kind == "conv"]
 

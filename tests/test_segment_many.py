@@ -99,12 +99,13 @@ def engine_options():
     """The engine options of ``ENGINE``, as a worker gets them."""
     import argparse
 
-    from swiftcuda.cli._engine import add_engine_arguments
-    from swiftcuda.cli.segment_many import worker_options
+    from swiftcuda.cli._arguments import add_engine_arguments
+    from swiftcuda.cli._arguments import engine_options as of_arguments
+    from swiftcuda.many.driver import worker_engine_options
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
-    return worker_options(parser.parse_args(ENGINE))
+    return worker_engine_options(of_arguments(parser.parse_args(ENGINE)))
 
 
 def corrupt_copy(frames: Path, target: Path) -> Path:
@@ -184,14 +185,12 @@ def test_videos_stepped_together_equal_segment_and_a_corrupt_one_fails_alone(dav
     goes on alone, and the freed stream then takes a new video."""
     import threading
 
-    from swiftcuda.cli._engine import load_engine_model
+    from swiftcuda.engine import build_batched_segmenter
     from swiftcuda.many.inputs import VideoItem
     from swiftcuda.many.job import prepare_output, segment_item
     from swiftcuda.many.lockstep import LockstepBatch
-    from swiftcuda.many.worker import batched_segmenter
 
-    args = engine_options()
-    lockstep = LockstepBatch(batched_segmenter(load_engine_model(args), args, 2))
+    lockstep = LockstepBatch(build_batched_segmenter(engine_options(), 2))
     batch_sizes = []
     step = lockstep.batch.step
 

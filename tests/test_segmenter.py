@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from swiftcuda import InputError, PamOptions, Segmenter
+from swiftcuda import InputError, PamOptions, PrepareOptions, Segmenter, prepare
 from swiftcuda.inference.graphs import StepGraphs
 from swiftcuda.inference.trigger import VariationAwareTrigger
-from swiftcuda.model.winograd import winograd_available
+from swiftcuda.optimize.winograd import winograd_available
 from tests.models import random_swiftnet
 from tests.videos import make_video
 
@@ -180,7 +180,8 @@ def test_device_decided_updates_match_host_decided_ones(model):
         # Untuned: a tuning run switches convolution algorithms once its layers are measured (a
         # rounding-level change), so two tuned runs compare bit for bit only with a warm cache.
         segmenter = Segmenter(
-            model, memory="pam", pam=options, capacity=30, device_decisions=device_decisions, tune=False
+            prepare(model, PrepareOptions(tune=False)), memory="pam", pam=options, capacity=30,
+            device_decisions=device_decisions,
         )
         probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
         memorised = []
@@ -235,7 +236,8 @@ def test_the_graph_step_body_computes_the_eager_step(model, memory, internal_siz
     video = make_video(num_frames=10, height=75, width=101, object_ids=(1, 2), seed=4)
     results = []
     for graphs in (False, True):
-        segmenter = Segmenter(model, memory=memory, capacity=200, mem_every=2, internal_size=internal_size, tune=False)
+        untuned = prepare(model, PrepareOptions(tune=False))
+        segmenter = Segmenter(untuned, memory=memory, capacity=200, mem_every=2, internal_size=internal_size)
         if graphs:
             segmenter._graphs = _EagerGraphs()
         segmenter.step(video.frames[0], mask=video.labels[0])
@@ -248,7 +250,7 @@ def test_compiled_convolutions_give_the_same_probabilities(model):
     video = make_video(num_frames=4, height=48, width=64, object_ids=(1, 2), seed=5)
     outputs = []
     for compile in (False, True):
-        segmenter = Segmenter(model, compile=compile)
+        segmenter = Segmenter(prepare(model, PrepareOptions(compile=compile)))
         segmenter.step(video.frames[0], mask=video.labels[0])
         outputs.append(torch.stack([segmenter.step(f) for f in video.frames[1:]]))
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
@@ -264,7 +266,7 @@ def test_winograd_convolutions_give_the_direct_masks(model, objects):
     video = make_video(num_frames=6, height=96, width=128, object_ids=objects, seed=11)
     runs = {}
     for winograd in (False, True):
-        segmenter = Segmenter(model, winograd=winograd)
+        segmenter = Segmenter(prepare(model, PrepareOptions(winograd=winograd)))
         probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
         probs += [segmenter.step(frame) for frame in video.frames[1:]]
         runs[winograd] = torch.stack(probs)

@@ -540,11 +540,11 @@ def build_inference_model(variant: str, dtype: str) -> nn.Module:
     """The engine's inference copy of a SwiftNet (batch norms folded, mask convolutions paired,
     channels-last) on the ``meta`` device: shapes only, no memory."""
     from swiftcuda.model import SwiftNet
-    from swiftcuda.model.fuse import inference_copy
+    from swiftcuda.optimize import PrepareOptions, prepare
 
     with torch.device("meta"):
         model = SwiftNet(variant).eval()
-    return inference_copy(model).to(dtype=DTYPES[dtype])
+    return prepare(model, PrepareOptions(winograd=False, tune=False)).to(dtype=DTYPES[dtype])
 
 
 def trace_step(model: nn.Module, s: Scenario, dtype: str) -> list[OpCost]:

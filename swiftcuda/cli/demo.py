@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli._engine import internal_size
+from swiftcuda.cli._arguments import internal_size
 
 HELP = "segment a generated test video with the demo weights; write masks, an overlay, and print J&F and FPS"
 
@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftcuda.cli._engine import default_device
     from swiftcuda.demo import run_demo
+    from swiftcuda.engine import default_device
     from swiftcuda.precision import dtype_name, resolve_precision
     from swiftcuda.weights import DEMO, DEMO_NOTICE, resolve_device
 

@@ -17,9 +17,17 @@ import sys
 import zipfile
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments
-from swiftcuda.cli.segment_many import PLACEMENT_OPTIONS, add_ray_arguments
-from swiftcuda.cli.score import positive_int, report_problems, sequence_names
+from swiftcuda.cli._arguments import (
+    PLACEMENT_OPTIONS,
+    add_engine_arguments,
+    add_ray_arguments,
+    engine_options,
+    notify,
+    placement,
+    positive_int,
+    report_problems,
+    sequence_names,
+)
 from swiftcuda.errors import InputError
 
 
@@ -90,13 +98,15 @@ def _chosen(available: list[str], chosen: list[str] | None, where: str) -> list[
     return chosen
 
 
-def _method(args: argparse.Namespace, load_engine_model, make_segmenter):
+def _method(args: argparse.Namespace):
     """The segmenter the options ask for, or the copy-first-mask baseline."""
     if args.method == "copy-first-mask":
         from swiftcuda.inference.baselines import CopyFirstMask
 
         return CopyFirstMask()
-    return make_segmenter(load_engine_model(args), args)
+    from swiftcuda.engine import build_segmenter
+
+    return build_segmenter(engine_options(args), notify=notify)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
 def run_davis(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swiftcuda.cli._engine import load_engine_model, make_segmenter
     from swiftcuda.data.davis import DavisDataset
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory
@@ -129,7 +138,7 @@ def run_davis(args: argparse.Namespace) -> int:
         with staged_directory(args.out, overwrite=args.overwrite) as staging:
             runs = _segment_on_ray(args, sequences, staging, dataset.single_object)
         return _score_davis(args, dataset, names, runs)
-    segmenter = _method(args, load_engine_model, make_segmenter)
+    segmenter = _method(args)
     warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(warn=False), args.warmup)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
@@ -152,7 +161,7 @@ def _segment_on_ray(args: argparse.Namespace, sequences: list, folder: Path, sin
     Raises:
         InputError: a sequence could not be segmented (the first one's reason).
     """
-    from swiftcuda.cli.segment_many import segment_on_ray
+    from swiftcuda.many.driver import segment_many
     from swiftcuda.many.inputs import VideoItem
     from swiftcuda.metrics.benchmark import VideoRun
 
@@ -160,7 +169,7 @@ def _segment_on_ray(args: argparse.Namespace, sequences: list, folder: Path, sin
     items = [
         VideoItem(s.name, s.image_paths[0].parent, s.annotation_paths[s.frame_names[0]], mask_format) for s in sequences
     ]
-    results = segment_on_ray(items, folder, args)
+    results = segment_many(items, folder, engine_options(args), placement(args), notify=notify)
     failed = [r for r in results if r.status != "done"]
     if failed:
         raise InputError(f"{len(failed)} sequence(s) could not be segmented; {failed[0].video}: {failed[0].error}")
@@ -220,7 +229,6 @@ def format_davis_report(summary, runs, set_name: str, year: str) -> str:
 def run_youtube(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swiftcuda.cli._engine import load_engine_model, make_segmenter
     from swiftcuda.data.youtube import YouTubeVOSDataset
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory
@@ -231,7 +239,7 @@ def run_youtube(args: argparse.Namespace) -> int:
     names = _chosen(dataset.videos, args.sequences, f"{dataset.split_root}")
     videos = _check_all(names, dataset.video)
     check_writable_target(args.out, args.overwrite, "output folder", folder=True)
-    segmenter = _method(args, load_engine_model, make_segmenter)
+    segmenter = _method(args)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         warmed = False

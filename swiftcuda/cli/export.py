@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from swiftcuda.cli._engine import positive_int
-from swiftcuda.errors import InputError
-
-if TYPE_CHECKING:
-    from swiftcuda.model import SwiftNet
-    from swiftcuda.onnx.runtime import OnnxSegmenter
+from swiftcuda.cli._arguments import engine_weights, positive_int
 
 HELP = "export the per-frame step to ONNX (four graphs and a JSON sidecar) for runtimes outside Python"
 
@@ -57,7 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from swiftcuda.cli._engine import engine_weights
     from swiftcuda.io.output import check_writable_target
     from swiftcuda.onnx.dependencies import require_onnx
     from swiftcuda.onnx.export import check_export_options, export_onnx
@@ -81,23 +72,3 @@ def run(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def onnx_segmenter(args: argparse.Namespace, load_engine_model: Callable[[argparse.Namespace], SwiftNet]) -> OnnxSegmenter:
-    """The segmenter of ``segment --runtime onnx``: the model loaded in fp32 (for ``--precision auto``)
-    or fp16, exported through the cache on first use, run on ONNX Runtime.
-
-    Raises:
-        InputError: the extra is missing, or bf16 was asked (ONNX Runtime has no bfloat16 convolutions).
-    """
-    from swiftcuda.onnx.dependencies import require_onnx
-    from swiftcuda.onnx.runtime import OnnxSegmenter
-
-    require_onnx()
-    require_onnx(export=True)  # a first use exports
-    if args.precision == "bf16":
-        raise InputError("--runtime onnx runs fp32 or fp16 models (ONNX Runtime has no bfloat16 convolutions): pass --precision fp32")
-    model = load_engine_model(argparse.Namespace(**{**vars(args), "precision": "fp32" if args.precision == "auto" else args.precision}))
-    return OnnxSegmenter.from_model(
-        model, notify=lambda line: print(f"swiftcuda: {line}", file=sys.stderr),
-        memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, internal_size=args.internal_size,
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli.score import positive_int, sequence_names
+from swiftcuda.cli._arguments import positive_int, sequence_names
 from swiftcuda.errors import InputError
 
 

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from swiftcuda.cli._arguments import positive_int, report_problems, sequence_names
 from swiftcuda.errors import InputError
-
-
-def sequence_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give sequence names separated by commas")
-    return names
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,16 +55,6 @@ def resolve_sequences(gt: Path, set_name: str, year: str, chosen: list[str] | No
     if truth_root != gt and (gt / "ImageSets" / year / f"{set_name}.txt").is_file():
         return truth_root, read_sequence_list(gt, set_name, year)
     return truth_root, list_sequences(truth_root)
-
-
-def report_problems(problems: list, total: int) -> None:
-    """Print one line per sequence that could not be scored, then raise a one-line error."""
-    for problem in problems:
-        print(f"swiftcuda: {problem}", file=sys.stderr)
-    raise InputError(
-        f"{len(problems)} of {total} sequence(s) could not be scored (listed above): fix their results "
-        "or ground truth, or score the others with --sequences"
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments, load_engine_model, make_segmenter
+from swiftcuda.cli._arguments import add_engine_arguments, engine_options, notify
 from swiftcuda.errors import FrameReadError, InputError
 
 HELP = "segment the objects of a first-frame mask through a video"
@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # Imports that pull in heavy modules stay here, so that `swiftcuda --help` is quick.
     from tqdm import tqdm
 
+    from swiftcuda.engine import build_segmenter
     from swiftcuda.inference.video import frame_mask_path, open_video, segment_frames
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory, staged_file
@@ -101,12 +102,7 @@ def run(args: argparse.Namespace) -> int:
     overlay_inside_out = args.overlay is not None and _is_within(args.overlay, args.out)
     if args.overlay is not None and not overlay_inside_out:
         check_writable_target(args.overlay, args.overwrite, "overlay", folder=False)
-    if args.runtime == "onnx":
-        from swiftcuda.cli.export import onnx_segmenter
-
-        segmenter = onnx_segmenter(args, load_engine_model)
-    else:
-        segmenter = make_segmenter(load_engine_model(args), args)
+    segmenter = build_segmenter(engine_options(args), notify=notify)
 
     cut_short: FrameReadError | None = None
     with contextlib.ExitStack() as stack:

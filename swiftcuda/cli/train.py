@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli._engine import default_device, positive_int
+from swiftcuda.cli._arguments import positive_int
 
 HELP = "train or fine-tune SwiftNet on DAVIS-layout videos"
 
@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swiftcuda.engine import default_device
     from swiftcuda.errors import InputError
     from swiftcuda.train import ClipOptions, TrainOptions, train
 

@@ -7,9 +7,9 @@ import argparse
 import numpy as np
 import torch
 
-from swiftcuda.cli._engine import positive_int
+from swiftcuda.cli._arguments import positive_int
 from swiftcuda.errors import InputError
-from swiftcuda.model.conv_tuning import FIXED, STRATEGIES
+from swiftcuda.optimize.conv_tuning import FIXED, STRATEGIES
 
 HELP = "choose each CPU convolution's fastest algorithm for a frame size ahead of time, and print the table"
 
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     from swiftcuda.cpu import describe
     from swiftcuda.inference import Segmenter
     from swiftcuda.model import SwiftNet
-    from swiftcuda.model.conv_tuning import TunedConv2d, TuningCache, default_cache_path
-    from swiftcuda.model.fused_conv import FusedConv
-    from swiftcuda.model.fuse import inference_copy
     from swiftcuda.model.init import lively_random_init
+    from swiftcuda.optimize import PrepareOptions, prepare
+    from swiftcuda.optimize.conv_tuning import TunedConv2d, TuningCache, default_cache_path
+    from swiftcuda.optimize.fused_conv import FusedConv
     from swiftcuda.precision import dtype_name, resolve_precision
 
     height, width = args.size
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
         cache.choices = {}
     before = set(cache.choices)
     winograd = False if args.direct_convolutions else None
-    prepared = inference_copy(model, winograd=winograd, tune=True, tuning_cache=cache)
-    segmenter = Segmenter(prepared, optimize=False)
+    prepared = prepare(model, PrepareOptions(winograd=winograd, tune=True), tuning_cache=cache)
+    segmenter = Segmenter(prepared)
     images, mask = _video(height, width, args.objects)
     with torch.inference_mode():
         segmenter.step(images[0], mask=mask)

@@ -36,7 +36,7 @@ from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, 
 from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.model import QueryEncoding, SwiftNet
-from swiftcuda.model.fuse import inference_copy
+from swiftcuda.optimize import is_prepared, prepare
 from swiftcuda.precision import warn_if_slow
 
 
@@ -66,23 +66,17 @@ class Segmenter(VideoStream):
         model: a SwiftNet in eval mode; the engine runs on its device and in its dtype (for the
             fastest dtype here, load it with ``load_model(..., dtype="auto")``, the default; a
             dtype this CPU runs slowly gets one :class:`~swiftcuda.precision.SlowPrecisionWarning`).
+            A model not prepared yet is prepared with the default options
+            (:func:`swiftcuda.optimize.prepare`: a copy with batch norms folded and faster
+            convolutions; the caller's model is not modified); a prepared one runs as it is, so
+            prepare it yourself for other options (``prepare(model, PrepareOptions(tune=False))``),
+            or :func:`~swiftcuda.optimize.mark_prepared` it to run the model itself.
         memory: "official" (the released evaluation schedule) or "pam" (variation-aware trigger).
         mem_every: update period of the official schedule.
         beta: fraction of a frame's pixels that a memory update appends.
         capacity: long-term memory entries per object; None for :func:`default_capacity`.
         pam: thresholds of the "pam" trigger.
         backend: op backend (None for the best available).
-        optimize: run a copy of the model with batch norms folded and channels-last weights
-            (the caller's model is not modified); False runs ``model`` itself.
-        compile: with ``optimize``, also compile the copy's convolutional parts with TorchInductor
-            (faster steps after a slower start; see :func:`swiftcuda.model.fuse.compile_convolutions`).
-        winograd: with ``optimize``, compute 3x3 convolutions with Winograd kernels
-            (:mod:`swiftcuda.model.winograd`); None for "in float32 on a CPU, where the extension
-            supports it, unless compiling". Labels then agree with direct convolutions on more than
-            99.99% of pixels rather than bit for bit; False gives the direct computation.
-        tune: with ``optimize`` on a CPU, run each convolution with the algorithm measured fastest
-            on this machine for its input (:mod:`swiftcuda.model.conv_tuning`; measured once, then
-            cached on disk per CPU model and torch version); False keeps the fixed rules.
         cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
         device_decisions: decide PAM updates on the device (no host synchronisation); None for
             "on a GPU". The official schedule is always decided on the host, where it is known.
@@ -103,10 +97,6 @@ class Segmenter(VideoStream):
         capacity: int | None = None,
         pam: PamOptions | None = None,
         backend: str | None = None,
-        optimize: bool = True,
-        compile: bool = False,
-        winograd: bool | None = None,
-        tune: bool = True,
         cuda_graphs: bool = False,
         device_decisions: bool | None = None,
         internal_size: InternalSize = AUTO,
@@ -118,9 +108,7 @@ class Segmenter(VideoStream):
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         warn_if_slow(self.device, self.dtype)
-        self.model = (
-            inference_copy(model.eval(), compile=compile, winograd=winograd, tune=tune) if optimize else model.eval()
-        )
+        self.model = model.eval() if is_prepared(model) else prepare(model.eval())
         self.memory_mode = memory
         self.trigger = make_trigger(memory, mem_every, pam, backend=backend)
         self.beta = beta

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.model.config import SwiftNetConfig
-from swiftcuda.model.fused_conv import conv_post
+from swiftcuda.model.post_ops import conv_post
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

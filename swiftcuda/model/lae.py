@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from swiftcuda.model.backbone import TrunkFeatures
 from swiftcuda.model.config import SwiftNetConfig
-from swiftcuda.model.fused_conv import conv_post
+from swiftcuda.model.post_ops import conv_post
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -25,12 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
-from swiftcuda import __version__
+from swiftcuda._version import __version__
 from swiftcuda.errors import InputError
 from swiftcuda.inference.memory import default_capacity
 from swiftcuda.io.output import staged_directory
 from swiftcuda.model import SwiftNet
-from swiftcuda.model.fuse import inference_copy
 from swiftcuda.onnx.dependencies import require_onnx
 from swiftcuda.onnx.graphs import (
     GRAPH_NAMES,
@@ -39,6 +38,7 @@ from swiftcuda.onnx.graphs import (
     QueryEncoderGraph,
     ReadDecodeGraph,
 )
+from swiftcuda.optimize import PrepareOptions, prepare
 from swiftcuda.precision import dtype_name
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,8 @@ def export_onnx(
     dtype = EXPORT_PRECISIONS[precision]
     # Standard layers only (no tuned, Winograd or oneDNN-fused convolutions), batch norms folded, in
     # float32 first (as the engine folds them) and then in the export's precision.
-    prepared = inference_copy(model, channels_last=False, pointwise=False).to(device="cpu", dtype=dtype)
+    plain = PrepareOptions(winograd=False, tune=False, pointwise=False, channels_last=False)
+    prepared = prepare(model, plain).to(device="cpu", dtype=dtype)
     example = _example_inputs(prepared, size, objects, capacity)
     out_dir = Path(out_dir)
     graphs = {}

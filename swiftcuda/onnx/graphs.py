@@ -27,7 +27,7 @@ memory grid and a long-term capacity of N entries per object:
 - ``long_term_length`` (O,) int64 valid entries, ``first_length`` (O,) int64 entries of the first
   frame (never evicted).
 
-The modules take a SwiftNet prepared for inference (:func:`~swiftcuda.model.fuse.inference_copy`
+The modules take a SwiftNet prepared for inference (:func:`~swiftcuda.optimize.prepare`
 without tuning or Winograd, so that only standard layers remain).
 """
 

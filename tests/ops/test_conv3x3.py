@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swiftcuda import _extension
-from swiftcuda.model.winograd import MIN_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
+from swiftcuda.optimize.winograd import MIN_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
 
 pytestmark = pytest.mark.skipif(
     not _extension.status().winograd, reason="extension or NNPACK unavailable: conv3x3 cannot run here"

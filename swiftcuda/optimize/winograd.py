@@ -10,7 +10,7 @@ the 2-core development machine that is 1.7x to 3.0x faster per convolution at Sw
 Winograd is exact in exact arithmetic; in float32 its results differ from a direct convolution by
 about 1e-5 of the output's magnitude (the transforms add rounding), against about 1e-6 for oneDNN.
 Labels agree on more than 99.99% of pixels (``bench_fps.py`` reports it), but it is not bitwise the
-official computation, so it can be switched off (``Segmenter(..., winograd=False)``).
+official computation, so it can be switched off (``PrepareOptions(winograd=False)``, ``--direct-convolutions``).
 """
 
 from __future__ import annotations

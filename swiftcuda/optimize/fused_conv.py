@@ -1,8 +1,9 @@
 """One convolution with what follows it (a residual add, a ReLU) in one oneDNN call on a CPU.
 
-See :mod:`swiftcuda.model.pointwise_fusion` for why and where the engine uses it. Model code calls
-:func:`conv_post` for every ``conv -> [+ residual] -> [ReLU]`` it computes, so that the same forward
-runs the plain ops on a plain convolution and one fused call on a :class:`FusedConv`.
+See :mod:`swiftcuda.optimize.pointwise_fusion` for why and where the engine uses it. Model code calls
+:func:`~swiftcuda.model.post_ops.conv_post` for every ``conv -> [+ residual] -> [ReLU]`` it
+computes, so that the same forward runs the plain ops on a plain convolution and one fused call on
+a :class:`FusedConv`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FusedConv", "conv_post", "pointwise_fusion_available"]
+__all__ = ["FusedConv", "pointwise_fusion_available"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class FusedConv(nn.Module):
         conv: the convolution (weights shared, not copied).
         relu: apply a ReLU last.
     """
+
+    #: :func:`~swiftcuda.model.post_ops.conv_post` hands this module the residual and the ReLU.
+    fuses_post_ops = True
 
     def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
         super().__init__()
@@ -80,16 +84,3 @@ class FusedConv(nn.Module):
         out_channels, in_channels, kh, kw = self.weight.shape
         return f"{in_channels}->{out_channels} {kh}x{kw} stride={self.stride}, relu={self.relu}"
 
-
-def conv_post(conv: nn.Module, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
-    """``conv(x) [+ residual] [-> ReLU]``: one oneDNN call when ``conv`` is a :class:`FusedConv`
-    (made with the same ``relu``), else the convolution, then the add and the ReLU in place on its
-    fresh output. ``residual`` may have batch 1 and is then broadcast."""
-    if isinstance(conv, FusedConv):
-        if conv.relu != relu:
-            raise ValueError(f"this fused convolution applies relu={conv.relu}, the caller asks relu={relu}")
-        return conv(x, residual)
-    out = conv(x)
-    if residual is not None:
-        out = out.add_(residual)
-    return out.relu_() if relu else out

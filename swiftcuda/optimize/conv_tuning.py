@@ -24,7 +24,7 @@ the fixed rule under AVX2). So the model runs one of three strategies, and each 
 are timed for each:
 
 - ``fixed``: the untuned engine's rule (Winograd for the 3x3 layers
-  :func:`~swiftcuda.model.winograd.use_winograd_convolutions` picks, in float32 where it runs;
+  :func:`~swiftcuda.optimize.winograd.use_winograd_convolutions` picks, in float32 where it runs;
   oneDNN direct on whatever layout arrives elsewhere), timed on the input as that pipeline feeds it;
 - ``channels_last`` / ``nchw``: every tuned convolution returns that layout, and each layer runs
   its fastest candidate with the layout changes (in and out) included in its time.
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.cpu import cpu_info, cpu_model_name
-from swiftcuda.model.winograd import MIN_CHANNELS, is_winograd_eligible, winograd_available
+from swiftcuda.optimize.winograd import MIN_CHANNELS, is_winograd_eligible, winograd_available
 from swiftcuda.precision import dtype_name
 
 __all__ = [

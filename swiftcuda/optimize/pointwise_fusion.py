@@ -15,7 +15,7 @@ for every CPU rather than decided per machine.
 
 The ResNet blocks are rewritten (their batch norms, folded, sit between convolution and ReLU in the
 training model); elsewhere the model's forward already goes through
-:func:`~swiftcuda.model.fused_conv.conv_post`, and only the convolutions are swapped. Every fused
+:func:`~swiftcuda.model.post_ops.conv_post`, and only the convolutions are swapped. Every fused
 call computes what the plain ops do (the add in float32 before one rounding, where the plain
 block rounds the convolution's output first), and falls back to them on other devices, when
 gradients are wanted, and for a residual broadcast over the batch.
@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from swiftcuda.model.backbone import BasicBlock, Bottleneck, Encoder
 from swiftcuda.model.decoder import ResBlock
-from swiftcuda.model.fused_conv import FusedConv, pointwise_fusion_available
 from swiftcuda.model.lae import LAE
+from swiftcuda.optimize.fused_conv import FusedConv, pointwise_fusion_available
 from swiftcuda.precision import dtype_name
 
 __all__ = ["fuse_pointwise", "require_pointwise_fusion", "should_fuse_pointwise"]
@@ -39,7 +39,7 @@ FUSED_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def should_fuse_pointwise(device: torch.device, dtype: torch.dtype) -> bool:
-    """The default of :func:`~swiftcuda.model.fuse.inference_copy`: CPU models in 16 bits, where
+    """The default of :func:`~swiftcuda.optimize.prepare`: CPU models in 16 bits, where
     this torch build can run them."""
     return device.type == "cpu" and dtype in FUSED_DTYPES and pointwise_fusion_available(dtype)
 
@@ -58,7 +58,7 @@ def require_pointwise_fusion(device: torch.device, dtype: torch.dtype) -> None:
 def _require_folded(block: BasicBlock | Bottleneck) -> None:
     norms = [getattr(block, f"bn{i}") for i in (1, 2, 3) if hasattr(block, f"bn{i}")]
     if not all(isinstance(norm, nn.Identity) for norm in norms):
-        raise ValueError("fold the batch norms into the convolutions before fusing (fuse.fold_batch_norms)")
+        raise ValueError("fold the batch norms into the convolutions before fusing (prepare.fold_batch_norms)")
 
 
 class FusedBasicBlock(nn.Module):
@@ -121,7 +121,7 @@ def fuse_pointwise(model: nn.Module) -> int:
             rewritten += 1
             continue
         if isinstance(child, Encoder) and not isinstance(child.bn1, nn.Identity):
-            raise ValueError("fold the batch norms into the convolutions before fusing (fuse.fold_batch_norms)")
+            raise ValueError("fold the batch norms into the convolutions before fusing (prepare.fold_batch_norms)")
         convs = _FUSED_CONVS.get(type(child), {})
         for conv_name, relu in convs.items():
             conv = getattr(child, conv_name)
