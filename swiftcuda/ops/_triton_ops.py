@@ -33,7 +33,11 @@ NAMESPACE = "swiftcuda_triton"
 
 
 def _registered(op: str):
-    """Register the decorated function as ``swiftcuda_triton::<op>`` with the op's declared schema."""
+    """Register the decorated function as ``swiftcuda_triton::<op>`` with the op's declared schema.
+
+    Some torch releases ignore ``schema=`` here and infer the schema from the type hints, so the
+    functions' hints state the same types (tests/ops/test_schema.py checks the registered schemas).
+    """
 
     def register(function):
         return triton_op(

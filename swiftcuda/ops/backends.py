@@ -79,7 +79,7 @@ def describe(tensor: Tensor, sizes: Mapping[str, int] | None = None, **options: 
 
     Args:
         tensor: one of the call's float tensors.
-        sizes: named sizes of the call.
+        sizes: named sizes of the call (a size of None is left out).
         options: the call's optional arguments; None and False mean "not given", so pass an option
             at its default as None. A tensor is described by ``True`` (its values are never read).
     """
@@ -88,7 +88,8 @@ def describe(tensor: Tensor, sizes: Mapping[str, int] | None = None, **options: 
         for name, value in options.items()
         if value is not None and value is not False
     }
-    return Inputs(tensor.device.type, tensor.dtype, dict(sizes or {}), given)
+    known = {name: size for name, size in (sizes or {}).items() if size is not None}
+    return Inputs(tensor.device.type, tensor.dtype, known, given)
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
 def _load(module: str) -> ModuleType | str:
     """The backend module, or a string saying why it could not be imported."""
     loaded = sys.modules.get(module)
-    if loaded is not None:  # the common path, and one torch.compile can trace
+    if loaded is not None:
         return loaded
     try:
         return importlib.import_module(module)
@@ -351,14 +352,10 @@ def resolve(op: str, backend: str | None, inputs: Inputs) -> Callable:
     if backend is not None:
         if backend not in BACKENDS:
             raise BackendUnavailableError(f"there is no such backend {backend!r} (choose from {', '.join(BACKENDS)})")
-        availability = unavailable_reason(backend, device_type)
-        if availability is not None:
-            raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {availability}")
-        reasons = BACKENDS[backend].input_reasons(op, inputs)
+        reasons = BACKENDS[backend].not_supported_reasons(op, inputs)
         if reasons:
             raise BackendUnavailableError(
-                f"backend {backend!r} cannot run {op} on these inputs: {'; '.join(reasons)} "
-                "(backend=None picks one that can)"
+                f"backend {backend!r} cannot run {op}: {'; '.join(reasons)} (backend=None picks one that can)"
             )
         return BACKENDS[backend].implementation(op)
     preference = PREFERENCE.get(device_type, ("reference",))

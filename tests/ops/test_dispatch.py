@@ -154,13 +154,14 @@ def test_the_public_op_falls_back_per_input_and_warns_when_the_reference_runs(cp
     torch.testing.assert_close(got, reference.memory_read(mem_key, mem_val, q_key, q_val))
     assert [r.levelno for r in caplog.records] == [logging.WARNING]  # only the reference took it: slow
     assert "'cpu' cannot take these inputs" in caplog.records[0].getMessage()
-    with pytest.raises(BackendUnavailableError, match="backend 'cpu' cannot run memory_read on these inputs"):
+    refused = "backend 'cpu' cannot run memory_read: it takes key_dim from 1 to 128, not 160"
+    with pytest.raises(BackendUnavailableError, match=refused):
         ops.memory_read(mem_key, mem_val, q_key, q_val, backend="cpu")
 
 
 def test_an_unavailable_backend_named_gives_its_reason(monkeypatch):
     monkeypatch.setattr(backends, "unavailable_reason", lambda backend, device_type: "the extension is not built")
-    with pytest.raises(BackendUnavailableError, match="backend 'cpu' cannot run rsp: the extension is not built"):
+    with pytest.raises(BackendUnavailableError, match="backend 'cpu' cannot run rsp: the extension is not built \\(backend=None"):
         backends.resolve("rsp", "cpu", Inputs("cpu", torch.float32))
 
 
