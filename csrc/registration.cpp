@@ -1,8 +1,10 @@
 // The swiftcuda op library: schemas (TORCH_LIBRARY), build facts, and the Python module stub.
 //
 // Kernels are registered per dispatch key in cpu/register_cpu.cpp and cuda/register_cuda.cpp.
-// Fake (meta) implementations are registered from Python (swiftcuda/_extension.py). The Triton
-// backend adds its own *_triton ops to this namespace as Python fragments.
+// Fake (meta) implementations are registered from Python (swiftcuda/ops/extension.py). The schemas
+// of the ops that several backends implement are declared in swiftcuda/ops/schema.py, which the
+// Triton backend registers as torch.ops.swiftcuda_triton; tests/ops/test_schema.py holds the ones
+// here equal to them.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -21,7 +23,7 @@
 namespace swiftcuda {
 namespace {
 
-// JSON facts about this build, read by swiftcuda._extension and `swiftcuda info`.
+// JSON facts about this build, read by swiftcuda.ops.extension and `swiftcuda info`.
 std::string build_info() {
   std::string info = "{";
 #if defined(SWIFTCUDA_WITH_CUDA)

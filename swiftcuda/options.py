@@ -17,7 +17,7 @@ from swiftcuda.errors import InputError
 from swiftcuda.inference.rescale import AUTO, InternalSize, check_request
 from swiftcuda.inference.trigger import PamOptions
 from swiftcuda.model.config import CONFIGS
-from swiftcuda.ops.backends import BACKEND_MODULES
+from swiftcuda.ops.backends import BACKENDS
 from swiftcuda.optimize import PrepareOptions
 from swiftcuda.precision import PRECISIONS
 
@@ -108,7 +108,7 @@ class EngineOptions:
         if self.pam is not None and not isinstance(self.pam, PamOptions):
             raise InputError(f"pam must be a PamOptions or None, not {self.pam!r}")
         if self.backend is not None:
-            _choice("backend", self.backend, tuple(BACKEND_MODULES))
+            _choice("backend", self.backend, tuple(BACKENDS))
         size = check_request(self.internal_size)  # its message names the internal size
         if isinstance(size, tuple) and size != self.internal_size:
             object.__setattr__(self, "internal_size", size)  # [H, W] as (H, W): comparable, hashable

@@ -9,7 +9,7 @@ import sys
 import torch
 
 import swiftcuda
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 from swiftcuda.cli import main
 from swiftcuda.ops import backends
 
@@ -23,7 +23,7 @@ def test_info_prints_versions_backends_and_extension(capsys):
         assert word in text
     cpu_line = next(line for line in text.splitlines() if line.startswith("  cpu"))
     assert all(name in cpu_line for name in backends.available_backends("cpu"))
-    status = _extension.status()
+    status = extension.status()
     if status.loaded:
         assert f"loaded from {status.path}" in text
         if status.cuda:
@@ -39,9 +39,9 @@ def test_info_json_is_machine_readable(capsys):
     assert info["backends"]["cpu"]["available"] == backends.available_backends("cpu")
     assert info["backends"]["cpu"]["present"] is True
     assert info["backends"]["cuda"]["present"] is torch.cuda.is_available()
-    assert info["extension"]["loaded"] is _extension.status().loaded
+    assert info["extension"]["loaded"] is extension.status().loaded
     for name, reason in info["backends"]["cpu"]["unavailable"].items():
-        assert "cpu" in backends.BACKEND_DEVICES[name] and reason == backends.unavailable_reason(name, "cpu")
+        assert "cpu" in backends.BACKENDS[name].devices and reason == backends.unavailable_reason(name, "cpu")
 
 
 def test_info_says_why_the_extension_did_not_load():

@@ -7,6 +7,7 @@ cannot launch is never picked (issue 19).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -122,18 +122,20 @@ def test_pyproject_names_the_backend_so_editable_builds_see_torch():
 
 @pytest.fixture
 def fake_backend(monkeypatch):
-    """Replace the "cpu" backend by a module whose kernels cannot launch."""
+    """Replace the "cpu" backend by one whose kernels cannot launch."""
 
     def soft_aggregate(probs):
         raise RuntimeError("wrap_triton only works on functions annotated with triton.jit or triton.autotune")
 
-    fake = SimpleNamespace(
-        unavailable_reason=lambda device_type: None,
-        soft_aggregate=soft_aggregate,
-        rsp=lambda probs, factor=16: (_ for _ in ()).throw(AssertionError("never picked")),
+    def rsp(probs, factor=16):
+        raise AssertionError("never picked")
+
+    fake = dataclasses.replace(
+        backends.BACKENDS["cpu"],
+        module="swiftcuda.ops.reference",  # no static checks: only the probe can find the fault
+        kernels={"soft_aggregate": backends.Kernel(function=soft_aggregate), "rsp": backends.Kernel(function=rsp)},
     )
-    real_load = backends._load
-    monkeypatch.setattr(backends, "_load", lambda name: fake if name == "cpu" else real_load(name))
+    monkeypatch.setitem(backends.BACKENDS, "cpu", fake)
     backends.probe_failure.cache_clear()
     backends._warn_fallback.cache_clear()
     yield fake
@@ -148,7 +150,7 @@ def test_a_backend_that_cannot_launch_is_never_picked(fake_backend, caplog):
     with caplog.at_level(logging.WARNING, logger="swiftcuda"):
         probs = torch.rand(2, 32, 48)
         for _ in range(2):
-            impl = backends.resolve("rsp", None, probs.device)
+            impl = backends.resolve("rsp", None, backends.describe(probs))
             own, others = impl(probs, 16)
     assert impl is reference.rsp
     torch.testing.assert_close(own, reference.rsp(probs, 16)[0])
@@ -157,8 +159,9 @@ def test_a_backend_that_cannot_launch_is_never_picked(fake_backend, caplog):
 
 
 def test_a_backend_with_wrong_results_is_not_available(monkeypatch):
-    fake = SimpleNamespace(unavailable_reason=lambda device_type: None, soft_aggregate=lambda p: reference.soft_aggregate(p) * 1.01)
-    monkeypatch.setattr(backends, "_load", lambda name: fake)
+    wrong = backends.Kernel(function=lambda probs: reference.soft_aggregate(probs) * 1.01)
+    fake = dataclasses.replace(backends.BACKENDS["cpu"], module="swiftcuda.ops.reference", kernels={"soft_aggregate": wrong})
+    monkeypatch.setitem(backends.BACKENDS, "cpu", fake)
     backends.probe_failure.cache_clear()
     try:
         assert "differ from the reference" in backends.unavailable_reason("cpu", "cpu")
@@ -187,5 +190,5 @@ def test_triton_backend_runs_on_this_stack():
     if backends.unavailable_reason("triton", "cpu") is not None:
         pytest.skip(f"triton unavailable on cpu: {backends.unavailable_reason('triton', 'cpu')}")
     probs = torch.rand(3, 19, 23)
-    got = backends.resolve("soft_aggregate", "triton", probs.device)(probs)
+    got = backends.resolve("soft_aggregate", "triton", backends.describe(probs))(probs)
     torch.testing.assert_close(got, reference.soft_aggregate(probs), rtol=1e-5, atol=1e-6)

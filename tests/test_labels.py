@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 from swiftcuda.inference.labels import labels_method, reference_labels, to_labels
 
-needs_extension = pytest.mark.skipif(not _extension.status().loaded, reason="the compiled extension is not loaded")
+needs_extension = pytest.mark.skipif(not extension.status().loaded, reason="the compiled extension is not loaded")
 
 
 def _probs(classes, height, width, dtype, generator, ties=False):
@@ -70,4 +70,4 @@ def test_to_labels_uses_the_fused_kernel_where_it_can():
     probs = torch.rand(3, 9, 11)
     ids = torch.tensor([0, 3, 5])
     assert torch.equal(to_labels(probs, ids), reference_labels(probs, ids))
-    assert ("fused" in labels_method(probs)) == _extension.status().loaded
+    assert ("fused" in labels_method(probs)) == extension.status().loaded

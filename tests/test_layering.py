@@ -36,7 +36,7 @@ LAYER_OF = {part: index for index, parts in enumerate(LAYERS) for part in parts}
 COMMAND_LINE = ("cli", "__main__")
 #: Top-level modules that belong to a subpackage's part: the compiled extension's loader and the
 #: Triton kernels (installed as ``swiftcuda.kernels``) are the ops'.
-PART_OF_MODULE = {"_extension": "ops", "kernels": "ops"}
+PART_OF_MODULE = {"kernels": "ops"}
 
 
 def part_of(module: str) -> str:

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from swiftcuda.errors import InputError
-from swiftcuda.ops.backends import BACKEND_MODULES
+from swiftcuda.ops.backends import BACKENDS
 from swiftcuda.precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "(nothing is enlarged), HxW: exactly that, none: the input's size, auto (default): the size "
         "recommended for the weights (480 for the official ones), at most 1080 on a CPU",
     )
-    group.add_argument("--backend", choices=tuple(BACKEND_MODULES), default=None, help="op implementation")
+    group.add_argument("--backend", choices=tuple(BACKENDS), default=None, help="op implementation")
     group.add_argument(
         "--compile", action="store_true",
         help="compile the convolutions with TorchInductor (faster frames after a slower start)",

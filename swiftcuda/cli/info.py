@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from swiftcuda import __version__, _extension
+from swiftcuda import __version__
+from swiftcuda.ops import extension
 from swiftcuda.cpu import cpu_info
 from swiftcuda.ops import backends
 from swiftcuda.precision import auto_dtype, dtype_name
@@ -85,11 +86,11 @@ def collect() -> dict[str, Any]:
             # Backends made for this device that cannot run here, and why.
             "unavailable": {
                 name: reason
-                for name, kinds in backends.BACKEND_DEVICES.items()
-                if device_type in kinds and (reason := backends.unavailable_reason(name, device_type)) is not None
+                for name, backend in backends.BACKENDS.items()
+                if device_type in backend.devices and (reason := backends.unavailable_reason(name, device_type)) is not None
             },
         }
-    found = _extension.status()
+    found = extension.status()
     cpu = cpu_info()
     auto = {"cpu": dtype_name(auto_dtype(torch.device("cpu"), cpu))}
     if gpu is not None:

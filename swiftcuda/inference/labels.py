@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 
 __all__ = ["labels_method", "reference_labels", "to_labels"]
 
@@ -24,7 +24,7 @@ def reference_labels(probs: Tensor, ids: Tensor) -> Tensor:
 
 
 def _fused(probs: Tensor) -> bool:
-    return probs.device.type == "cpu" and _extension.status().loaded
+    return probs.device.type == "cpu" and extension.status().loaded
 
 
 def labels_method(probs: Tensor) -> str:

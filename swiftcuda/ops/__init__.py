@@ -1,9 +1,11 @@
-"""The three SwiftNet ops, one contract each, several implementations.
+"""SwiftNet's ops (memory read, memory update, reversed sub-pixel, soft aggregation, frame
+variation), one checked contract each, several implementations.
 
-``backend=None`` picks the fastest implementation available for the tensors' device
-(see :mod:`swiftcuda.ops.backends`); ``backend="reference"`` forces the plain PyTorch spec in
-:mod:`swiftcuda.ops.reference`. The model and the engine call only these functions for the memory
-read, the memory update and reversed sub-pixel, so every backend slots in behind them.
+``backend=None`` runs the fastest implementation that runs on the tensors' device and takes the
+call's inputs (see :mod:`swiftcuda.ops.backends`); ``backend="reference"`` forces the plain PyTorch
+spec in :mod:`swiftcuda.ops.reference`. The model and the engine call only these functions for
+these ops, so every backend slots in behind them. Each op's schema is declared once, in
+:mod:`swiftcuda.ops.schema`.
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ def memory_read(
         _check_float("out", out, 3, like=mem_key)
         if out.shape != (batch, 2 * value_dim, pixels):
             raise ValueError(f"out must have shape {(batch, 2 * value_dim, pixels)}, got {tuple(out.shape)}")
-    impl = backends.resolve("memory_read", backend, mem_key.device)
-    return impl(mem_key, mem_val, q_key, q_val, n_valid, out)
+    inputs = backends.describe(mem_key, {"key_dim": key_dim, "value_dim": value_dim}, n_valid=n_valid)
+    if out is None:
+        return backends.resolve("memory_read", backend, inputs)(mem_key, mem_val, q_key, q_val, n_valid)
+    backends.resolve("memory_read.into", backend, inputs)(mem_key, mem_val, q_key, q_val, n_valid, out)
+    return out
 
 
 def _check_update_inputs(keys: Tensor, values: Tensor, new_key: Tensor, new_val: Tensor, beta: float) -> None:
@@ -117,6 +122,10 @@ def _check_update_inputs(keys: Tensor, values: Tensor, new_key: Tensor, new_val:
         )
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1], got {beta}")
+
+
+def _update_sizes(keys: Tensor, values: Tensor) -> dict[str, int]:
+    return {"key_dim": keys.shape[1], "value_dim": values.shape[1]}
 
 
 def memory_update(
@@ -145,8 +154,8 @@ def memory_update(
         (B, Ck, N + k) keys and (B, Cv, N + k) values.
     """
     _check_update_inputs(mem_key, mem_val, new_key, new_val, beta)
-    impl = backends.resolve("memory_update", backend, mem_key.device)
-    return impl(mem_key, mem_val, new_key, new_val, beta)
+    inputs = backends.describe(mem_key, _update_sizes(mem_key, mem_val))
+    return backends.resolve("memory_update", backend, inputs)(mem_key, mem_val, new_key, new_val, beta)
 
 
 def memory_update_(
@@ -177,8 +186,8 @@ def memory_update_(
     """
     _check_update_inputs(key_buf, val_buf, new_key, new_val, beta)
     _check_lengths(n_valid, key_buf.shape[0], key_buf)
-    impl = backends.resolve("memory_update_", backend, key_buf.device)
-    impl(key_buf, val_buf, n_valid, new_key, new_val, beta)
+    inputs = backends.describe(key_buf, _update_sizes(key_buf, val_buf))
+    backends.resolve("memory_update_", backend, inputs)(key_buf, val_buf, n_valid, new_key, new_val, beta)
 
 
 def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple[Tensor, Tensor]:
@@ -200,8 +209,7 @@ def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple
             f"probs of shape {tuple(probs.shape)} cannot be unshuffled by {factor}: "
             "height and width must be multiples of the factor"
         )
-    impl = backends.resolve("rsp", backend, probs.device)
-    return impl(probs, factor)
+    return backends.resolve("rsp", backend, backends.describe(probs))(probs, factor)
 
 
 def soft_aggregate(object_probs: Tensor, *, backend: str | None = None) -> Tensor:
@@ -219,8 +227,7 @@ def soft_aggregate(object_probs: Tensor, *, backend: str | None = None) -> Tenso
     _check_float("object_probs", object_probs, 3)
     if object_probs.shape[0] < 1:
         raise ValueError("soft_aggregate needs at least one object")
-    impl = backends.resolve("soft_aggregate", backend, object_probs.device)
-    return impl(object_probs)
+    return backends.resolve("soft_aggregate", backend, backends.describe(object_probs))(object_probs)
 
 
 def frame_variation(
@@ -259,5 +266,5 @@ def frame_variation(
             f"probabilities {tuple(object_probs.shape)} and {tuple(previous_probs.shape)} must be "
             f"(O, {size[0]}, {size[1]}) like the frames"
         )
-    impl = backends.resolve("frame_variation", backend, frame.device)
+    impl = backends.resolve("frame_variation", backend, backends.describe(frame))
     return impl(frame, previous_frame, object_probs, previous_probs, frame_threshold, mask_threshold)

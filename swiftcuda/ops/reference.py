@@ -1,8 +1,10 @@
-"""Plain PyTorch implementations of the three SwiftNet ops: the specification.
+"""Plain PyTorch implementations of SwiftNet's ops: the specification (and the "reference" backend).
 
 Every other backend (Triton, CUDA C++, C++ CPU) is tested against these functions. They favour
 clarity over speed: the memory read and update materialise the full similarity matrix, which the
-fused kernels never do. Arguments are assumed valid here; :mod:`swiftcuda.ops` checks them.
+fused kernels never do. They run in float64 too. Each takes its op's arguments in the order of its
+schema (:mod:`swiftcuda.ops.schema`); the memory read's ``out`` makes it serve ``memory_read`` and
+``memory_read.into`` alike. Arguments are assumed valid here; :mod:`swiftcuda.ops` checks them.
 
 Shapes use B for the batch (one row per object), Ck / Cv for the key / value channels, N for memory
 entries and P for pixels of the 1/16-resolution feature map.

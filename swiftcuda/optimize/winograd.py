@@ -28,9 +28,9 @@ MIN_CHANNELS = 64
 
 def winograd_available() -> bool:
     """Whether the extension's ``conv3x3`` can run here (built, and torch has NNPACK)."""
-    from swiftcuda import _extension
+    from swiftcuda.ops import extension
 
-    return _extension.status().winograd
+    return extension.status().winograd
 
 
 def resolve_winograd(requested: bool | None, device: torch.device, dtype: torch.dtype, compile: bool = False) -> bool:

@@ -11,11 +11,12 @@ import math
 import pytest
 import torch
 
-from swiftcuda import _extension, ops
+from swiftcuda import ops
+from swiftcuda.ops import extension
 from swiftcuda.ops.reference import novel_pixel_count
 from tests.ops.tolerances import assert_close_to_truth, poisoned
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}")
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 from swiftcuda.ops.reference import novel_pixel_count
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}")
 
 
 def test_ordered_key_sorts_like_torch(generator):

@@ -15,11 +15,13 @@ from tests.ops.tolerances import assert_close_to_truth, poisoned
 
 
 def read(mem_key, mem_val, q_key, q_val, n_valid=None, out=None, num_splits=0):
-    """The registered op, with the split count forced when num_splits > 0."""
+    """The Triton read, with the split count forced when num_splits > 0."""
+    from swiftcuda.ops import _triton_ops
+
     if out is None:
         batch, value_dim, pixels = q_val.shape
         out = poisoned((batch, 2 * value_dim, pixels), q_val.dtype, q_val.device)
-    torch.ops.swiftcuda.memory_read_triton(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits)
+    _triton_ops.memory_read_into(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits)
     return out
 
 

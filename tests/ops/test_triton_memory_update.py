@@ -35,17 +35,20 @@ def no_host_reads():
 
 
 def update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits=0):
-    torch.ops.swiftcuda.memory_update_inplace_triton(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits)
+    """The Triton in-place update, with the split count forced when num_splits > 0."""
+    from swiftcuda.ops import _triton_ops
+
+    _triton_ops.memory_update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits)
 
 
 @pytest.mark.parametrize("key_dim", [16, 32, 64, 128])
 @pytest.mark.parametrize("num_splits", [0, 3])
 def test_key_widths_and_memory_splits(device, key_dim, num_splits, generator):
+    from swiftcuda.ops import _triton_ops
+
     batch, value_dim, entries, pixels, beta = 2, 24, 611, 150, 0.1
     mem_key, mem_val, new_key, new_val = random_memory((batch, key_dim, value_dim, entries, pixels), torch.float32, generator)
-    keys, values = torch.ops.swiftcuda.memory_update_triton(
-        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta, num_splits
-    )
+    keys, values = _triton_ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta, num_splits)
     keys, values = keys.cpu(), values.cpu()
     count = novel_pixel_count(pixels, beta)
     assert torch.equal(keys[:, :, :entries], mem_key) and torch.equal(values[:, :, :entries], mem_val)
@@ -154,6 +157,8 @@ def test_reference_in_place_update_does_read_the_host():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
     """On a GPU: no synchronisation (sync debug mode), and a captured graph replays correctly."""
+    from swiftcuda.ops import triton_backend  # noqa: F401  (registers torch.ops.swiftcuda_triton)
+
     device = torch.device("cuda")
     mem_key, mem_val, new_key, new_val = random_memory((2, 32, 64, 3000, 200), torch.float16, generator)
     key_buf, val_buf = mem_key.to(device), mem_val.to(device)
@@ -162,8 +167,8 @@ def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
     out = torch.empty((2, 128, 200), dtype=torch.float16, device=device)
 
     def step():
-        torch.ops.swiftcuda.memory_update_inplace_triton(key_buf, val_buf, n_valid, new_key, new_val, 0.1)
-        torch.ops.swiftcuda.memory_read_triton(key_buf, val_buf, new_key, new_val, n_valid, out)
+        torch.ops.swiftcuda_triton.memory_update_(key_buf, val_buf, n_valid, new_key, new_val, 0.1)
+        torch.ops.swiftcuda_triton.memory_read.into(key_buf, val_buf, new_key, new_val, n_valid, out)
 
     step()  # compile the kernels outside the checks
     torch.cuda.synchronize()

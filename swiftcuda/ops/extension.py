@@ -1,12 +1,15 @@
-"""Loading the compiled extension ``swiftcuda._C`` (C++ CPU and CUDA kernels).
+"""Loading the compiled extension ``swiftcuda._C`` (C++ CPU and CUDA kernels): the module of the
+"cpu" and "cuda" backends (:mod:`swiftcuda.ops.backends`).
 
-Importing ``swiftcuda._C`` registers the ops in ``torch.ops.swiftcuda``. When it is missing (built
-without torch, or with ``SWIFTCUDA_NO_EXTENSION=1``), fails to load (for example it was built
-against another torch), or is switched off at run time (``SWIFTCUDA_NO_EXTENSION=1`` in the
-environment, which also simulates an install without it), :func:`status` says why, the reason is
-logged once, and every other backend keeps working; the first op that falls back to a slower
-backend then logs a WARNING (:mod:`swiftcuda.ops.backends`) and ``swiftcuda info`` says it too. On success the fake (meta) implementations are registered here, so that
-``torch.compile`` and CUDA graph capture can trace through the ops without running them.
+Importing ``swiftcuda._C`` registers the ops in ``torch.ops.swiftcuda``, with the schemas of
+:mod:`swiftcuda.ops.schema`. When it is missing (built without torch, or with
+``SWIFTCUDA_NO_EXTENSION=1``), fails to load (for example it was built against another torch), or
+is switched off at run time (``SWIFTCUDA_NO_EXTENSION=1`` in the environment, which also simulates
+an install without it), :func:`status` says why, the reason is logged once, and every other backend
+keeps working; the first op that falls back to a slower backend then logs a WARNING
+(:mod:`swiftcuda.ops.backends`) and ``swiftcuda info`` says it too. On success the fake (meta)
+implementations are registered here, so that ``torch.compile`` and CUDA graph capture can trace
+through the ops without running them.
 """
 
 from __future__ import annotations
@@ -148,3 +151,29 @@ def status() -> ExtensionStatus:
         return ExtensionStatus(loaded=False, error=reason, path=getattr(module, "__file__", None))
     logger.info("loaded %s (CUDA kernels: %s)", result.path, result.cuda_archs or "none")
     return result
+
+
+def unavailable_reason(device_type: str) -> str | None:
+    """Why the extension cannot run ops on ``device_type`` tensors here, or None when it can."""
+    found = status()
+    if not found.loaded:
+        return found.error
+    if device_type == "cpu":
+        return None
+    if device_type != "cuda":
+        return f"the extension has no kernels for {device_type} tensors"
+    if not found.cuda:
+        return "the extension was built without the CUDA kernels (no CUDA toolkit at build time)"
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        capability = 10 * major + minor
+        # Machine code runs on the same major version at an equal or higher minor; PTX JIT-compiles
+        # on anything at least as new.
+        runs = any(a // 10 == major and a <= capability for a in found.cuda_archs)
+        runs = runs or any(a <= capability for a in found.ptx_archs)
+        if not runs:
+            return (
+                f"the CUDA kernels were compiled for sm_{found.cuda_archs} but this GPU is sm_{capability} "
+                "(rebuild with SWIFTCUDA_CUDA_ARCHS)"
+            )
+    return None
