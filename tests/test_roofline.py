@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from swiftcuda.bench import roofline as rl
+from tools import roofline as rl
 from swiftcuda.inference.padding import Padding
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.fuse import inference_copy

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=(
             "exit with status 1 and one line on stderr unless the compiled extension loaded "
             "('extension') or loaded with its CUDA kernels ('cuda'); for scripts such as "
-            "benchmarks/gpu_suite.sh"
+            "scripts/gpu_suite.sh"
         ),
     )
     parser.set_defaults(run=run)

@@ -12,7 +12,7 @@ SCHEDULES = ["forward", "reverse", "shuffle"]
 
 @pytest.fixture(scope="session")
 def emu_library_path():
-    """Path of the emulated kernels built from kernels/cuda and csrc/emu (content-hash cached)."""
+    """Path of the emulated kernels built from kernels/cuda and tools/cuda_emu (content-hash cached)."""
     reason = harness.unavailable_reason()
     if reason is not None:
         pytest.skip(f"CUDA emulator unavailable: {reason}")

@@ -1,4 +1,4 @@
-"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (csrc/emu), against the float64 spec.
+"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (tools/cuda_emu), against the float64 spec.
 
 Ragged sizes (pixels not a multiple of the 64-pixel tile, key dims not a multiple of the mma's 16,
 value dims over one value chunk), per-item valid lengths with NaN past them, empty memory, one split

@@ -1,4 +1,4 @@
-"""The tensor-core memory read's tilings and copy paths, emulated (csrc/emu) against the float64 spec.
+"""The tensor-core memory read's tilings and copy paths, emulated (tools/cuda_emu) against the float64 spec.
 
 kernels/cuda/memory_read.cu picks, per launch: the narrow tiling (Cv <= 128: 2 column warps x 64
 channels, 64-entry tiles) or the wide one (Cv > 128: 4 column warps x 128 channels, 32-entry
