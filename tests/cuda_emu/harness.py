@@ -55,10 +55,12 @@ def cuda_include_dir() -> Path:
     return Path(home) / "include"
 
 
-def run_asan_child(library: Path, ops: list[str]) -> subprocess.CompletedProcess:
-    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process."""
+def run_asan_child(library: Path, ops: list[str], seed: int) -> subprocess.CompletedProcess:
+    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process, its inputs
+    and schedule drawn from ``seed``."""
+    env = {**asan_environment(), "SWIFTCUDA_TEST_SEED": str(seed)}
     return subprocess.run([sys.executable, "-m", "tests.cuda_emu.asan_child", str(library), *ops], cwd=REPO,
-                          env=asan_environment(), capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
 def unavailable_reason() -> str | None:
