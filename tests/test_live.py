@@ -280,7 +280,8 @@ def test_slow_step_only_raises_the_drop_count(tmp_path, video, model):
 
     runs = {}
     for name, segmenter in (
-        ("normal", Segmenter(model, internal_size=None)), ("slow", SlowedSegmenter(model, internal_size=None, delay=0.3))
+        ("normal", Segmenter(model, internal_size=None)),
+        ("slow", SlowedSegmenter(model, internal_size=None, delay=0.3)),
     ):
         capture = open_live_source(str(short))
         result = run_timed(capture, segmenter, labels, sample_memory=name == "slow")

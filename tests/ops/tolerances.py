@@ -62,7 +62,8 @@ def assert_close_to_truth(result: Tensor, truth: Tensor, baseline: Tensor | None
     error = max_error(result, truth)
     # A tiny floor: where the baseline is exact by luck, allow the half-precision rounding of the output.
     floor = eps * max(scale, 1.0)
-    assert error <= 2 * baseline_error + floor, f"error {error:.3g} > 2 x the {result.dtype} baseline's {baseline_error:.3g}"
+    assert error <= 2 * baseline_error + floor, (
+        f"error {error:.3g} > 2 x the {result.dtype} baseline's {baseline_error:.3g}")
 
 
 def poisoned(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
