@@ -25,7 +25,7 @@ NOT_INSTALLED = "{} not installed (the test extra installs it)"
 def test_ruff_fails_on_a_finding_and_on_unformatted_code(tmp_path):
     config = ["--config", str(ROOT / "pyproject.toml")]
     clean = tmp_path / "clean.py"
-    clean.write_text('import os\n\nprint(os.sep)\n')
+    clean.write_text("import os\n\nprint(os.sep)\n")
     unused = tmp_path / "unused.py"
     unused.write_text("import os\n")
     unformatted = tmp_path / "unformatted.py"

@@ -15,7 +15,7 @@ from tests.conftest import SEED_VARIABLE, seed_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAILING_TEST = '''
+FAILING_TEST = """
 import random
 
 import numpy as np
@@ -31,7 +31,7 @@ def test_draws(generator):
 def test_other(seed):
     print("SEED", seed)
     assert False
-'''
+"""
 
 
 def run_pytest(folder: Path, seed: int | None) -> str:
@@ -39,16 +39,24 @@ def run_pytest(folder: Path, seed: int | None) -> str:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     if seed is not None:
         env[SEED_VARIABLE] = str(seed)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_draw.py"], cwd=folder,
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_draw.py"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1, run.stdout + run.stderr  # both tests fail, nothing else goes wrong
     return run.stdout
 
 
 def reported(output: str, test: str) -> tuple[int, str]:
     """(the seed the failure report names, what the test printed) for ``test``."""
-    seeds = {name: int(seed) for seed, name in
-             re.findall(rf"rerun: {SEED_VARIABLE}=(\d+) python -m pytest 'test_draw.py::(\w+)'", output)}
+    seeds = {
+        name: int(seed)
+        for seed, name in re.findall(rf"rerun: {SEED_VARIABLE}=(\d+) python -m pytest 'test_draw.py::(\w+)'", output)
+    }
     printed = dict(re.findall(r"_+ (\w+) _+.*?\n((?:DRAWN|SEED) [^\n]*)", output, re.S))
     return seeds[test], printed[test]
 
