@@ -265,7 +265,8 @@ setup(
         "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest"],
+        # ruff and clang-format: the lint and format checks of scripts/lint.sh (CI runs it).
+        "test": ["pytest", "ruff", "clang-format"],
         # Optional pieces, each its own extra; CI installs and tests them all.
         "ray": ["ray>=2.9"],
         # onnxscript: torch.onnx.export(dynamo=True) translates to ONNX with it.

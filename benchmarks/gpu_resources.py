@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swiftcuda.bench import resources as R  # noqa: E402
+from tools import gpu_resources as R  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Predicted (roofline) times of SwiftNet's kernels and of a whole frame on an H100 SXM and an H200.
 
 No GPU is needed: the kernels' costs come from formulas and the model's convolutions from a trace
-on the ``meta`` device (see :mod:`swiftcuda.bench.roofline` for the model, its constants and their
+on the ``meta`` device (see :mod:`tools.roofline` for the model, its constants and their
 sources). The first GPU run compares what it measures with these tables. Usage::
 
     python benchmarks/roofline.py
@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import sys
 from pathlib import Path
 
-from swiftcuda.bench import roofline as rl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ is not installed: import it from the tree
+
+from tools import roofline as rl  # noqa: E402
 
 
 def main() -> None:

@@ -58,10 +58,9 @@ def _randomise(module: torch.nn.Module, generator: torch.Generator) -> None:
 
 
 @pytest.mark.parametrize("variant", ["r18", "r50"])
-def test_trunk_matches_torchvision_exactly(variant):
+def test_trunk_matches_torchvision_exactly(variant, generator):
     """Same state-dict names and shapes as torchvision's resnet layer1..3, and the same values."""
     models = pytest.importorskip("torchvision.models")
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
     encoder = Encoder(get_config(variant)).eval()
     _randomise(encoder, generator)
     resnet = (models.resnet18 if variant == "r18" else models.resnet50)().eval()
@@ -87,9 +86,8 @@ def test_trunk_matches_torchvision_exactly(variant):
         assert torch.equal(got, want), f"{variant} {name} differs by {(got - want).abs().max().item()}"
 
 
-def test_blocks_compute_the_resnet_formula():
+def test_blocks_compute_the_resnet_formula(generator):
     """Without torchvision: a BasicBlock and a Bottleneck against the formula written out."""
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
     F = torch.nn.functional
     for block in (BasicBlock, Bottleneck):
         planes, stride = 8, 2

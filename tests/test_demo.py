@@ -16,14 +16,18 @@ from tests.models import random_swiftnet
 def test_demo_writes_masks_overlay_strip_and_scores(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save(random_swiftnet(seed=0).state_dict(), weights)
-    result = run_demo(tmp_path / "demo", weights=weights, size=(72, 128), max_frames=6, progress=False)
+    # float32 explicitly: "auto" is bfloat16 on CPUs with native bfloat16, and the score would move.
+    result = run_demo(tmp_path / "demo", weights=weights, size=(72, 128), max_frames=6, progress=False,
+                      dtype=torch.float32)
     out = tmp_path / "demo"
     masks = sorted((out / "masks" / result.sequence).glob("*.png"))
     assert len(masks) == result.frames == 6
     truth = out / "video" / "Annotations" / "480p" / result.sequence
     assert np.array_equal(read_mask(masks[0]), read_mask(truth / masks[0].name)), "frame 0 is the given mask"
     assert (out / "overlay.mp4").stat().st_size > 0 and (out / "strip.png").stat().st_size > 0
-    assert 0.0 <= result.j_and_f <= 1.0 and result.fps > 0
+    # The score recorded for these random weights; the tolerance absorbs other CPUs' float32 rounding
+    # (AVX2 / AVX-512 kernels) and the convolution tuning, not a change in what the engine computes.
+    assert result.j_and_f == pytest.approx(0.0663, abs=0.005) and result.fps > 0
     assert result.size == (72, 128)
 
 
@@ -47,8 +51,8 @@ def test_demo_weights_ship_small_and_half_precision():
 
 @pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
 def test_demo_weights_track_a_held_out_object(tmp_path):
-    """On a held-out sequence the shipped weights follow the object far better than copying frame 0
-    (they reach a mean IoU of 0.83 here over 7 frames; copying the first mask, below 0.5)."""
+    """On a held-out sequence the shipped weights follow the object far better than copying frame 0:
+    the mean IoU over 7 frames recorded in float32, against 0.57 for copying the first mask."""
     from swiftcuda import Segmenter
     from swiftcuda.data import DavisDataset, make_testset
     from swiftcuda.io.frames import read_image
@@ -64,4 +68,6 @@ def test_demo_weights_track_a_held_out_object(tmp_path):
             predicted = segmenter.to_labels(probs).numpy() == 1
             tracked.append((predicted & truth[index]).sum() / (predicted | truth[index]).sum())
             copied.append((truth[0] & truth[index]).sum() / (truth[0] | truth[index]).sum())
-    assert np.mean(tracked) > 0.75 and np.mean(tracked) > np.mean(copied) + 0.2, (np.mean(tracked), np.mean(copied))
+    assert np.mean(copied) == pytest.approx(0.5679, abs=0.002), "the rendered sequence changed"
+    # Recorded; the tolerance absorbs other CPUs' float32 rounding and the convolution tuning.
+    assert np.mean(tracked) == pytest.approx(0.8269, abs=0.01), (np.mean(tracked), np.mean(copied))

@@ -1,7 +1,7 @@
 """Every Triton kernel compiled for sm_80 and sm_90 at the engine's launches, no GPU needed.
 
 The launchers run at SwiftNet's shapes on fake CUDA tensors with their launches recorded
-(:mod:`swiftcuda.bench.resources`); each launch is compiled with the JIT's own specialization and
+(:mod:`tools.gpu_resources`); each launch is compiled with the JIT's own specialization and
 ptxas's report and the SASS are checked:
 
 - every launch of the memory read, its split merge and the update's best match, at R18 and R50,
@@ -21,7 +21,7 @@ import pytest
 
 triton = pytest.importorskip("triton")
 
-from swiftcuda.bench import resources as R  # noqa: E402
+from tools import gpu_resources as R  # noqa: E402
 
 pytestmark = pytest.mark.gpu_compile
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_suite.sh and the scripts around it (issue 19).
+"""scripts/gpu_suite.sh and the scripts around it.
 
 The dry run itself (every stage on the CPU, the build included) runs in CI from .ci/run, after the
 test command has installed the project: running it from here would reinstall the project into
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["benchmarks/gpu_suite.sh", "scripts/check_stack.sh", "scripts/fetch_gpu_wheels.sh"]
+SCRIPTS = ["scripts/gpu_suite.sh", "scripts/check_stack.sh", "scripts/fetch_gpu_wheels.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -31,7 +31,7 @@ def test_suite_without_a_gpu_stops_at_once_with_one_line(tmp_path):
     """Without --dry-run on a CPU: one STOP line within seconds, before anything is installed."""
     started = time.monotonic()
     run = subprocess.run(
-        ["bash", str(ROOT / "benchmarks/gpu_suite.sh")],
+        ["bash", str(ROOT / "scripts/gpu_suite.sh")],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "RESULTS": str(tmp_path / "r.md")},
     )
@@ -44,7 +44,7 @@ def test_suite_without_a_gpu_stops_at_once_with_one_line(tmp_path):
 
 def test_ci_runs_the_dry_run():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "benchmarks/gpu_suite.sh --dry-run" in ci, ".ci/run must run `bash benchmarks/gpu_suite.sh --dry-run`"
+    assert "scripts/gpu_suite.sh --dry-run" in ci, ".ci/run must run `bash scripts/gpu_suite.sh --dry-run`"
 
 
 def test_sanitizer_target_runs_every_op_on_the_cpu():

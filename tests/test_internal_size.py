@@ -21,7 +21,7 @@ from swiftcuda.inference.rescale import (
     parse_internal_size,
     shorter_side_size,
 )
-from swiftcuda.weights import PAPER_INTERNAL_SIZE, load_model, with_internal_size
+from swiftcuda.weights import PAPER_INTERNAL_SIZE, demo_weights_path, load_model, with_internal_size
 from tests.models import random_swiftnet
 from tests.videos import make_video
 
@@ -231,25 +231,25 @@ def test_a_4k_input_runs_within_the_memory_of_1080p():
     assert peak_4k <= peak_1080 + 2 * four_k_buffers_kib, (peak_4k, peak_1080)
 
 
-def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path, model):
-    """benchmarks/bench_internal_size.py on a tiny DAVIS-layout set: one row per size, J&F in [0, 1],
-    the frame size's row at 1.00x, the table appended to --markdown."""
+@pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
+def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path):
+    """benchmarks/bench_internal_size.py on a tiny DAVIS-layout set: one row per size with the
+    demo weights' J&F at that size, the frame size's row at 1.00x, the table appended to --markdown."""
     from swiftcuda.data import make_testset
 
     make_testset(tmp_path / "set", sequences=["dog"], seed=3, max_frames=5, size=(64, 96))
-    weights = tmp_path / "w.pt"
-    torch.save(model.state_dict(), weights)
     markdown = tmp_path / "results.md"
     done = subprocess.run(
         [sys.executable, "benchmarks/bench_internal_size.py", "--davis", str(tmp_path / "set"), "--sizes", "32,none",
-         "--weights", str(weights), "--precision", "fp32", "--warmup", "1", "--markdown", str(markdown)],
+         "--weights", "demo", "--precision", "fp32", "--warmup", "1", "--markdown", str(markdown)],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
     )
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 32 ") or line.startswith("| none")]
     assert len(rows) == 2, done.stdout
-    for row in rows:
-        j_and_f = float(row.split("|")[2])
-        assert 0.0 <= j_and_f <= 1.0
+    # Recorded in float32 (3 decimals printed); the tolerance absorbs other CPUs' rounding and the
+    # convolution tuning. A 32-pixel shorter side loses about half the score of the frames' size.
+    scores = [float(row.split("|")[2]) for row in rows]
+    assert scores == [pytest.approx(0.366, abs=0.01), pytest.approx(0.686, abs=0.01)], done.stdout
     assert rows[1].rstrip().endswith("| 1.00x |")
     assert "CPU: " in markdown.read_text(), "every table names the CPU it ran on"
 

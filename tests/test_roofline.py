@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from swiftcuda.bench import roofline as rl
 from swiftcuda.inference.padding import Padding
 from swiftcuda.model import SwiftNet
 from swiftcuda.optimize import PrepareOptions, prepare
+from tools import roofline as rl
 
 
 def _tiny(objects: int = 2, memory_frames: int = 1, capacity: int | None = None) -> rl.Scenario:

@@ -201,7 +201,7 @@ def test_device_decided_updates_match_host_decided_ones(model):
 @pytest.mark.parametrize("memory", ["official", "pam"])
 @pytest.mark.parametrize("internal_size", [None, (48, 64)], ids=["input-size", "internal-size"])
 def test_cuda_graph_replay_matches_eager_and_never_syncs(model, memory, internal_size):
-    """On a GPU: the captured steady-state step equals the eager one, with no host sync inside
+    """On a GPU: the captured steady-state step equals the eager one exactly, with no host sync inside
     (at an internal size, the resizes in and out are captured too)."""
     video = make_video(num_frames=16, height=96, width=128, object_ids=(1, 2), seed=3)
     gpu_model = copy.deepcopy(model).to("cuda", torch.float16)
@@ -219,7 +219,8 @@ def test_cuda_graph_replay_matches_eager_and_never_syncs(model, memory, internal
         finally:
             torch.cuda.set_sync_debug_mode("default")
         results.append(torch.stack(outputs))
-    torch.testing.assert_close(results[1], results[0], rtol=0, atol=2e-3)
+    # The same kernels on the same inputs: the replay is bit for bit the eager step.
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
 
 
 class _EagerGraphs(StepGraphs):

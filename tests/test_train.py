@@ -100,10 +100,46 @@ def test_cli_clip_options_are_recorded(data, tmp_path, capsys):
 
 
 def test_fine_tune_from_weights(data, tmp_path):
+    """Fine-tuning starts from the given weights, the batch-norm statistics frozen: with lr=0 every
+    weight and statistic stays exactly as given; with lr>0 the weights move one optimiser step away
+    from them (not from the trainer's own seeded initialisation) and the statistics stay."""
+    given = load_model_state()
+    # Statistics unlike a fresh model's zeros and ones, so that keeping them (not resetting or
+    # updating them) shows.
+    generator = torch.Generator().manual_seed(1)
+    for name, tensor in given.items():
+        if name.endswith("running_mean"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
+        elif name.endswith("running_var"):
+            tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
     init = tmp_path / "init.pth"
-    torch.save({"state_dict": {f"module.{k}": v for k, v in load_model_state().items()}}, init)
-    losses = train([data], tmp_path / "ft", tiny_options(steps=1, freeze_bn=True), init=init, progress=False)
-    assert len(losses) == 1
+    torch.save({"state_dict": {f"module.{k}": v for k, v in given.items()}}, init)
+
+    options = tiny_options(steps=1, lr=0.0, freeze_bn=True)
+    assert len(train([data], tmp_path / "still", options, init=init, progress=False)) == 1
+    still = torch.load(tmp_path / "still" / "model.pt", weights_only=True)
+    assert still.keys() == given.keys()
+    for name, tensor in given.items():
+        assert torch.equal(still[name], tensor), f"{name} changed with lr=0"
+
+    lr = 1e-3
+    options = tiny_options(steps=1, lr=lr, warmup=1, freeze_bn=True)  # the first step at the full lr
+    assert len(train([data], tmp_path / "moved", options, init=init, progress=False)) == 1
+    moved = torch.load(tmp_path / "moved" / "model.pt", weights_only=True)
+    from swiftcuda import SwiftNet
+
+    torch.manual_seed(options.seed)
+    parameters = dict(SwiftNet().named_parameters())
+    own_start = {name: tensor.detach() for name, tensor in parameters.items()}
+    steps = {name: (moved[name] - given[name]).abs().max().item() for name in parameters}
+    # AdamW's first step moves each weight by at most about lr (plus the decay, lr x 1e-4 x |w|).
+    assert max(steps.values()) <= 1.5 * lr, max(steps.items(), key=lambda item: item[1])
+    assert sum(step > 0 for step in steps.values()) > len(steps) // 2, "most weights must move with lr > 0"
+    assert max((own_start[name] - given[name]).abs().max().item() for name in parameters) > 100 * lr, \
+        "the trainer's own initialisation must be far from the given weights (else this proves nothing)"
+    for name, tensor in given.items():
+        if "running_" in name or name.endswith("num_batches_tracked"):
+            assert torch.equal(moved[name], tensor), f"frozen statistic {name} changed"
 
 
 def load_model_state():

@@ -2,7 +2,7 @@
 //
 // Two paths per wrapper:
 //  - nvcc (__CUDA_ARCH__): the asm exactly as the kernels need it;
-//  - SWIFTCUDA_EMU (the CPU emulator of csrc/emu, which compiles the kernels as host C++): a call
+//  - SWIFTCUDA_EMU (the CPU emulator of tools/cuda_emu, which compiles the kernels as host C++): a call
 //    into the emulator, which computes the instruction from the PTX ISA's definition (fragment
 //    tables, copy semantics) across the emulated warp.
 // Keeping all asm here is what lets the emulator run the kernels unchanged: a kernel that needs a
@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #if defined(SWIFTCUDA_EMU)
-#include "emu_ptx.h"  // csrc/emu: emulated warp-collective instructions
+#include "emu_ptx.h"  // tools/cuda_emu: emulated warp-collective instructions
 #endif
 
 namespace swiftcuda::ptx {

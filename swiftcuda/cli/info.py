@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "exit with status 1 and one line on stderr unless the compiled extension loaded "
             "('extension'), loaded with its CUDA kernels ('cuda': a check of the build, which passes "
             "on a machine without a GPU), or loaded with them and a CUDA GPU is visible ('gpu'); for "
-            "scripts such as benchmarks/gpu_suite.sh"
+            "scripts such as scripts/gpu_suite.sh"
         ),
     )
     parser.set_defaults(run=run)

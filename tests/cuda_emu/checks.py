@@ -1,21 +1,22 @@
-"""Checks of the emulated CUDA kernels against the float64 reference, shared by the tests and the
+"""Checks of the emulated CUDA kernels against the float64 specs, shared by the tests and the
 can-fail proofs (which must fail these same checks on broken kernels).
 
 Each check draws fresh random inputs from ``generator``, runs one emulated op and asserts against
-swiftcuda.ops.reference computed in float64 (half precision: within twice PyTorch's own error).
+the float64 specs of tests/ops (half precision: within twice the error of PyTorch's rounding, restated
+by those specs).
 """
 
 from __future__ import annotations
 
 import torch
 
-from swiftcuda.ops import reference
 from swiftcuda.ops.reference import novel_pixel_count
 from tests.cuda_emu.harness import EmulatedKernels
+from tests.ops.test_memory_read import truth as read_spec
 from tests.ops.test_memory_update import TIE_TOLERANCE, locate_columns, similarity_truth
 from tests.ops.test_rsp import truth as rsp_truth
 from tests.ops.test_soft_aggregate import truth as soft_aggregate_truth
-from tests.ops.tolerances import assert_close_to_truth
+from tests.ops.tolerances import assert_close_to_truth, rounded_to
 
 
 def _draw(generator: torch.Generator, dtype: torch.dtype, *shape: int) -> torch.Tensor:
@@ -38,15 +39,11 @@ def check_memory_read(emu: EmulatedKernels, generator: torch.Generator, dtype: t
     if expect_splits is not None:
         assert (splits > 1) == (expect_splits > 1), f"the launcher chose {splits} splits"
     valid = lengths if lengths is not None else [entries] * batch
-    truth = torch.empty(batch, 2 * value_dim, pixels, dtype=torch.float64)
-    torch_result = torch.empty(batch, 2 * value_dim, pixels, dtype=dtype)  # PyTorch's own answer in `dtype`
-    for b, n in enumerate(valid):  # the spec per item, on its valid entries only
-        args = (mem_key[b:b + 1, :, :n], mem_val[b:b + 1, :, :n], q_key[b:b + 1], q_val[b:b + 1])
-        truth[b:b + 1] = reference.memory_read(*[t.double() for t in args])
-        torch_result[b:b + 1] = reference.memory_read(*args)
+    for b, n in enumerate(valid):
         if n == 0:
             assert torch.equal(out[b, :value_dim], torch.zeros_like(out[b, :value_dim])), "an empty memory reads 0"
-    assert_close_to_truth(out, truth, torch_result)
+    truth = read_spec(mem_key, mem_val, q_key, q_val, valid)  # the spec per item, on its valid entries only
+    assert_close_to_truth(out, truth, read_spec(mem_key, mem_val, q_key, q_val, valid, rounding=rounded_to(dtype)))
 
 
 def check_memory_update(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, key_dim: int,
@@ -108,9 +105,9 @@ def check_rsp(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dty
     probs = torch.rand(objects, height, width, generator=generator).to(dtype)
     own, others = emu.rsp(probs, factor)
     own_truth, others_truth = rsp_truth(probs, factor)
-    _, torch_others = reference.rsp(probs, factor)
+    _, others_baseline = rsp_truth(probs, factor, rounding=rounded_to(dtype))
     torch.testing.assert_close(own.double(), own_truth, rtol=0, atol=0)  # a pure permutation
-    assert_close_to_truth(others, others_truth, torch_others)
+    assert_close_to_truth(others, others_truth, others_baseline)
 
 
 def check_soft_aggregate(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, objects: int,

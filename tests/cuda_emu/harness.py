@@ -1,8 +1,8 @@
-"""The CUDA kernels of kernels/cuda, compiled for the CPU emulator (csrc/emu) and called on CPU tensors.
+"""The CUDA kernels of kernels/cuda, compiled for the CPU emulator (tools/cuda_emu) and called on CPU tensors.
 
 The build compiles the kernels FROM THE SOURCES IN THE TREE with g++ (``-DSWIFTCUDA_EMU``, the
 CUDA headers of ``$CUDA_HOME/include`` for the host half-precision types, ``-include cuda_emu.h``)
-together with the emulator's runtime and its C ABI (csrc/emu/ops.cpp), into one shared library
+together with the emulator's runtime and its C ABI (tools/cuda_emu/ops.cpp), into one shared library
 loaded with ctypes. Objects and the library are cached by the SHA-256 of everything that goes
 into them (sources, headers, flags, compiler), so editing a kernel and rerunning the tests checks
 the edit, and an unchanged tree compiles nothing.
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL_DIR = REPO / "kernels" / "cuda"
-EMU_DIR = REPO / "csrc" / "emu"
+EMU_DIR = REPO / "tools" / "cuda_emu"
 SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 _DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _EXTERN_SHARED = re.compile(
@@ -55,10 +55,12 @@ def cuda_include_dir() -> Path:
     return Path(home) / "include"
 
 
-def run_asan_child(library: Path, ops: list[str]) -> subprocess.CompletedProcess:
-    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process."""
+def run_asan_child(library: Path, ops: list[str], seed: int) -> subprocess.CompletedProcess:
+    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process, its inputs
+    and schedule drawn from ``seed``."""
+    env = {**asan_environment(), "SWIFTCUDA_TEST_SEED": str(seed)}
     return subprocess.run([sys.executable, "-m", "tests.cuda_emu.asan_child", str(library), *ops], cwd=REPO,
-                          env=asan_environment(), capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
 def unavailable_reason() -> str | None:
@@ -121,7 +123,7 @@ def build(kernel_dir: Path = KERNEL_DIR, emu_dir: Path = EMU_DIR, *, sanitize: b
 
     Args:
         kernel_dir: the CUDA sources (``*.cu``, ``*.cuh``), normally kernels/cuda.
-        emu_dir: the emulator (csrc/emu).
+        emu_dir: the emulator (tools/cuda_emu).
         sanitize: build with AddressSanitizer (load the result only in a process started with
             ``LD_PRELOAD`` of libasan, see :func:`asan_environment`).
         fibers: "boost" (Boost.Context) or "ucontext"; default :func:`default_fibers`.

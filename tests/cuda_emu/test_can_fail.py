@@ -19,9 +19,9 @@ pytestmark = pytest.mark.cuda_emu
 
 
 def planted(tmp_path: Path, file: str, pattern: str, replacement: str) -> tuple[Path, Path]:
-    """Copies kernels/cuda and csrc/emu under tmp_path with `pattern` replaced once in `file`.
+    """Copies kernels/cuda and tools/cuda_emu under tmp_path with `pattern` replaced once in `file`.
 
-    ``file`` is ``kernels/<name>`` or ``emu/<name>``. Returns the (kernel_dir, emu_dir) of the copy.
+    ``file`` is ``kernels/<name>`` or ``emu/<name>`` (the emulator, tools/cuda_emu). Returns the (kernel_dir, emu_dir) of the copy.
     """
     kernel_dir, emu_dir = tmp_path / "kernels", tmp_path / "emu"
     shutil.copytree(harness.KERNEL_DIR, kernel_dir)

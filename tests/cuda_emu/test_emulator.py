@@ -1,5 +1,5 @@
-"""The emulator itself (csrc/emu): each device feature against its CUDA / PTX definition, and the
-errors it must report instead of running undefined behaviour (csrc/emu/selftest.cu's kernels)."""
+"""The emulator itself (tools/cuda_emu): each device feature against its CUDA / PTX definition, and the
+errors it must report instead of running undefined behaviour (tools/cuda_emu/selftest.cu's kernels)."""
 
 from __future__ import annotations
 

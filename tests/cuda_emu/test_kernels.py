@@ -1,4 +1,4 @@
-"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (csrc/emu), against the float64 spec.
+"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (tools/cuda_emu), against the float64 spec.
 
 Ragged sizes (pixels not a multiple of the 64-pixel tile, key dims not a multiple of the mma's 16,
 value dims over one value chunk), per-item valid lengths with NaN past them, empty memory, one split
@@ -69,7 +69,7 @@ def test_soft_aggregate(emu, dtype, generator):
 
 
 @pytest.mark.parametrize("fibers", ["ucontext", "boost"])
-def test_both_fiber_implementations(fibers, generator):
+def test_both_fiber_implementations(fibers, generator, seed):
     """The POSIX ucontext fallback and Boost.Context run the same kernels to the same results
     (the mma kernel's warp collectives, the 1024-thread select's barriers)."""
     from tests.cuda_emu import harness
@@ -79,7 +79,7 @@ def test_both_fiber_implementations(fibers, generator):
     reason = harness.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    emu = harness.EmulatedKernels.load(harness.build(fibers=fibers), schedule="shuffle", seed=7)
+    emu = harness.EmulatedKernels.load(harness.build(fibers=fibers), schedule="shuffle", seed=seed)
     assert emu.uses_boost == (fibers == "boost")
     checks.check_memory_read(emu, generator, torch.float16, 1, 32, 24, 150, 70, [140], 132)
     checks.check_memory_update(emu, generator, torch.float32, 16, 8, 300, [200, 90], 131, 0.37, 1)

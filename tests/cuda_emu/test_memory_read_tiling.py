@@ -1,4 +1,4 @@
-"""The tensor-core memory read's tilings and copy paths, emulated (csrc/emu) against the float64 spec.
+"""The tensor-core memory read's tilings and copy paths, emulated (tools/cuda_emu) against the float64 spec.
 
 kernels/cuda/memory_read.cu picks, per launch: the narrow tiling (Cv <= 128: 2 column warps x 64
 channels, 64-entry tiles) or the wide one (Cv > 128: 4 column warps x 128 channels, 32-entry
@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda.ops import reference
 from tests.cuda_emu import checks
-from tests.ops.tolerances import assert_close_to_truth
+from tests.ops.test_memory_read import truth as read_spec
+from tests.ops.tolerances import assert_close_to_truth, rounded_to
 
 pytestmark = pytest.mark.cuda_emu
 
@@ -74,10 +74,6 @@ def test_memory_read_views_of_a_wider_buffer(emu, dtype, generator):
         mem_val[b, :, length:] = float("nan")
     out, _ = emu.memory_read(mem_key, mem_val, q_key, q_val, torch.tensor(lengths, dtype=torch.int64),
                              multiprocessors=132)
-    truth = torch.empty(out.shape, dtype=torch.float64)
-    torch_result = torch.empty(out.shape, dtype=dtype)
-    for b, n in enumerate(lengths):
-        args = (mem_key[b:b + 1, :, :n], mem_val[b:b + 1, :, :n], q_key[b:b + 1], q_val[b:b + 1])
-        truth[b:b + 1] = reference.memory_read(*[t.double() for t in args])
-        torch_result[b:b + 1] = reference.memory_read(*args)
-    assert_close_to_truth(out, truth, torch_result)
+    lengths = torch.tensor(lengths)
+    truth = read_spec(mem_key, mem_val, q_key, q_val, lengths)
+    assert_close_to_truth(out, truth, read_spec(mem_key, mem_val, q_key, q_val, lengths, rounding=rounded_to(dtype)))

@@ -14,7 +14,7 @@ from swiftcuda.ops.reference import novel_pixel_count
 
 # (batch, key channels, value channels, memory entries, new pixels)
 SHAPES = [
-    (1, 32, 128, 1, 1),
+    (1, 32, 128, 1, 11),
     (2, 32, 128, 50, 93),
     (3, 16, 24, 1000, 131),
     (1, 64, 32, 3001, 417),
@@ -56,13 +56,14 @@ def random_memory(shape, dtype, generator):
     return draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
 
 
-@pytest.mark.parametrize("beta", [0.1, 0.37, 1.0])
+@pytest.mark.parametrize("beta", [0.1, 0.37, 0.9])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_functional_update_matches_spec(backend_device, shape, dtype, beta, generator):
     backend, device = backend_device
     mem_key, mem_val, new_key, new_val = random_memory(shape, dtype, generator)
     count = novel_pixel_count(shape[4], beta)
+    assert count < shape[4], "every case leaves pixels out, so which ones are chosen is checked"
     keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend=backend)
     keys, values = keys.cpu(), values.cpu()
     entries = shape[3]
@@ -73,6 +74,15 @@ def test_functional_update_matches_spec(backend_device, shape, dtype, beta, gene
         chosen = locate_columns(keys[b, :, entries:], new_key[b])
         assert_valid_choice(chosen, similarity[b], count)
         assert torch.equal(values[b, :, entries:], new_val[b][:, chosen]), "values must follow their keys"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_beta_one_appends_every_pixel_in_order(backend_device, dtype, generator):
+    backend, device = backend_device
+    mem_key, mem_val, new_key, new_val = random_memory((2, 32, 24, 50, 93), dtype, generator)
+    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=1.0, backend=backend)
+    assert torch.equal(keys.cpu(), torch.cat([mem_key, new_key], dim=2))
+    assert torch.equal(values.cpu(), torch.cat([mem_val, new_val], dim=2))
 
 
 def test_ties_go_to_the_lower_pixel_index(backend_device, generator):

@@ -156,7 +156,8 @@ def test_reference_in_place_update_does_read_the_host():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
-    """On a GPU: no synchronisation (sync debug mode), and a captured graph replays correctly."""
+    """On a GPU: no synchronisation (sync debug mode), and a captured graph's replay is bit for bit
+    the eager step from the same state."""
     from swiftcuda.ops import triton_backend  # noqa: F401  (registers torch.ops.swiftcuda_triton)
 
     device = torch.device("cuda")
@@ -180,7 +181,14 @@ def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
-    before = n_valid.clone()
+    state = (key_buf, val_buf, n_valid)
+    before = [t.clone() for t in state]
     graph.replay()
-    torch.cuda.synchronize()
-    assert (n_valid - before).tolist() == [20, 20]
+    replayed = [t.clone() for t in (*state, out)]
+    assert (replayed[2] - before[2]).tolist() == [20, 20]
+    for tensor, saved in zip(state, before):  # back to the state before the replay, then the step eagerly
+        tensor.copy_(saved)
+    out.fill_(float("nan"))
+    step()
+    for name, got, want in zip(("keys", "values", "lengths", "read"), replayed, (*state, out)):
+        assert torch.equal(got, want), f"the replayed {name} differ from the eager step's"

@@ -101,7 +101,7 @@ H100_SXM = GpuSpec("H100 SXM", 3.35e12, 989e12, 494e12, 67e12, 3.9e12, 132)
 H200_SXM = GpuSpec("H200 SXM", 4.8e12, 989e12, 494e12, 67e12, 3.9e12, 132)
 GPUS: tuple[GpuSpec, ...] = (H100_SXM, H200_SXM)
 
-#: Target of the speed issue: 1,500 frames per second, i.e. this many µs per frame.
+#: The speed target: 1,500 frames per second, i.e. this many µs per frame.
 TARGET_FPS = 1500
 #: Assumed cost of one kernel launch (CUDA graph replay), µs; an assumption to be measured.
 DEFAULT_LAUNCH_US = 2.5

@@ -4,10 +4,10 @@
 # emulated-CUDA test cases and compute-sanitizer on the real kernels, then every benchmark, and
 # append dated tables (device, driver, torch, triton, git commit) to benchmarks/RESULTS.md.
 #
-#   bash benchmarks/gpu_suite.sh              # on the GPU machine: about 6 to 9 minutes on an H200
-#   bash benchmarks/gpu_suite.sh --dry-run    # on a CPU (CI): every stage, GPU parts skipped, ~1-3 min
-#   RESULTS=/tmp/r.md bash benchmarks/gpu_suite.sh
-#   SUITE_BUDGET=3000 BUILD_LIMIT=2400 bash benchmarks/gpu_suite.sh --dry-run   # a slow, shared CPU
+#   bash scripts/gpu_suite.sh              # on the GPU machine: about 6 to 9 minutes on an H200
+#   bash scripts/gpu_suite.sh --dry-run    # on a CPU (CI): every stage, GPU parts skipped, ~1-3 min
+#   RESULTS=/tmp/r.md bash scripts/gpu_suite.sh
+#   SUITE_BUDGET=3000 BUILD_LIMIT=2400 bash scripts/gpu_suite.sh --dry-run   # a slow, shared CPU
 #
 # The GPU machine has no network: what pip would install must be on it already or come as wheels
 # in .whl/ (scripts/fetch_gpu_wheels.sh downloads them for its Python 3.12; carry .whl along).

@@ -515,7 +515,7 @@ def compile_all(launches: Sequence[Launch], workers: int = 2) -> list[Resources]
 
 # --- CUDA kernels --------------------------------------------------------------------------------
 
-CUDA_DIR = Path(__file__).resolve().parents[2] / "kernels" / "cuda"
+CUDA_DIR = Path(__file__).resolve().parents[1] / "kernels" / "cuda"
 
 
 def compile_cuda(arch: int, directory: Path = CUDA_DIR) -> list[Resources]:
