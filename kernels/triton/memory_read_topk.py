@@ -36,11 +36,11 @@ import triton.language as tl
 from .family_logits import family_logits, query_offset, query_operands
 
 #: Sentinels of the packed keys: below / above every (logit, entry) pair.
-INT64_MIN: tl.constexpr = -(2**63)
-INT64_MAX: tl.constexpr = 2**63 - 1
+INT64_MIN = tl.constexpr(-(2**63))
+INT64_MAX = tl.constexpr(2**63 - 1)
 #: Every real pair's key is at least this (only a logit that is a NaN with the sign bit set maps
 #: lower, and is then dropped as an empty slot would be).
-REAL_KEY_FLOOR: tl.constexpr = -(2**63) + 2**32
+REAL_KEY_FLOOR = tl.constexpr(-(2**63) + 2**32)
 
 
 @triton.jit
@@ -199,7 +199,7 @@ def topk_readout_kernel(
     out,  # (B, Cv or 2Cv, P)
     usage,  # (B, N) float32, zeroed by the launcher, added to when HAS_USAGE
     num_splits,
-    num_items,
+    list_items,  # items of the lists: B, or 1 when every item shares them
     num_pixels,
     value_dim,
     top_k,
@@ -220,10 +220,11 @@ def topk_readout_kernel(
     slot = tl.arange(0, KPAD)
 
     # Merge the splits' lists: split 0's is the start, the others' live pairs are candidates.
-    best = tl.load(lists + (item * num_pixels + offs_p)[:, None] * KPAD + slot[None, :], mask=mask_p[:, None],
+    list_item = item % list_items
+    best = tl.load(lists + (list_item * num_pixels + offs_p)[:, None] * KPAD + slot[None, :], mask=mask_p[:, None],
                    other=INT64_MIN)
     for split in range(1, num_splits):
-        row = (split * num_items + item) * num_pixels + offs_p
+        row = (split * list_items + list_item) * num_pixels + offs_p
         other = tl.load(lists + row[:, None] * KPAD + slot[None, :], mask=mask_p[:, None], other=INT64_MIN)
         real = (other >= REAL_KEY_FLOOR) & (slot < top_k)[None, :]
         best = insert_candidates(best, tl.where(real, other, INT64_MIN))

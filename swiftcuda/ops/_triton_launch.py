@@ -203,24 +203,41 @@ def launch_memory_read(
 
 
 def topk_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
-    """The top-k sweep's tiles (``block_v`` unused): a (BLOCK_P x BLOCK_N) float32 logit tile, its
-    int64 keys and the (BLOCK_P x KPAD) int64 lists in registers, the key tile in shared memory."""
+    """The top-k sweep's tiles (``block_v`` unused), chosen from the sm_80 / sm_90 resource table at
+    the family's shapes (key 64): a (BLOCK_P x BLOCK_N) float32 logit tile, its int64 keys and the
+    (BLOCK_P x KPAD) int64 lists live in registers, the key tile in shared memory. 16 query pixels
+    a program: with 32, 4 warps took 168 (16-bit) to 255 (float32) registers, 8 warps 128-174."""
     if dtype == torch.float32:
         # Exact float32 products as FMA dots: the key channels 16 at a time (see read_tiles).
-        return ReadTiles(block_p=32, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
-    return ReadTiles(block_p=32, block_v=0, block_n=32, num_warps=4, num_stages=2)
+        return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2)
 
 
-def family_read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int, selection: bool) -> ReadTiles:
-    """The full-softmax family read's tiles: :func:`read_tiles`, whose registers the l2 logits
-    share (a selection adds a second query operand and a second product)."""
+def family_read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
+    """The full-softmax family read's tiles: :func:`read_tiles` with more warps, since the l2
+    logits with a selection keep a second query operand in registers and take a second product
+    (key 64: with 4 warps 144-166 registers, 8 or 12 warps an SM; with 8 warps 128)."""
+    if dtype == torch.float32:
+        return ReadTiles(block_p=32, block_v=32, block_n=16, num_warps=8, num_stages=3, chunk_ck=16)
+    if key_dim > 32:
+        return ReadTiles(block_p=64, block_v=32, block_n=16, num_warps=8, num_stages=2)
     return read_tiles(dtype, key_dim, value_dim)
+
+
+def family_usage_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
+    """The full-softmax usage pass's tiles (``block_v`` unused): the query operands are rebuilt for
+    every query tile, so the query tiles are small (16-bit, key 64: 64 pixels took 254 registers)."""
+    if dtype == torch.float32:
+        return match_tiles(dtype, key_dim)
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2)
 
 
 #: Pixels a program of the top-k readout merges and gathers.
 _TOPK_READOUT_BLOCK_P = 16
-#: Elements of the readout's (pixels x slots x channels) gather tile.
-_TOPK_GATHER_ELEMENTS = 8192
+#: Elements of the readout's (pixels x slots x channels) gather tile, over 8 warps (8192 took 255
+#: registers and spilled: a 64-bit address per element).
+_TOPK_GATHER_ELEMENTS = 4096
+_TOPK_READOUT_WARPS = 8
 
 
 def _scale_log2(key_dim: int, scale: float | None) -> float:
@@ -286,7 +303,7 @@ def launch_memory_read_family(
                      scale_log2, top_k, num_splits, common)
         return
 
-    tiles = family_read_tiles(mem_key.dtype, key_dim, value_dim, selection is not None)
+    tiles = family_read_tiles(mem_key.dtype, key_dim, value_dim)
     chunks, chunk_ck = tiles.key_chunks(key_dim)
     block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
     block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
@@ -331,7 +348,7 @@ def launch_memory_read_family(
             num_warps=4,
         )
     if usage is not None and entries > 0:
-        usage_tiles = match_tiles(mem_key.dtype, key_dim)
+        usage_tiles = family_usage_tiles(mem_key.dtype, key_dim)
         u_chunks, u_chunk_ck = usage_tiles.key_chunks(key_dim)
         u_block_p = min(usage_tiles.block_p, _pow2(pixels, _MIN_DOT))
         wrap_triton(family_usage_kernel)[(triton.cdiv(entries, usage_tiles.block_n), batch)](
@@ -360,11 +377,15 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
     kpad = _pow2(top_k)
     block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
     pixel_tiles = triton.cdiv(pixels, block_p)
-    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, pixel_tiles * batch, entries)
-    lists = torch.empty((splits, batch, pixels, kpad), dtype=torch.int64, device=out.device)
-    wrap_triton(topk_sweep_kernel)[(pixel_tiles, batch, splits)](
+    # Objects that share their keys, queries, selection and shrinkage (one memory read by several
+    # objects' values: batch stride 0) choose the same entries: one sweep serves them all.
+    key_side = [mem_key, q_key] + [t for t in (sel, shrink) if t is not mem_key]
+    list_items = 1 if not common["HAS_N_VALID"] and all(t.stride(0) == 0 for t in key_side) else batch
+    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, pixel_tiles * list_items, entries)
+    lists = torch.empty((splits, list_items, pixels, kpad), dtype=torch.int64, device=out.device)
+    wrap_triton(topk_sweep_kernel)[(pixel_tiles, list_items, splits)](
         mem_key, q_key, sel, shrink, lengths, lists,
-        batch, entries, pixels, key_dim, top_k,
+        list_items, entries, pixels, key_dim, top_k,
         *mem_key.stride(), *q_key.stride(), *sel_strides, *shrink_strides,
         scale_log2,
         NUM_SPLITS=splits,
@@ -382,7 +403,7 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
     block_v = max(1, min(_pow2(value_dim), _TOPK_GATHER_ELEMENTS // (readout_p * kpad)))
     wrap_triton(topk_readout_kernel)[(triton.cdiv(pixels, readout_p), batch)](
         lists, mem_val, q_val if q_val is not None else mem_val, out, usage if usage is not None else out,
-        splits, batch, pixels, value_dim, top_k,
+        splits, list_items, pixels, value_dim, top_k,
         *mem_val.stride(), *(q_val.stride() if q_val is not None else (0, 0, 0)), *out.stride(),
         usage.stride(0) if usage is not None else 0,
         HAS_Q_VAL=q_val is not None,
@@ -390,7 +411,7 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
         KPAD=kpad,
         BLOCK_V=block_v,
         BLOCK_P=readout_p,
-        num_warps=4,
+        num_warps=_TOPK_READOUT_WARPS,
     )
 
 
