@@ -386,8 +386,8 @@ __global__ void __launch_bounds__(kThreads) topk_select_kernel(MemoryReadFamilyP
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) topk_gather_kernel(MemoryReadFamilyParams p) {
-  __shared__ int32_t entries[kTile][kMaxTopK + 1];
-  __shared__ float weights[kTile][kMaxTopK + 1];
+  __shared__ int32_t entries[kTile][kMaxFamilyTopK + 1];
+  __shared__ float weights[kTile][kMaxFamilyTopK + 1];
   const int tid = threadIdx.x, tq = tid % kTile, tc = tid / kTile;
   const int64_t b = blockIdx.x / query_tiles(p), q0 = (blockIdx.x % query_tiles(p)) * kTile;
   const int64_t cv0 = static_cast<int64_t>(blockIdx.y) * kValueChunk;
@@ -420,8 +420,10 @@ __global__ void __launch_bounds__(kThreads) topk_gather_kernel(MemoryReadFamilyP
 // ---------------------------------------------------------------------------------------------
 // Full softmax: the online-softmax sweep (memory_read.cu's SIMT kernel with the family's logits).
 
+// Two blocks an SM at most (its shared memory allows no more at key 64), so up to 128 registers:
+// with the default bound ptxas kept 64 and spilled with a selection.
 template <typename T, bool kSelection>
-__global__ void __launch_bounds__(kThreads) softmax_sweep_kernel(MemoryReadFamilyParams p) {
+__global__ void __launch_bounds__(kThreads, 2) softmax_sweep_kernel(MemoryReadFamilyParams p) {
   extern __shared__ float smem[];
   const int key_dim = static_cast<int>(p.key_dim);
   float* a = smem;
@@ -716,7 +718,7 @@ int64_t memory_read_family_workspace_bytes(const MemoryReadFamilyParams& p) {
 }
 
 cudaError_t launch_memory_read_family(const MemoryReadFamilyParams& p, cudaStream_t stream) {
-  if (p.key_dim < 1 || p.key_dim > kMaxFamilyKeyDim || p.splits < 1 || p.top_k < 0 || p.top_k > kMaxTopK)
+  if (p.key_dim < 1 || p.key_dim > kMaxFamilyKeyDim || p.splits < 1 || p.top_k < 0 || p.top_k > kMaxFamilyTopK)
     return cudaErrorInvalidValue;
   if (p.batch == 0) return cudaSuccess;
   if (p.pixels == 0 || p.value_dim == 0) {

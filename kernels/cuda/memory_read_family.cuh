@@ -37,14 +37,14 @@ struct MemoryReadFamilyParams {
   float* usage;  // (B, N) float32, contiguous: each entry's total weight; nullptr when not asked
   bool l2;       // the l2 affinity (else the dot product; selection and shrinkage then unused)
   float scale;   // the logit factor (1 / sqrt(Ck) for the spec's default)
-  int top_k;     // 1 .. kMaxTopK: the top-k softmax; 0: the full softmax
+  int top_k;     // 1 .. kMaxFamilyTopK: the top-k softmax; 0: the full softmax
   int splits;    // memory-axis splits, from memory_read_family_splits()
   void* workspace;  // memory_read_family_workspace_bytes() bytes
 };
 
 // Largest key dimension and top_k the kernels take.
 constexpr int64_t kMaxFamilyKeyDim = 128;
-constexpr int kMaxTopK = 64;
+constexpr int kMaxFamilyTopK = 64;
 
 // How many blocks share one query tile's memory axis on a GPU with `multiprocessors` SMs (chosen
 // from the capacity, as memory_read_splits() is).

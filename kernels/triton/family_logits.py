@@ -16,9 +16,16 @@ The query side is built per query tile in registers (``query_operands``, one pas
 ``mk * mk``, is squared from the key tile already loaded for the first product, so it costs
 Ck x BLOCK_N multiplies per tile and no memory traffic, where an augmented key tensor would be
 written and read back (2 Ck x N elements per call). Both products go to the tensor cores in 16-bit
-(the squared keys rounded to the keys' dtype, as PyTorch's own half-precision read rounds them)
 and run as exact float32 FMAs in float32. Without a selection the squared norm of each key is a
 column sum of the same squares (float32).
+
+16-bit operands of the selection's products are exact: ``2 qk qe`` and ``mk * mk`` are products of
+two 16-bit values (at most 22 significant bits in float16, 16 in bfloat16), which a high part
+(the value rounded to the dtype) plus a low part (the remainder, rounded to the dtype) hold
+exactly, and each part goes through its own tensor-core product. Rounding them once would move
+the logits by about 2^-12 (float16) to 2^-9 (bfloat16) of their terms, enough to swap two nearly
+tied logits at the k-th place that every float32 computation orders alike; the two extra
+products per chunk are cheap beside the top-k bookkeeping of each tile.
 
 The query-only term ``-sum_c(qe qk^2)`` does not change a query's softmax, but it is kept: with a
 shrinkage it is scaled per entry, and the top-k ranks the logits themselves.
@@ -32,18 +39,24 @@ from .key_tiles import dot_f32, load_key_tile
 
 @triton.jit
 def query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec,
-                   L2: tl.constexpr, SELECTION: tl.constexpr, CHUNK_CK: tl.constexpr):
+                   L2: tl.constexpr, SELECTION: tl.constexpr, SPLIT: tl.constexpr, CHUNK_CK: tl.constexpr):
     """Channel chunk ``chunk`` of the query operands (BLOCK_P, CHUNK_CK), in the keys' dtype.
 
-    Returns (a, b): ``a`` multiplies the keys (qk, 2 qk or 2 qk qe), ``b`` the squared keys (-qe;
-    0.0 without a selection). Padding channels and pixels are 0.
+    Returns (a, a_low, b): ``a`` multiplies the keys (qk, 2 qk or 2 qk qe), ``a_low`` is the part of
+    ``2 qk qe`` that ``a`` could not hold (``SPLIT``: 16-bit inputs with a selection; else 0.0),
+    ``b`` multiplies the squared keys (-qe; 0.0 without a selection). Padding channels and pixels
+    are 0.
     """
     mask_c = chunk * CHUNK_CK + tl.arange(0, CHUNK_CK) < key_dim
     mask = mask_p[:, None] & mask_c[None, :]
     q = tl.load(q_ptrs + chunk * CHUNK_CK * stride_qc, mask=mask, other=0.0)
+    a_low = 0.0
     if SELECTION:
         e = tl.load(e_ptrs + chunk * CHUNK_CK * stride_ec, mask=mask, other=0.0)
-        a = (2.0 * q.to(tl.float32) * e.to(tl.float32)).to(q.dtype)
+        product = 2.0 * q.to(tl.float32) * e.to(tl.float32)
+        a = product.to(q.dtype)
+        if SPLIT:
+            a_low = (product - a.to(tl.float32)).to(q.dtype)
         b = (-e.to(tl.float32)).to(q.dtype)
     elif L2:
         a = (2.0 * q.to(tl.float32)).to(q.dtype)
@@ -51,7 +64,7 @@ def query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec,
     else:
         a = q
         b = 0.0
-    return a, b
+    return a, a_low, b
 
 
 @triton.jit
@@ -70,7 +83,7 @@ def query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec,
 
 @triton.jit
 def family_logits(
-    qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim, stride_qc, stride_ec,
+    qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim, stride_qc, stride_ec,
     stride_kc, scale,
     L2: tl.constexpr,
     SELECTION: tl.constexpr,
@@ -87,23 +100,29 @@ def family_logits(
     """Logits (BLOCK_P, BLOCK_N) float32 of the tile whose key columns ``key_ptrs`` points at
     (channel 0 of each entry), times ``scale`` (the caller's base-2 scale).
 
-    With ``CHUNKS`` == 1, ``qa`` / ``qb`` are the register-resident query operands of
+    With ``CHUNKS`` == 1, ``qa`` / ``qa_low`` / ``qb`` are the register-resident query operands of
     :func:`query_operands`; otherwise each chunk is built from ``q_ptrs`` / ``e_ptrs``.
     ``q_offset`` (BLOCK_P,) is :func:`query_offset` (selection only), ``shrink`` (BLOCK_N,) the
     entries' shrinkage (float32). Entries outside ``valid_n`` come out finite and must be masked
     by the caller.
     """
+    SPLIT: tl.constexpr = SELECTION and not IEEE_DOT
     dots = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
     norm2 = tl.zeros([BLOCK_N], dtype=tl.float32)
     for chunk in tl.static_range(CHUNKS):
         k = load_key_tile(key_ptrs, chunk, valid_n, key_dim, stride_kc, MASK_N, MASK_C, CHUNK_CK)
         if CHUNKS > 1:
-            qa, qb = query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
-                                    CHUNK_CK)
+            qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec, L2,
+                                            SELECTION, SPLIT, CHUNK_CK)
         dots = dot_f32(qa, k, dots, IEEE_DOT, UPCAST_DOT)
         if SELECTION:
             k32 = k.to(tl.float32)
-            dots = dot_f32(qb, (k32 * k32).to(k.dtype), dots, IEEE_DOT, UPCAST_DOT)
+            square = k32 * k32
+            high = square.to(k.dtype)
+            dots = dot_f32(qb, high, dots, IEEE_DOT, UPCAST_DOT)
+            if SPLIT:
+                dots = dot_f32(qa_low, k, dots, IEEE_DOT, UPCAST_DOT)
+                dots = dot_f32(qb, (square - high.to(tl.float32)).to(k.dtype), dots, IEEE_DOT, UPCAST_DOT)
         elif L2:
             k32 = k.to(tl.float32)
             norm2 += tl.sum(k32 * k32, axis=0)

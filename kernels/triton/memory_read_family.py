@@ -23,7 +23,7 @@ from .key_tiles import dot_f32
 
 @triton.jit
 def _family_tile(
-    qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, lo, hi, key_dim,
+    qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, lo, hi, key_dim,
     mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
     L2: tl.constexpr, SELECTION: tl.constexpr, SHRINKAGE: tl.constexpr, MASK_N: tl.constexpr, MASK_C: tl.constexpr,
     MASK_V: tl.constexpr, IEEE_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr, CHUNKS: tl.constexpr,
@@ -39,7 +39,7 @@ def _family_tile(
         else:
             shrink = tl.load(shrink_base + offs_n * stride_sn).to(tl.float32)
     logits = family_logits(
-        qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
+        qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
         stride_qc, stride_ec, stride_kc, scale,
         L2, SELECTION, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
     )
@@ -134,9 +134,11 @@ def family_read_kernel(
     if SELECTION:
         q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P)
     if CHUNKS == 1:
-        qa, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION, CHUNK_CK)
+        qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
+                                        SELECTION and not IEEE_DOT, CHUNK_CK)
     else:
         qa = 0.0
+        qa_low = 0.0
         qb = 0.0
 
     start, stop, full_stop = _split_range(n_valid, item, num_entries, split, HAS_N_VALID, NUM_SPLITS, BLOCK_N)
@@ -148,13 +150,13 @@ def family_read_kernel(
     shrink_base = shrinkage + item * stride_sb
     for n0 in range(start, full_stop, BLOCK_N):
         m_i, l_i, acc = _family_tile(
-            qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, start, stop,
+            qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, start, stop,
             key_dim, mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
             L2, SELECTION, SHRINKAGE, False, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
         )
     if full_stop < stop:
         m_i, l_i, acc = _family_tile(
-            qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, full_stop,
+            qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, full_stop,
             start, stop, key_dim, mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
             L2, SELECTION, SHRINKAGE, True, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
         )
@@ -260,13 +262,14 @@ def family_usage_kernel(
                 q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK,
                                         BLOCK_P)
             if CHUNKS == 1:
-                qa, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
-                                        CHUNK_CK)
+                qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2,
+                                                SELECTION, SELECTION and not IEEE_DOT, CHUNK_CK)
             else:
                 qa = 0.0
+                qa_low = 0.0
                 qb = 0.0
             logits = family_logits(
-                qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim,
+                qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim,
                 stride_qc, stride_ec, stride_kc, scale,
                 L2, SELECTION, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
             )

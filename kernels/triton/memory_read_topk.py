@@ -86,7 +86,7 @@ def empty_lists(top_k, KPAD: tl.constexpr, BLOCK_P: tl.constexpr):
 
 @triton.jit
 def _sweep_tile(
-    best, qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrinkage, n0, lo, hi, key_dim,
+    best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrinkage, n0, lo, hi, key_dim,
     stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
     L2: tl.constexpr, SELECTION: tl.constexpr, SHRINKAGE: tl.constexpr, MASK_N: tl.constexpr, MASK_C: tl.constexpr,
     IEEE_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr, CHUNKS: tl.constexpr, CHUNK_CK: tl.constexpr,
@@ -102,7 +102,7 @@ def _sweep_tile(
         else:
             shrink = tl.load(shrinkage + offs_n * stride_sn).to(tl.float32)
     logits = family_logits(
-        qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
+        qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
         stride_qc, stride_ec, stride_kc, scale,
         L2, SELECTION, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
     )
@@ -158,9 +158,11 @@ def topk_sweep_kernel(
         q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P)
     if CHUNKS == 1:
         # The query operands (BLOCK_P, Ck) stay in registers for the whole sweep.
-        qa, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION, CHUNK_CK)
+        qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
+                                        SELECTION and not IEEE_DOT, CHUNK_CK)
     else:
         qa = 0.0  # unused: family_logits builds them chunk by chunk
+        qa_low = 0.0
         qb = 0.0
 
     end = num_entries
@@ -176,13 +178,13 @@ def topk_sweep_kernel(
     shrink_base = shrinkage + item * stride_sb
     for n0 in range(start, full_stop, BLOCK_N):
         best = _sweep_tile(
-            best, qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, n0, start, stop, key_dim,
+            best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, n0, start, stop, key_dim,
             stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
             L2, SELECTION, SHRINKAGE, False, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
         )
     if full_stop < stop:
         best = _sweep_tile(
-            best, qa, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, full_stop, start, stop, key_dim,
+            best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, full_stop, start, stop, key_dim,
             stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
             L2, SELECTION, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
         )

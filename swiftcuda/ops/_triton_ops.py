@@ -4,6 +4,8 @@ Public ops (``torch.ops.swiftcuda.<name>``), each a :func:`torch.library.triton_
 ``torch.compile`` traces through to the Triton kernels (and CUDA graphs capture them)::
 
     memory_read_triton(mem_key, mem_val, q_key, q_val, n_valid?, out!, num_splits=0) -> ()
+    memory_read_family_triton(mem_key, mem_val, q_key, q_val?, n_valid?, out!, usage!?, shrinkage?,
+                              selection?, affinity, scale?, top_k?, num_splits=0) -> ()
     memory_update_triton(mem_key, mem_val, new_key, new_val, beta, num_splits=0) -> (Tensor, Tensor)
     memory_update_inplace_triton(key_buf!, val_buf!, n_valid!, new_key, new_val, beta, num_splits=0) -> ()
     rsp_triton(probs, factor) -> (Tensor, Tensor)
@@ -53,6 +55,34 @@ def _interpreted_memory_read(
 
 @_interpreted_memory_read.register_fake
 def _(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits) -> None:
+    return None
+
+
+@custom_op("swiftcuda::_interpreted_memory_read_family_triton", mutates_args={"out", "usage"})
+def _interpreted_memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None,
+    n_valid: Tensor | None,
+    out: Tensor,
+    usage: Tensor | None,
+    shrinkage: Tensor | None,
+    selection: Tensor | None,
+    affinity: str,
+    scale: float | None,
+    top_k: int | None,
+    num_splits: int,
+) -> None:
+    launch.launch_memory_read_family(
+        mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
+        selection=selection, top_k=top_k, num_splits=num_splits,
+    )
+
+
+@_interpreted_memory_read_family.register_fake
+def _(mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
+      num_splits) -> None:
     return None
 
 
@@ -142,6 +172,84 @@ def memory_read_triton(
         reference.memory_read(mem_key, mem_val, q_key, q_val, n_valid, out)
     else:
         launch.launch_memory_read(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits)
+
+
+@triton_op("swiftcuda::memory_read_family_triton", mutates_args={"out", "usage"})
+def memory_read_family_triton(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None,
+    n_valid: Tensor | None,
+    out: Tensor,
+    usage: Tensor | None,
+    shrinkage: Tensor | None,
+    selection: Tensor | None,
+    affinity: str,
+    scale: float | None,
+    top_k: int | None,
+    num_splits: int = 0,
+) -> None:
+    """The STM family's read into ``out`` (and ``usage``); see :func:`reference.memory_read`.
+
+    Args:
+        mem_key: (B, Ck, N); mem_val: (B, Cv, N); q_key: (B, Ck, P).
+        q_val: optional (B, Cv, P), copied after the readout.
+        n_valid: optional (B,) int32/int64 valid lengths, read on the device.
+        out: (B, 2Cv, P) with q_val, (B, Cv, P) without; fully overwritten.
+        usage: optional (B, N) float32, overwritten with each entry's total weight.
+        shrinkage: optional (B, N); selection: optional (B, Ck, P) (l2 only).
+        affinity: "dot" or "l2"; scale: None for 1/sqrt(Ck); top_k: None or 1 to 64.
+        num_splits: memory-axis splits (0: automatic).
+    """
+    if launch.INTERPRETED:
+        torch.ops.swiftcuda._interpreted_memory_read_family_triton(
+            mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
+            num_splits,
+        )
+    elif _runs_reference(mem_key):
+        result = reference.memory_read(
+            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, return_usage=usage is not None,
+        )
+        if usage is not None:
+            usage.copy_(result[1])
+    else:
+        launch.launch_memory_read_family(
+            mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, num_splits=num_splits,
+        )
+
+
+def memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None = None,
+    n_valid: Tensor | None = None,
+    out: Tensor | None = None,
+    *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    top_k: int | None = None,
+    return_usage: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The family's read on the Triton kernels, with :func:`reference.memory_read`'s signature and
+    result ((B, 2Cv, P) or (B, Cv, P), and the (B, N) float32 usage with ``return_usage``); the
+    arguments arrive checked."""
+    batch, _, entries = mem_key.shape
+    value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+    if out is None:
+        channels = value_dim if q_val is None else 2 * value_dim
+        out = torch.empty((batch, channels, pixels), dtype=mem_val.dtype, device=mem_val.device)
+    usage = torch.empty((batch, entries), dtype=torch.float32, device=mem_key.device) if return_usage else None
+    torch.ops.swiftcuda.memory_read_family_triton(
+        mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity,
+        None if scale is None else float(scale), top_k,
+    )
+    return (out, usage) if return_usage else out
 
 
 def _update_in_place(
