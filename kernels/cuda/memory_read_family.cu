@@ -319,6 +319,7 @@ __global__ void __launch_bounds__(kThreads) topk_sweep_kernel(MemoryReadFamilyPa
     const bool valid0 = n0 + lane < end, valid1 = n0 + lane + 32 < end;
 #pragma unroll
     for (int i = 0; i < kWarpQueries; ++i) {
+      if (q0 + warp * kWarpQueries + i >= p.pixels) break;  // the last tile's missing queries (warp-uniform)
       const float* row = logits + (warp * kWarpQueries + i) * kLogitLd;
       const uint64_t c0 = valid0 ? pair_key(row[lane], n0 + lane) : 0;
       const uint64_t c1 = valid1 ? pair_key(row[lane + 32], n0 + lane + 32) : 0;
