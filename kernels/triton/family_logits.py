@@ -19,13 +19,16 @@ written and read back (2 Ck x N elements per call). Both products go to the tens
 and run as exact float32 FMAs in float32. Without a selection the squared norm of each key is a
 column sum of the same squares (float32).
 
-16-bit operands of the selection's products are exact: ``2 qk qe`` and ``mk * mk`` are products of
-two 16-bit values (at most 22 significant bits in float16, 16 in bfloat16), which a high part
-(the value rounded to the dtype) plus a low part (the remainder, rounded to the dtype) hold
-exactly, and each part goes through its own tensor-core product. Rounding them once would move
-the logits by about 2^-12 (float16) to 2^-9 (bfloat16) of their terms, enough to swap two nearly
-tied logits at the k-th place that every float32 computation orders alike; the two extra
-products per chunk are cheap beside the top-k bookkeeping of each tile.
+For the top-k (``SPLIT``), 16-bit operands of the selection's products are exact: ``2 qk qe`` and
+``mk * mk`` are products of two 16-bit values (at most 22 significant bits in float16, 16 in
+bfloat16), which a high part (the value rounded to the dtype) plus a low part (the remainder,
+rounded to the dtype) hold exactly, and each part goes through its own tensor-core product.
+Rounding them once moves the logits by about 2^-12 (float16) to 2^-9 (bfloat16) of their terms,
+enough to swap two nearly tied logits at the k-th place that every float32 computation orders
+alike; the two extra products per chunk are cheap beside the top-k bookkeeping of each tile. The
+full softmax is continuous in the logits, so there one rounding (as PyTorch's own half-precision
+read rounds them, and more) stays within the half-precision tolerance, and the registers of the
+low parts (a third query operand for the whole sweep) are saved.
 
 The query-only term ``-sum_c(qe qk^2)`` does not change a query's softmax, but it is kept: with a
 shrinkage it is scaled per entry, and the top-k ranks the logits themselves.
@@ -87,6 +90,7 @@ def family_logits(
     stride_kc, scale,
     L2: tl.constexpr,
     SELECTION: tl.constexpr,
+    SPLIT: tl.constexpr,  # 16-bit selection operands as exact high + low parts (see the module docstring)
     SHRINKAGE: tl.constexpr,
     MASK_N: tl.constexpr,  # a tile with entries outside the valid range: masked key loads
     MASK_C: tl.constexpr,  # key channels not a multiple of CHUNK_CK
@@ -106,7 +110,6 @@ def family_logits(
     entries' shrinkage (float32). Entries outside ``valid_n`` come out finite and must be masked
     by the caller.
     """
-    SPLIT: tl.constexpr = SELECTION and not IEEE_DOT
     dots = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
     norm2 = tl.zeros([BLOCK_N], dtype=tl.float32)
     for chunk in tl.static_range(CHUNKS):

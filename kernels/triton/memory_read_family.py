@@ -41,7 +41,7 @@ def _family_tile(
     logits = family_logits(
         qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
         stride_qc, stride_ec, stride_kc, scale,
-        L2, SELECTION, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        L2, SELECTION, False, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
     )
     v_ptrs = val_base + offs_n[:, None] * stride_vn  # (BLOCK_N, BLOCK_V)
     if MASK_N:
@@ -135,7 +135,7 @@ def family_read_kernel(
         q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P)
     if CHUNKS == 1:
         qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
-                                        SELECTION and not IEEE_DOT, CHUNK_CK)
+                                        False, CHUNK_CK)
     else:
         qa = 0.0
         qa_low = 0.0
@@ -263,7 +263,7 @@ def family_usage_kernel(
                                         BLOCK_P)
             if CHUNKS == 1:
                 qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2,
-                                                SELECTION, SELECTION and not IEEE_DOT, CHUNK_CK)
+                                                SELECTION, False, CHUNK_CK)
             else:
                 qa = 0.0
                 qa_low = 0.0
@@ -271,7 +271,8 @@ def family_usage_kernel(
             logits = family_logits(
                 qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim,
                 stride_qc, stride_ec, stride_kc, scale,
-                L2, SELECTION, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+                L2, SELECTION, False, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P,
+                BLOCK_N,
             )
             weights = tl.exp2(logits - m_all[:, None]) * inv_l[:, None]
             weights = tl.where(mask_p[:, None] & valid_n[None, :], weights, 0.0)

@@ -104,7 +104,8 @@ def _sweep_tile(
     logits = family_logits(
         qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
         stride_qc, stride_ec, stride_kc, scale,
-        L2, SELECTION, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        L2, SELECTION, SELECTION and not IEEE_DOT, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK,
+        BLOCK_P, BLOCK_N,
     )
     keys = pack_keys(logits, offs_n[None, :] + tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.int32))
     if MASK_N:

@@ -206,11 +206,11 @@ def topk_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
     """The top-k sweep's tiles (``block_v`` unused), chosen from the sm_80 / sm_90 resource table at
     the family's shapes (key 64): a (BLOCK_P x BLOCK_N) float32 logit tile, its int64 keys and the
     (BLOCK_P x KPAD) int64 lists live in registers, the key tile in shared memory. 16 query pixels
-    a program: with 32, 4 warps took 168 (16-bit) to 255 (float32) registers, 8 warps 128-174."""
-    if dtype == torch.float32:
-        # Exact float32 products as FMA dots: the key channels 16 at a time (see read_tiles).
-        return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
-    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2)
+    a program: with 32, 4 warps took 168 (16-bit) to 255 (float32) registers, 8 warps 128-174.
+    Key channels 16 at a time in every dtype: in 16-bit each warp of a tensor-core product holds
+    the whole (16 x Ck) query operand, three of them with a selection (see family_logits), which
+    with all 64 channels at once took 159-168 registers (and spilled at Cutie's unaligned rows)."""
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
 
 
 def family_read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
