@@ -86,6 +86,7 @@ def family_read_torch(mem_key, mem_val, q_key, selection, shrinkage, top_k: int,
 
 
 def build(case: h.Case, device: torch.device):
+    """The call to time for one case (its inputs drawn here, outside the timing)."""
     s = case.sizes
     value_dim, top_k, selective, usage, _, _ = MODELS[s["model"]]
     entries, objects = s["N"], s["O"]
@@ -97,12 +98,8 @@ def build(case: h.Case, device: torch.device):
     if selective:
         selection = torch.rand((1, KEY_DIM, PIXELS), generator=gen, device=device).to(h.DTYPES[case.dtype])
         shrinkage = (1 + torch.rand((1, entries), generator=gen, device=device)).to(h.DTYPES[case.dtype])
-    element = mem_key.element_size()
-    value_flops = 2 * PIXELS * objects * value_dim * (entries if case.impl == "model" else top_k)
-    flops = 2 * entries * PIXELS * KEY_DIM * (2 if selective else 1) + value_flops
-    moved = element * (entries * (KEY_DIM + objects * value_dim) + PIXELS * (KEY_DIM + objects * value_dim))
     if case.impl == "model":
-        return (lambda: family_read_torch(mem_key, mem_val, q_key, selection, shrinkage, top_k, usage)), moved, flops
+        return lambda: family_read_torch(mem_key, mem_val, q_key, selection, shrinkage, top_k, usage)
 
     def swiftcuda_read():
         return ops.memory_read(
@@ -110,12 +107,12 @@ def build(case: h.Case, device: torch.device):
             return_usage=usage, backend="cpu",
         )
 
-    return swiftcuda_read, moved, flops
+    return swiftcuda_read
 
 
 def measure_memory_case_here(case_json: str) -> None:
     """Subprocess side: one untimed call, then the peak resident growth of one more (JSON line)."""
-    fn, _, _ = build(h.Case.from_json(case_json), torch.device("cpu"))
+    fn = build(h.Case.from_json(case_json), torch.device("cpu"))
     fn()
     if not h._reset_peak_rss():
         print(json.dumps({"peak_bytes": None}))
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for case in cases:
-        fn, moved, flops = build(case, device)
+        fn = build(case, device)
         median = h.time_call(fn, device, repeats, warmup)
         del fn
         peak = None if args.no_memory else peak_bytes(case)
