@@ -609,14 +609,17 @@ def compile_all(launches: Sequence[Launch], workers: int = 2) -> list[Resources]
 CUDA_DIR = Path(__file__).resolve().parents[2] / "kernels" / "cuda"
 
 
-def compile_cuda(arch: int, directory: Path = CUDA_DIR) -> list[Resources]:
-    """Compile each ``kernels/cuda/*.cu`` to a cubin for ``arch``; one row per kernel function."""
+def compile_cuda(arch: int, directory: Path = CUDA_DIR, names: Iterable[str] | None = None) -> list[Resources]:
+    """Compile each ``kernels/cuda/*.cu`` (or only the files ``names``) to a cubin for ``arch``; one
+    row per kernel function."""
     nvcc = tool_path("nvcc")
     if nvcc is None:
         return [Resources("kernels/cuda", "", arch, error="nvcc not found")]
+    wanted = set(names) if names is not None else None
     results: list[Resources] = []
     for source in sorted(directory.glob("*.cu")):
-        results += _compile_cuda_file(nvcc, source, arch)
+        if wanted is None or source.name in wanted:
+            results += _compile_cuda_file(nvcc, source, arch)
     return results
 
 
@@ -736,15 +739,17 @@ def row(result: Resources) -> list[str]:
 
 
 def problems(result: Resources, min_warps: int = 16) -> list[str]:
-    """What the checks fail on: compile errors, spills in the hot kernels, half dots off the tensor
-    cores, and hot kernels below ``min_warps`` resident warps per SM."""
+    """What the checks fail on: compile errors, spills in the hot kernels, the family's kernels and
+    every CUDA kernel, half dots off the tensor cores, and hot kernels below ``min_warps`` resident
+    warps per SM."""
     found = []
     if result.error:
         return [f"error: {result.error}"]
     if result.half_dot and result.mma not in ("HMMA", "HGMMA"):
         found.append("half dot off tensor cores")
     hot = result.kernel in HOT_KERNELS
-    if hot and result.spills:
+    cuda = result.specialization.endswith(".cu")
+    if (hot or result.kernel in FAMILY_KERNELS or cuda) and result.spills:
         found.append("spills")
     if hot and result.kernel != "memory_read_combine_kernel" and result.threads and result.occupancy()[1] < min_warps:
         found.append(f"<{min_warps} warps/SM")
@@ -764,8 +769,9 @@ def format_table(results: Sequence[Resources], markdown: bool = False) -> str:
 
 
 def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: Iterable[str] | None = None,
-                     **selection: Any) -> list[Resources]:
-    """Record the engine's launches for each arch and compile them (cached); ``kernels``: only these."""
+                     family: bool = True, **selection: Any) -> list[Resources]:
+    """Record the engine's launches (and with ``family`` the STM family's reads,
+    :func:`record_family_launches`) for each arch and compile them (cached); ``kernels``: only these."""
     wanted = set(kernels) if kernels is not None else None
     launches = [
         launch
@@ -773,4 +779,12 @@ def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: 
         for launch in record_engine_launches(arch, **selection)
         if wanted is None or launch.kernel in wanted
     ]
+    if family:
+        launches += [
+            launch
+            for arch in arches
+            for launch in record_family_launches(arch, dtypes=selection.get("dtypes", DTYPES),
+                                                 objects=selection.get("objects", OBJECTS))
+            if wanted is None or launch.kernel in wanted
+        ]
     return compile_all(launches, workers=workers)
