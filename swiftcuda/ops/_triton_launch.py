@@ -202,15 +202,19 @@ def launch_memory_read(
         )
 
 
-def topk_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
+def topk_tiles(dtype: torch.dtype, key_dim: int, selection: bool) -> ReadTiles:
     """The top-k sweep's tiles (``block_v`` unused), chosen from the sm_80 / sm_90 resource table at
     the family's shapes (key 64): a (BLOCK_P x BLOCK_N) float32 logit tile, its int64 keys and the
     (BLOCK_P x KPAD) int64 lists live in registers, the key tile in shared memory. 16 query pixels
     a program: with 32, 4 warps took 168 (16-bit) to 255 (float32) registers, 8 warps 128-174.
-    Key channels 16 at a time in every dtype: in 16-bit each warp of a tensor-core product holds
-    the whole (16 x Ck) query operand, three of them with a selection (see family_logits), which
-    with all 64 channels at once took 159-168 registers (and spilled at Cutie's unaligned rows)."""
-    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
+    Key channels a chunk at a time in every dtype: in 16-bit each warp of a tensor-core product
+    holds the whole (16 x chunk) query operand, three of them with a selection (see
+    family_logits), which with all 64 channels at once took 159-168 registers (and spilled at
+    Cutie's unaligned rows): 16 channels with a selection, 32 without (with 16, ptxas spilled
+    8 bytes on sm_90 at 72 registers)."""
+    if dtype == torch.float32 or selection:
+        return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=32)
 
 
 def family_read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
@@ -372,7 +376,7 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
     """The top-k sweep (per-split lists in an int64 workspace) and the merge-softmax-gather readout."""
     batch, key_dim, entries = mem_key.shape
     value_dim, pixels = mem_val.shape[1], q_key.shape[2]
-    tiles = topk_tiles(mem_key.dtype, key_dim)
+    tiles = topk_tiles(mem_key.dtype, key_dim, common["SELECTION"])
     chunks, chunk_ck = tiles.key_chunks(key_dim)
     kpad = _pow2(top_k)
     block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
