@@ -3,7 +3,9 @@
 Triton kernels: each launch the launchers make at SwiftNet's shapes (R18: key 32 / value 128, R50:
 key 128 / value 512; 480x854 frames, 1620 memory pixels, the engine's memory layout; one object
 and four; float32, float16, bfloat16; with the memory splits each GPU's multiprocessor count gives)
-is recorded and compiled with the JIT's own specialization (ptxas runs). CUDA kernels:
+is recorded and compiled with the JIT's own specialization (ptxas runs), and the reads of the STM
+family (XMem, Cutie, STCN at 480p: key 64, value 512 / 256, top-30 / top-20; ``--no-family`` skips
+them), with automatic memory splits and with one split. CUDA kernels:
 ``kernels/cuda/*.cu`` with ``nvcc -cubin -Xptxas -v``. Columns: registers, spill store/load bytes,
 stack, shared memory, resident blocks and warps per SM, tensor-core instructions in the SASS
 (HGMMA / HMMA; MISSED when a 16-bit dot has none), local-memory and cp.async instruction counts.
@@ -15,8 +17,8 @@ Supported Triton: 3.6 (the oldest, what the GPU machines run with torch 2.11) to
     python benchmarks/gpu_resources.py --markdown table.md --no-cuda
 
 ``--check`` fails on a compile failure, any spill in the memory read, combine and best-match
-kernels, fewer than 16 resident warps per SM for the read and best-match kernels, and a 16-bit dot
-without tensor-core instructions. Results are cached by content hash in
+kernels, the family's read kernels and any CUDA kernel, fewer than 16 resident warps per SM for
+the read and best-match kernels, and a 16-bit dot without tensor-core instructions. Results are cached by content hash in
 ``$SWIFTCUDA_GPU_CACHE`` (default ``~/.cache/swiftcuda/gpu_resources``).
 """
 
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default=",".join(R.DTYPES))
     parser.add_argument("--objects", default=",".join(map(str, R.OBJECTS)))
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA C++ kernels")
+    parser.add_argument("--no-family", action="store_true",
+                        help="skip the STM family's reads (XMem, Cutie, STCN shapes)")
     parser.add_argument("--hot", action="store_true", help="only the memory read, merge and best-match kernels")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         arches,
         workers=args.workers,
         kernels=R.HOT_KERNELS if args.hot else None,
+        family=not args.no_family and not args.hot,
         models=args.models.split(","),
         dtypes=args.dtypes.split(","),
         objects=[int(o) for o in args.objects.split(",")],

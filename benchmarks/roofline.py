@@ -7,6 +7,7 @@ sources). The first GPU run compares what it measures with these tables. Usage::
     python benchmarks/roofline.py
     python benchmarks/roofline.py --markdown benchmarks/roofline.md --launch-us 1.0
     python benchmarks/roofline.py --layers r50   # every convolution of an R50 step
+    python benchmarks/roofline.py --family       # also the STM family's top-k reads (XMem, Cutie, STCN)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
                         help="assumed cost of one kernel launch in µs (to be measured)")
     parser.add_argument("--update-every", type=int, default=5, help="official schedule's update period")
     parser.add_argument("--layers", choices=["r18", "r50"], help="also print every convolution of a step")
+    parser.add_argument("--family", action="store_true",
+                        help="also the STM family's reads (XMem, Cutie, STCN) at their 480p shapes")
     parser.add_argument("--markdown", type=Path, help="append the report to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -57,6 +60,9 @@ def main() -> None:
         "#### Slowest convolutions",
         layers,
     ]
+    if args.family:
+        parts += ["### The STM family's reads (480p, P = 1620; keys shared by the objects, values per object)",
+                  rl.family_tables(args.objects, args.dtypes)]
     if args.layers:
         parts += [f"#### Every convolution of a {args.layers} step, {args.objects[-1]} objects",
                   rl.conv_layer_table(args.layers, args.objects[-1], args.frame_dtype)]

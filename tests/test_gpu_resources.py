@@ -5,8 +5,13 @@ The launchers run at SwiftNet's shapes on fake CUDA tensors with their launches 
 ptxas's report and the SASS are checked:
 
 - every launch of the memory read, its split merge and the update's best match, at R18 and R50,
-  float32 / float16 / bfloat16, one object (memory splits) and four, on both GPUs: compiles, spills
-  nothing, and keeps at least 16 warps resident per SM (read and best match);
+  float32 / float16 / bfloat16, one object (the most memory splits), two and four, and the read
+  with its split count forced to one, on both GPUs: compiles, spills nothing, and keeps at least
+  16 warps resident per SM (read and best match);
+- every launch of the STM family's read (top-k sweep and readout, full-softmax read and usage) at
+  XMem's, Cutie's and STCN's shapes, the same dtypes and object counts, automatic and one split:
+  compiles, spills nothing, keeps at least 16 warps per SM, 16-bit dots on the tensor cores; the
+  CUDA kernels of the family's read (nvcc, when the toolkit is there) spill nothing;
 - every 16-bit dot reaches the tensor cores (HMMA on sm_80, HGMMA on sm_90);
 - the other kernels (rsp, soft aggregation, frame variation, selection, append) compile, at one
   representative dtype and object count.
@@ -58,6 +63,12 @@ def other_results() -> list[R.Resources]:
     return R.compile_all(launches)
 
 
+@pytest.fixture(scope="module")
+def family_results() -> list[R.Resources]:
+    """The family's read launches at every model, dtype and object count, both arches."""
+    return R.compile_all([launch for arch in R.ARCHES for launch in R.record_family_launches(arch)])
+
+
 def _describe(results: list[R.Resources]) -> str:
     return "\n" + R.format_table(results)
 
@@ -72,6 +83,13 @@ def test_every_hot_launch_is_recorded(hot_results):
                 assert ("best_match_kernel", arch, model, dtype) in seen
     assert any(r.kernel == "memory_read_combine_kernel" for r in hot_results), "no launch used memory splits"
     assert any("NUM_SPLITS=1 " in r.specialization + " " for r in hot_results), "every launch used splits"
+    # Two objects, and the read of one object (the most splits) with its split count forced to one.
+    assert any(r.case.endswith("O=2") for r in hot_results)
+    for arch in R.ARCHES:
+        for model in R.MODELS:
+            one_object = [r for r in hot_results if r.kernel == "memory_read_kernel" and r.arch == arch
+                          and r.case.startswith(model) and r.case.endswith("O=1")]
+            assert any("NUM_SPLITS=1 " in r.specialization + " " for r in one_object), (arch, model)
 
 
 def test_hot_kernels_compile_without_spills(hot_results):
@@ -111,6 +129,38 @@ def test_engine_memory_is_aligned_for_vector_loads():
     assert match.args[0][2] % 16 == 0, "the update's memory view is not re-aligned"
 
 
+def test_every_family_launch_is_recorded(family_results):
+    seen = {(r.kernel, r.arch, r.case.split()[0]) for r in family_results}
+    for arch in R.ARCHES:
+        for model in R.FAMILY_MODELS:
+            kernels = ("family_read_kernel", "family_usage_kernel") if model.endswith("full") else \
+                ("topk_sweep_kernel", "topk_readout_kernel")
+            for kernel in kernels:
+                assert (kernel, arch, model) in seen
+
+
+def test_family_kernels_spill_nothing_and_keep_16_warps(family_results):
+    failed = [r for r in family_results if R.problems(r) or r.local_instructions or r.occupancy()[1] < 16]
+    assert not failed, _describe(failed)
+
+
+def test_family_half_dots_reach_the_tensor_cores(family_results):
+    half = [r for r in family_results if "float16" in r.case and r.kernel != "topk_readout_kernel"]
+    assert half and all(r.half_dot for r in half), "a 16-bit launch without a 16-bit dot: the check is blind"
+    missed = [r for r in half if r.mma not in ("HMMA", "HGMMA")]
+    assert not missed, _describe(missed)
+
+
+@pytest.mark.skipif(R.tool_path("nvcc") is None, reason="no nvcc (set CUDA_HOME) for the CUDA kernels")
+def test_cuda_family_kernels_spill_nothing():
+    results = [r for arch in R.ARCHES for r in R.compile_cuda(arch, names=["memory_read_family.cu"])]
+    assert {r.kernel.split("<")[0] for r in results} >= {
+        "topk_sweep_kernel", "topk_select_kernel", "topk_gather_kernel", "softmax_sweep_kernel",
+        "softmax_combine_kernel", "softmax_usage_kernel"}, _describe(results)
+    failed = [r for r in results if R.problems(r) or r.local_instructions]
+    assert not failed, _describe(failed)
+
+
 # --- the checks themselves can fail ---------------------------------------------------------------
 
 _PTXAS_SPILLING = """\
@@ -136,6 +186,11 @@ def test_checks_flag_spills_low_occupancy_and_missed_tensor_cores():
     clean = R.Resources("best_match_kernel", "", 80, registers=96, threads=128, half_dot=True, mma="HMMA")
     assert R.problems(clean) == []
     assert R.problems(R.Resources("rsp_kernel", "", 80, error="CompilationError: x")) == ["error: CompilationError: x"]
+    spilling_family = R.Resources("topk_sweep_kernel", "", 90, registers=255, spill_stores=4, threads=128)
+    assert "spills" in R.problems(spilling_family)
+    spilling_cuda = R.Resources("topk_sweep_kernel<float, true>", "memory_read_family.cu", 80, registers=64,
+                                spill_loads=8, threads=256)
+    assert R.problems(spilling_cuda) == ["spills"]
 
 
 def test_occupancy_matches_the_calculator():

@@ -124,3 +124,27 @@ def test_frame_prediction_adds_up():
     assert mean.ops_s == pytest.approx(0.8 * p.ops_s + 0.2 * u.ops_s)
     assert mean.launches == pytest.approx(p.launches + 0.6)
     assert sum(stage[0] for stage in mean.by_stage.values()) == pytest.approx(mean.ops_s)
+
+
+def test_family_read_formulas_by_hand():
+    xmem = rl.FAMILY_READS["xmem"]  # Ck 64, Cv 512, top-30, selection + shrinkage, usage, readout alone
+    sweep = rl.family_sweep_cost(xmem, 1000, "fp16", pixels=10)
+    # keys 64 x 1000, query keys and selection 64 x 10 each, shrinkage 1000; 2-byte elements.
+    assert sweep.bytes == 2 * (64 * 1000 + 2 * 64 * 10 + 1000)
+    # Keys and squared keys, each in two exact parts: four products of 2 Ck N P FLOPs.
+    assert sweep.tensor_flops == 4 * 2 * 64 * 1000 * 10 and sweep.alu_ops == rl.TOPK_ALU_PER_PAIR * 1000 * 10
+    assert rl.family_sweep_cost(xmem, 1000, "fp32", pixels=10).tensor_flops == 2 * 2 * 64 * 1000 * 10
+    gather = rl.family_gather_cost(xmem, 1000, 2, "fp16", pixels=10)
+    # min(N, P k) = 300 columns of 512 per object, the (512, 10) readout per object, usage 1000 floats per object.
+    assert gather.bytes == 2 * 2 * 512 * 300 + 2 * 2 * 512 * 10 + 4 * 2 * 1000
+    assert gather.alu_ops == 2 * 512 * 30 * 10 and gather.sfu_ops == 2 * 30 * 10
+    scattered = rl.family_gather_cost(xmem, 1000, 2, "fp16", pixels=10, sectors=True)
+    assert scattered.bytes == 2 * 512 * 30 * 10 * 32 + 2 * 2 * 512 * 10 + 4 * 2 * 1000
+    stcn = rl.FAMILY_READS["stcn"]  # the query value is read and appended: the output twice, plus q_val
+    assert rl.family_gather_cost(stcn, 100, 1, "fp32", pixels=10).bytes == 4 * 512 * 100 + 4 * 512 * 10 * 3
+    # At XMem's 26k entries the top-k read moves less than the full softmax and computes less.
+    full = rl.family_full_cost(xmem, 26000, 1, "fp16")
+    topk = [rl.family_sweep_cost(xmem, 26000, "fp16"), rl.family_gather_cost(xmem, 26000, 1, "fp16")]
+    assert sum(c.tensor_flops for c in topk) < full.tensor_flops
+    table = rl.family_tables(objects=[1], dtypes=["fp16"])
+    assert table.count("| XMem |") == 2 * 5 and "| STCN |" in table and "| Cutie |" in table

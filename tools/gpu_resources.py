@@ -74,7 +74,8 @@ FRAME = (480, 854)
 PADDED_FRAME = (480, 864)
 FRAME_PIXELS = (480 // 16) * (864 // 16)
 DTYPES = ("float32", "float16", "bfloat16")
-OBJECTS = (1, 4)
+#: Object counts recorded: one (the most memory splits), two, and four (the fewest).
+OBJECTS = (1, 2, 4)
 BETA = 0.1
 
 #: The kernels whose every launch must be spill-free.
@@ -107,7 +108,7 @@ class Launch:
     def specialization(self) -> str:
         """Short text of what selects the compiled variant (constexprs and options)."""
         kw = self.options
-        keys = [k for k in kw if k.startswith(("BLOCK", "CHUNK")) or k in ("NUM_SPLITS", "num_warps", "num_stages")]
+        keys = [k for k in kw if k.startswith(("BLOCK", "CHUNK")) or k in ("KPAD", "NUM_SPLITS", "num_warps", "num_stages")]
         return " ".join(f"{k.replace('BLOCK_', 'B').replace('num_', '')}={kw[k]}" for k in keys)
 
 
@@ -201,6 +202,8 @@ def record_engine_launches(arch: int, models: Iterable[str] = MODELS, dtypes: It
                     q_val = torch.empty((1, value_dim, pixels), device=device, dtype=dtype).expand(count, -1, -1)
                     out = torch.empty((count, 2 * value_dim, pixels), device=device, dtype=dtype)
                     L.launch_memory_read(keys, values, q_key, q_val, n_valid, out)
+                    # The split count is a tuning knob of the op: one split must compile clean too.
+                    L.launch_memory_read(keys, values, q_key, q_val, n_valid, out, num_splits=1)
                     key_buf, val_buf, lengths, new_key, new_val = _update_views(store, count)
                     L.launch_memory_update(
                         key_buf, val_buf, lengths, new_key, new_val,
@@ -218,6 +221,80 @@ def record_engine_launches(arch: int, models: Iterable[str] = MODELS, dtypes: It
                         frame = torch.empty((3, *FRAME), device=device, dtype=dtype)
                         counts = torch.zeros(2, device=device, dtype=torch.float32)
                         L.launch_frame_variation(frame, frame, cropped, cropped, 0.1, 0.5, counts)
+                launches += rec.launches
+    return _unique(launches)
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyShape:
+    """One STM-family model's memory read at 480p (1/16 grid 30 x 54 = 1620 query pixels)."""
+
+    key_dim: int
+    value_dim: int
+    entries: int  # N: the memory length recorded (the largest of the model's usual range)
+    top_k: int | None
+    selection: bool  # l2 with a per-pixel selection and a per-entry shrinkage (else plain l2)
+    usage: bool  # the read also returns each entry's usage
+    q_val: bool  # the query value is appended (STCN), else the readout alone
+
+
+#: The family's reads recorded by :func:`record_family_launches`. XMem: long-term memory up to
+#: about 26k entries, top-30, usage for its long-term consolidation; Cutie: 8100 entries, top-30;
+#: STCN: top-20, no selection or shrinkage, the query value appended. "XMem full" is the same shape
+#: with the full softmax (the op's top_k=None with l2), which none of them uses but the op offers.
+FAMILY_MODELS = {
+    "XMem": FamilyShape(64, 512, 26000, 30, True, True, False),
+    "Cutie": FamilyShape(64, 256, 8100, 30, True, True, False),
+    "STCN": FamilyShape(64, 512, 16200, 20, False, False, True),
+    "XMem-full": FamilyShape(64, 512, 26000, None, True, True, False),
+}
+
+#: The kernels of the family's read: every launch must be spill-free.
+FAMILY_KERNELS = ("topk_sweep_kernel", "topk_readout_kernel", "family_read_kernel", "family_usage_kernel")
+
+
+def record_family_launches(arch: int, models: Iterable[str] = FAMILY_MODELS, dtypes: Iterable[str] = DTYPES,
+                           objects: Iterable[int] = OBJECTS) -> list[Launch]:
+    """Every Triton launch of the family's read at each model's 480p shape, dtype and object count,
+    with automatic memory splits and with the split count forced to one.
+
+    Keys, query keys, selection and shrinkage are shared by the objects (batch stride 0, as XMem's
+    and Cutie's object groups share them); values are per object.
+    """
+    import torch
+
+    from swiftcuda.ops import _triton_launch as L
+
+    pixels = FRAME_PIXELS
+    launches: list[Launch] = []
+    for model in models:
+        shape = FAMILY_MODELS[model]
+        for dtype_name in dtypes:
+            dtype = getattr(torch, dtype_name)
+            for count in objects:
+                case = f"{model} {dtype_name} O={count}"
+                with _recording(case, arch) as rec:
+                    device = torch.device("cuda", 0)
+
+                    def shared(*size: int) -> Any:
+                        return torch.empty((1, *size), device=device, dtype=dtype).expand(count, *size)
+
+                    mem_key = shared(shape.key_dim, shape.entries)
+                    mem_val = torch.empty((count, shape.value_dim, shape.entries), device=device, dtype=dtype)
+                    q_key = shared(shape.key_dim, pixels)
+                    q_val = torch.empty((count, shape.value_dim, pixels), device=device, dtype=dtype) \
+                        if shape.q_val else None
+                    selection = shared(shape.key_dim, pixels) if shape.selection else None
+                    shrinkage = shared(shape.entries) if shape.selection else None
+                    channels = shape.value_dim * (2 if shape.q_val else 1)
+                    out = torch.empty((count, channels, pixels), device=device, dtype=dtype)
+                    usage = torch.empty((count, shape.entries), device=device, dtype=torch.float32) \
+                        if shape.usage else None
+                    for splits in (0, 1):
+                        L.launch_memory_read_family(
+                            mem_key, mem_val, q_key, q_val, None, out, usage, affinity="l2", shrinkage=shrinkage,
+                            selection=selection, top_k=shape.top_k, num_splits=splits,
+                        )
                 launches += rec.launches
     return _unique(launches)
 
@@ -469,8 +546,22 @@ def cache_dir() -> Path:
 
 
 def _source_hash(module: str) -> str:
+    """SHA-256 of a kernel module's source and of the sibling modules it imports (``from .x import``):
+    an edit of a shared helper (key_tiles, family_logits) recompiles the kernels that use it."""
     spec = importlib.util.find_spec(module)
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest() if spec and spec.origin else ""
+    if not (spec and spec.origin):
+        return ""
+    hasher, seen, todo = hashlib.sha256(), set(), [Path(spec.origin)]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_bytes()
+        hasher.update(path.name.encode() + text)
+        todo += [path.with_name(f"{name}.py") for name in re.findall(rb"^from \.(\w+) import", text, re.M)
+                 for name in [name.decode()]]
+    return hasher.hexdigest()
 
 
 def triton_version() -> str:
@@ -518,14 +609,17 @@ def compile_all(launches: Sequence[Launch], workers: int = 2) -> list[Resources]
 CUDA_DIR = Path(__file__).resolve().parents[1] / "kernels" / "cuda"
 
 
-def compile_cuda(arch: int, directory: Path = CUDA_DIR) -> list[Resources]:
-    """Compile each ``kernels/cuda/*.cu`` to a cubin for ``arch``; one row per kernel function."""
+def compile_cuda(arch: int, directory: Path = CUDA_DIR, names: Iterable[str] | None = None) -> list[Resources]:
+    """Compile each ``kernels/cuda/*.cu`` (or only the files ``names``) to a cubin for ``arch``; one
+    row per kernel function."""
     nvcc = tool_path("nvcc")
     if nvcc is None:
         return [Resources("kernels/cuda", "", arch, error="nvcc not found")]
+    wanted = set(names) if names is not None else None
     results: list[Resources] = []
     for source in sorted(directory.glob("*.cu")):
-        results += _compile_cuda_file(nvcc, source, arch)
+        if wanted is None or source.name in wanted:
+            results += _compile_cuda_file(nvcc, source, arch)
     return results
 
 
@@ -645,15 +739,17 @@ def row(result: Resources) -> list[str]:
 
 
 def problems(result: Resources, min_warps: int = 16) -> list[str]:
-    """What the checks fail on: compile errors, spills in the hot kernels, half dots off the tensor
-    cores, and hot kernels below ``min_warps`` resident warps per SM."""
+    """What the checks fail on: compile errors, spills in the hot kernels, the family's kernels and
+    every CUDA kernel, half dots off the tensor cores, and hot kernels below ``min_warps`` resident
+    warps per SM."""
     found = []
     if result.error:
         return [f"error: {result.error}"]
     if result.half_dot and result.mma not in ("HMMA", "HGMMA"):
         found.append("half dot off tensor cores")
     hot = result.kernel in HOT_KERNELS
-    if hot and result.spills:
+    cuda = result.specialization.endswith(".cu")
+    if (hot or result.kernel in FAMILY_KERNELS or cuda) and result.spills:
         found.append("spills")
     if hot and result.kernel != "memory_read_combine_kernel" and result.threads and result.occupancy()[1] < min_warps:
         found.append(f"<{min_warps} warps/SM")
@@ -673,8 +769,9 @@ def format_table(results: Sequence[Resources], markdown: bool = False) -> str:
 
 
 def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: Iterable[str] | None = None,
-                     **selection: Any) -> list[Resources]:
-    """Record the engine's launches for each arch and compile them (cached); ``kernels``: only these."""
+                     family: bool = True, **selection: Any) -> list[Resources]:
+    """Record the engine's launches (and with ``family`` the STM family's reads,
+    :func:`record_family_launches`) for each arch and compile them (cached); ``kernels``: only these."""
     wanted = set(kernels) if kernels is not None else None
     launches = [
         launch
@@ -682,4 +779,12 @@ def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: 
         for launch in record_engine_launches(arch, **selection)
         if wanted is None or launch.kernel in wanted
     ]
+    if family:
+        launches += [
+            launch
+            for arch in arches
+            for launch in record_family_launches(arch, dtypes=selection.get("dtypes", DTYPES),
+                                                 objects=selection.get("objects", OBJECTS))
+            if wanted is None or launch.kernel in wanted
+        ]
     return compile_all(launches, workers=workers)

@@ -860,3 +860,138 @@ def conv_layer_table(variant: str, objects: int, dtype: str = "fp16") -> str:
         rows.append([c.stage, c.name, f"{c.bytes / 1e6:.2f}", f"{c.tensor_flops / 1e9:.3f}",
                      f"{arithmetic_intensity(c):.0f}", r.bound, _us(r.time_s)])
     return _table(("stage", "layer", "MB (in+w+out)", "GFLOP", "FLOP/B", "bound", "H100 µs"), rows)
+
+
+# -- the STM family's read (XMem, Cutie, STCN): top-k l2 reads ---------------------------------
+
+
+@dataclass(frozen=True)
+class FamilyRead:
+    """One STM-family model's memory read at 480p (P = 1620 query pixels at 1/16).
+
+    Attributes:
+        name: how tables name it.
+        key_dim, value_dim: Ck and Cv.
+        top_k: the softmax keeps each query's top_k logits.
+        selection: l2 with a per-pixel selection and a per-entry shrinkage (else plain l2).
+        usage: the read also returns each entry's usage.
+        q_val: the query value is appended to the readout (STCN).
+        entries: the memory lengths N the tables show.
+    """
+
+    name: str
+    key_dim: int
+    value_dim: int
+    top_k: int
+    selection: bool
+    usage: bool
+    q_val: bool
+    entries: tuple[int, ...]
+
+
+#: XMem: working plus long-term memory from about 10k to 26k entries; Cutie: up to 8,100; STCN:
+#: a frame (1620 entries) per memory frame.
+FAMILY_READS: dict[str, FamilyRead] = {
+    "xmem": FamilyRead("XMem", 64, 512, 30, True, True, False, (10_000, 26_000)),
+    "cutie": FamilyRead("Cutie", 64, 256, 30, True, True, False, (8_100,)),
+    "stcn": FamilyRead("STCN", 64, 512, 20, False, False, True, (3_240, 16_200)),
+}
+FAMILY_PIXELS = 1620
+#: FP32-pipe instructions per (query, entry) pair of the top-k sweep: scale (and shrinkage), the
+#: packing of the (logit, entry) key and the comparison with the query's k-th best (an assumption:
+#: a tile with no candidate costs nothing more; insertions are rare after the first tiles).
+TOPK_ALU_PER_PAIR = 6
+#: Bytes a gathered element costs when its value column is scattered: one 32-byte sector (values
+#: are channel-major, (Cv, N): the k chosen entries of a query are k scattered columns).
+GATHER_SECTOR_BYTES = 32
+
+
+def family_products(read: FamilyRead) -> int:
+    """Tensor-core products of the logits per (query, entry, key channel) pair, counted as in the
+    Triton sweep: one for dot / plain l2; with a selection the keys and the squared keys, each in
+    two exact parts (high + low) in 16-bit."""
+    return 4 if read.selection else 1
+
+
+def family_sweep_cost(read: FamilyRead, entries: int, dtype: str, pixels: int = FAMILY_PIXELS) -> OpCost:
+    """The top-k sweep over N entries, once for every object of a group (the keys, queries,
+    selection and shrinkage are shared; only the values are per object).
+
+    Compulsory bytes: the keys (Ck x N), the query keys and selection (Ck x P each), the shrinkage
+    (N). FLOPs: 2 Ck N P per product (:func:`family_products`; float32: FMAs on the FP32 pipe, one
+    product less per pair: no split). ALU: :data:`TOPK_ALU_PER_PAIR` per pair.
+    """
+    size = element_size(dtype)
+    c, n, p = read.key_dim, entries, pixels
+    query_maps = 2 if read.selection else 1
+    bytes_ = size * (c * n + query_maps * c * p + (n if read.selection else 0))
+    products = family_products(read) if dtype != "fp32" else (2 if read.selection else 1)
+    return OpCost(f"{read.name} top-k sweep", "kernels", float(bytes_), tensor_flops=2.0 * products * c * n * p,
+                  alu_ops=float(TOPK_ALU_PER_PAIR * n * p), matmul=_matmul(dtype))
+
+
+def family_gather_cost(read: FamilyRead, entries: int, objects: int, dtype: str, pixels: int = FAMILY_PIXELS,
+                       sectors: bool = False) -> OpCost:
+    """Softmax over the k chosen logits, the readout of the k chosen value columns, the usage.
+
+    Compulsory bytes: the distinct value columns the queries can choose, at most min(N, P k) of
+    them, per object (Cv each), the output (Cv x P, twice with the query value appended, which is
+    read too), the usage (N float32 per object). With ``sectors``: every gathered element as one
+    32-byte sector instead of the distinct columns (the traffic of a scattered gather that no
+    cache serves; between the two, what the L2 keeps). FLOPs: k Cv P multiply-adds per object
+    (FP32 pipe), k P exponentials.
+    """
+    size = element_size(dtype)
+    o, cv, n, p, k = objects, read.value_dim, entries, pixels, read.top_k
+    values = o * cv * k * p * GATHER_SECTOR_BYTES if sectors else size * o * cv * min(n, p * k)
+    output = size * o * cv * p * (3 if read.q_val else 1)
+    bytes_ = values + output + (4 * o * n if read.usage else 0)
+    name = f"{read.name} gather" + (" (scattered sectors)" if sectors else "")
+    return OpCost(name, "kernels", float(bytes_), alu_ops=float(o * cv * k * p), sfu_ops=float(o * k * p),
+                  matmul=_matmul(dtype))
+
+
+def family_full_cost(read: FamilyRead, entries: int, objects: int, dtype: str, pixels: int = FAMILY_PIXELS) -> OpCost:
+    """For comparison: the same read with the full softmax (every entry's value read by the fused
+    online softmax, as SwiftNet's read): keys and values once, 2 (products Ck + Cv) N P FLOPs."""
+    size = element_size(dtype)
+    o, c, cv, n, p = objects, read.key_dim, read.value_dim, entries, pixels
+    products = 2 if read.selection else 1
+    bytes_ = size * (c * n + o * cv * n + (2 if read.selection else 1) * c * p + o * cv * p)
+    return OpCost(f"{read.name} full softmax", "kernels", float(bytes_),
+                  tensor_flops=2.0 * (products * c * o + cv * o) * n * p, alu_ops=float(READ_ALU_PER_PAIR * o * n * p),
+                  sfu_ops=float(o * n * p), matmul=_matmul(dtype))
+
+
+_FAMILY_HEADER = ("model", "kernel", "dtype", "O", "N", "MB", "GFLOP", "FLOP/B", "H100 mem µs", "H100 compute µs",
+                  "bound", "H100 µs", "H200 µs")
+
+
+def family_tables(objects: Sequence[int] = (1, 5), dtypes: Sequence[str] = ("fp16", "fp32")) -> str:
+    """The family's reads per model shape: the top-k sweep, the gather (compulsory and scattered
+    sectors), their sum, and the full softmax for comparison, on an H100 SXM and an H200 SXM."""
+    rows = []
+    for read in FAMILY_READS.values():
+        for n in read.entries:
+            for o in objects:
+                for dtype in dtypes:
+                    sweep = family_sweep_cost(read, n, dtype)
+                    gather = family_gather_cost(read, n, o, dtype)
+                    scattered = family_gather_cost(read, n, o, dtype, sectors=True)
+                    total = [sweep, gather]
+                    for cost in (sweep, gather, scattered, family_full_cost(read, n, o, dtype)):
+                        rows.append(_family_row(read, cost, cost.name.removeprefix(read.name + " "), dtype, o, n))
+                    rows.append([read.name, "top-k read (sweep + gather)", "fp32" if dtype == "fp32" else "fp16/bf16",
+                                 str(o), str(n), f"{sum(c.bytes for c in total) / 1e6:.2f}",
+                                 f"{sum(c.tensor_flops for c in total) / 1e9:.2f}", "-", "-", "-", "-",
+                                 _us(sum(roofline(c, H100_SXM).time_s for c in total)),
+                                 _us(sum(roofline(c, H200_SXM).time_s for c in total))])
+    return _table(_FAMILY_HEADER, rows)
+
+
+def _family_row(read: FamilyRead, cost: OpCost, kernel: str, dtype: str, objects: int, entries: int) -> list[str]:
+    h100, h200 = roofline(cost, H100_SXM), roofline(cost, H200_SXM)
+    intensity = f"{arithmetic_intensity(cost):.0f}" if cost.bytes else "-"
+    return [read.name, kernel, "fp32" if dtype == "fp32" else "fp16/bf16", str(objects), str(entries),
+            f"{cost.bytes / 1e6:.2f}", f"{cost.tensor_flops / 1e9:.2f}", intensity, _us(h100.memory_s),
+            _us(h100.compute_s), h100.bound, _us(h100.time_s), _us(h200.time_s)]

@@ -10,6 +10,7 @@
 #include "common.cuh"
 #include "functional.h"
 #include "memory_read.cuh"
+#include "memory_read_family.cuh"
 #include "memory_update.cuh"
 #include "rsp.cuh"
 #include "soft_aggregate.cuh"
@@ -98,6 +99,87 @@ at::Tensor memory_read(const at::Tensor& mem_key, const at::Tensor& mem_val, con
   return functional_read(mem_key, mem_val, q_key, q_val, n_valid, memory_read_into);
 }
 
+// The family's read on checked arguments (check_memory_read_family's options; out and usage checked).
+void memory_read_family_checked(const at::Tensor& mem_key_in, const at::Tensor& mem_val_in, const at::Tensor& q_key_in,
+                                const std::optional<at::Tensor>& q_val_in, const std::optional<at::Tensor>& n_valid,
+                                const ReadOptions& options, const at::Tensor& out,
+                                const std::optional<at::Tensor>& usage) {
+  check_on_gpu(mem_key_in, "mem_key");
+  const int64_t key_dim = mem_key_in.size(1);
+  TORCH_CHECK(key_dim >= 1 && key_dim <= kMaxFamilyKeyDim, "swiftcuda: the CUDA memory read takes key_dim from 1 to ",
+              kMaxFamilyKeyDim, ", got ", key_dim, " (use backend='triton' or 'reference')");
+  const c10::cuda::CUDAGuard guard(mem_key_in.device());
+  const at::Tensor mem_key = last_dim_contiguous(mem_key_in), mem_val = last_dim_contiguous(mem_val_in);
+  const at::Tensor q_key = last_dim_contiguous(q_key_in);
+  const at::Tensor q_val = q_val_in.has_value() ? last_dim_contiguous(*q_val_in) : at::Tensor();
+  const at::Tensor selection = options.selection.has_value() ? last_dim_contiguous(*options.selection) : at::Tensor();
+  const at::Tensor shrinkage = options.shrinkage.has_value() ? last_dim_contiguous(*options.shrinkage) : at::Tensor();
+  const at::Tensor lengths = n_valid.has_value() ? n_valid->contiguous() : at::Tensor();
+  // The kernels write rows with a contiguous last dimension and a contiguous usage; anything else
+  // goes through a copy.
+  const bool direct = out.size(2) <= 1 || out.stride(2) == 1;
+  const at::Tensor target = direct ? out : at::empty(out.sizes(), out.options());
+  const bool usage_direct = !usage.has_value() || usage->is_contiguous();
+  const at::Tensor usage_target =
+      !usage.has_value() ? at::Tensor() : (usage_direct ? *usage : at::empty(usage->sizes(), usage->options()));
+
+  MemoryReadFamilyParams params{};
+  params.dtype = dtype_of(mem_key);
+  params.batch = mem_key.size(0);
+  params.key_dim = key_dim;
+  params.value_dim = mem_val.size(1);
+  params.entries = mem_key.size(2);
+  params.pixels = q_key.size(2);
+  params.mem_key = mem_key.data_ptr();
+  strides_of(mem_key, params.mem_key_stride);
+  params.mem_val = mem_val.data_ptr();
+  strides_of(mem_val, params.mem_val_stride);
+  params.q_key = q_key.data_ptr();
+  strides_of(q_key, params.q_key_stride);
+  params.q_val = q_val.defined() ? q_val.data_ptr() : nullptr;
+  if (q_val.defined()) strides_of(q_val, params.q_val_stride);
+  params.selection = selection.defined() ? selection.data_ptr() : nullptr;
+  if (selection.defined()) strides_of(selection, params.selection_stride);
+  params.shrinkage = shrinkage.defined() ? shrinkage.data_ptr() : nullptr;
+  params.shrinkage_stride = shrinkage.defined() ? shrinkage.stride(0) : 0;
+  params.n_valid = lengths.defined() ? lengths.data_ptr() : nullptr;
+  params.n_valid_int64 = lengths.defined() && lengths.scalar_type() == at::kLong;
+  params.out = target.data_ptr();
+  strides_of(target, params.out_stride);
+  params.usage = usage_target.defined() ? usage_target.data_ptr<float>() : nullptr;
+  params.l2 = options.l2;
+  params.scale = static_cast<float>(options.scale);
+  params.top_k = static_cast<int>(options.top_k);
+  params.splits = memory_read_family_splits(params, multiprocessors());
+  const int64_t bytes = memory_read_family_workspace_bytes(params);
+  const at::Tensor workspace = bytes > 0 ? at::empty({bytes}, mem_key.options().dtype(at::kByte)) : at::Tensor();
+  params.workspace = bytes > 0 ? workspace.data_ptr() : nullptr;
+  check_launch(launch_memory_read_family(params, c10::cuda::getCurrentCUDAStream().stream()), "memory_read_family");
+  if (!direct) out.copy_(target);
+  if (!usage_direct) usage->copy_(usage_target);
+}
+
+void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+                             const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+                             const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection,
+                             c10::string_view affinity, std::optional<double> scale, std::optional<int64_t> top_k,
+                             const at::Tensor& out, const std::optional<at::Tensor>& usage) {
+  ReadOptions options;
+  const ReadShape shape = check_memory_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection,
+                                                   affinity, scale, top_k, &options);
+  check_read_family_out(out, usage, shape, q_val.has_value(), mem_key);
+  memory_read_family_checked(mem_key, mem_val, q_key, q_val, n_valid, options, out, usage);
+}
+
+std::tuple<at::Tensor, at::Tensor> memory_read_family(
+    const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+    const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection, c10::string_view affinity,
+    std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage) {
+  return functional_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity, scale, top_k,
+                                return_usage, memory_read_family_checked);
+}
+
 void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf, const at::Tensor& n_valid,
                             const at::Tensor& new_key_in, const at::Tensor& new_val_in, double beta) {
   const UpdateShape shape = check_memory_update(key_buf, val_buf, new_key_in, new_val_in, beta);
@@ -174,6 +256,8 @@ at::Tensor soft_aggregate(const at::Tensor& probs_in) {
 TORCH_LIBRARY_IMPL(swiftcuda, CUDA, m) {
   m.impl("memory_read", &memory_read);
   m.impl("memory_read.into", &memory_read_into);
+  m.impl("memory_read_family", &memory_read_family);
+  m.impl("memory_read_family.into", &memory_read_family_into);
   m.impl("memory_update", &memory_update);
   m.impl("memory_update_", &memory_update_in_place);
   m.impl("rsp", &rsp);

@@ -21,6 +21,8 @@ from swiftcuda.ops._triton_compat import wrap_triton
 
 from swiftcuda.kernels.triton.frame_variation import frame_variation_kernel
 from swiftcuda.kernels.triton.memory_read import memory_read_combine_kernel, memory_read_kernel
+from swiftcuda.kernels.triton.memory_read_family import family_read_kernel, family_usage_kernel
+from swiftcuda.kernels.triton.memory_read_topk import topk_readout_kernel, topk_sweep_kernel
 from swiftcuda.kernels.triton.memory_update import append_kernel, best_match_kernel, select_novel_kernel
 from swiftcuda.kernels.triton.rsp import rsp_kernel
 from swiftcuda.kernels.triton.soft_aggregate import soft_aggregate_kernel
@@ -101,8 +103,10 @@ def read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
         # 148-168 registers (8 warps an SM); 32 channels and 4 warps take 124 (16 warps, sm_90: 24).
         # The cost: the logits are recomputed for each of the 16 value blocks (see the roofline).
         return ReadTiles(block_p=64, block_v=32, block_n=16, num_warps=4, num_stages=2)
-    # 128 registers (4 blocks of 4 warps an SM) on sm_80 only with 3 stages.
-    return ReadTiles(block_p=64, block_v=64, block_n=32, num_warps=4, num_stages=3)
+    # 16 entries a tile and 3 stages: with 32 entries the single-split variant (5+ objects, or the
+    # split count forced to one) took more than 128 registers on sm_80 (12 warps an SM), and 2
+    # stages did the same to the split variants.
+    return ReadTiles(block_p=64, block_v=64, block_n=16, num_warps=4, num_stages=3)
 
 
 def match_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
@@ -196,6 +200,223 @@ def launch_memory_read(
             BLOCK_P=combine_p,
             num_warps=4,
         )
+
+
+def topk_tiles(dtype: torch.dtype, key_dim: int, selection: bool) -> ReadTiles:
+    """The top-k sweep's tiles (``block_v`` unused), chosen from the sm_80 / sm_90 resource table at
+    the family's shapes (key 64): a (BLOCK_P x BLOCK_N) float32 logit tile, its int64 keys and the
+    (BLOCK_P x KPAD) int64 lists live in registers, the key tile in shared memory. 16 query pixels
+    a program: with 32, 4 warps took 168 (16-bit) to 255 (float32) registers, 8 warps 128-174.
+    Key channels a chunk at a time in every dtype: in 16-bit each warp of a tensor-core product
+    holds the whole (16 x chunk) query operand, three of them with a selection (see
+    family_logits), which with all 64 channels at once took 159-168 registers (and spilled at
+    Cutie's unaligned rows): 16 channels with a selection, 32 without (with 16, ptxas spilled
+    8 bytes on sm_90 at 72 registers)."""
+    if dtype == torch.float32 or selection:
+        return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=16)
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2, chunk_ck=32)
+
+
+def family_read_tiles(dtype: torch.dtype, key_dim: int, value_dim: int) -> ReadTiles:
+    """The full-softmax family read's tiles: :func:`read_tiles` with more warps, since the l2
+    logits with a selection keep a second query operand in registers and take a second product
+    (key 64: with 4 warps 144-166 registers, 8 or 12 warps an SM; with 8 warps 128)."""
+    if dtype == torch.float32:
+        return ReadTiles(block_p=32, block_v=32, block_n=16, num_warps=8, num_stages=3, chunk_ck=16)
+    if key_dim > 32:
+        return ReadTiles(block_p=64, block_v=32, block_n=16, num_warps=8, num_stages=2)
+    return read_tiles(dtype, key_dim, value_dim)
+
+
+def family_usage_tiles(dtype: torch.dtype, key_dim: int) -> ReadTiles:
+    """The full-softmax usage pass's tiles (``block_v`` unused): the query operands are rebuilt for
+    every query tile, so the query tiles are small (16-bit, key 64: 64 pixels took 254 registers)."""
+    if dtype == torch.float32:
+        return match_tiles(dtype, key_dim)
+    return ReadTiles(block_p=16, block_v=0, block_n=32, num_warps=4, num_stages=2)
+
+
+#: Pixels a program of the top-k readout merges and gathers.
+_TOPK_READOUT_BLOCK_P = 16
+#: Elements of the readout's (pixels x slots x channels) gather tile, over 8 warps (8192 took 255
+#: registers and spilled: a 64-bit address per element).
+_TOPK_GATHER_ELEMENTS = 4096
+_TOPK_READOUT_WARPS = 8
+
+
+def _scale_log2(key_dim: int, scale: float | None) -> float:
+    """The logit scale in base 2: softmax weights are exp2(scaled logit - max)."""
+    return (1.0 / math.sqrt(key_dim) if scale is None else float(scale)) * math.log2(math.e)
+
+
+def launch_memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None,
+    n_valid: Tensor | None,
+    out: Tensor,
+    usage: Tensor | None = None,
+    *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    top_k: int | None = None,
+    num_splits: int = 0,
+) -> None:
+    """The STM family's read (:func:`swiftcuda.ops.reference.memory_read` with its options).
+
+    Args:
+        mem_key: (B, Ck, N); mem_val: (B, Cv, N); q_key: (B, Ck, P).
+        q_val: optional (B, Cv, P), copied after the readout.
+        n_valid: optional (B,) int32/int64 valid lengths.
+        out: (B, 2Cv, P) with ``q_val``, (B, Cv, P) without; fully overwritten.
+        usage: optional (B, N) float32, overwritten with each entry's total weight.
+        affinity: "dot" or "l2"; shrinkage (B, N) and selection (B, Ck, P) apply to "l2" only.
+        scale: logit factor; None for 1/sqrt(Ck).
+        top_k: None for the full softmax, else 1 to 64.
+        num_splits: memory-axis splits (0: automatic).
+    """
+    batch, key_dim, entries = mem_key.shape
+    value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+    l2 = affinity == "l2"
+    selection = selection if l2 else None
+    shrinkage = shrinkage if l2 else None
+    if usage is not None:
+        usage.zero_()
+    if batch == 0 or pixels == 0:
+        return
+    scale_log2 = _scale_log2(key_dim, scale)
+    placeholder = mem_key  # a pointer for the tensors a launch does not read
+    sel = selection if selection is not None else placeholder
+    shrink = shrinkage if shrinkage is not None else placeholder
+    sel_strides = selection.stride() if selection is not None else (0, 0, 0)
+    shrink_strides = shrinkage.stride() if shrinkage is not None else (0, 0)
+    lengths = n_valid if n_valid is not None else placeholder
+    common = dict(
+        L2=l2,
+        SELECTION=selection is not None,
+        SHRINKAGE=shrinkage is not None,
+        HAS_N_VALID=n_valid is not None,
+        IEEE_DOT=mem_key.dtype == torch.float32,
+        UPCAST_DOT=INTERPRETED and mem_key.dtype == torch.bfloat16,
+    )
+    if top_k is not None:
+        _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrink, sel_strides, shrink_strides,
+                     scale_log2, top_k, num_splits, common)
+        return
+
+    tiles = family_read_tiles(mem_key.dtype, key_dim, value_dim)
+    chunks, chunk_ck = tiles.key_chunks(key_dim)
+    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
+    block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
+    value_blocks = triton.cdiv(value_dim, block_v)
+    programs = triton.cdiv(pixels, block_p) * batch * value_blocks
+    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, programs, entries)
+    write_stats = usage is not None
+    part_acc = torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device) \
+        if splits > 1 else out
+    part_ml = torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device) \
+        if splits > 1 or write_stats else out
+    q_vals = q_val if q_val is not None else placeholder
+    grid = (triton.cdiv(pixels, block_p), batch * value_blocks, splits)
+    wrap_triton(family_read_kernel)[grid](
+        mem_key, mem_val, q_key, q_vals, sel, shrink, lengths, out, part_acc, part_ml,
+        batch, entries, pixels, key_dim, value_dim,
+        *mem_key.stride(), *mem_val.stride(), *q_key.stride(),
+        *(q_val.stride() if q_val is not None else (0, 0, 0)), *sel_strides, *shrink_strides, *out.stride(),
+        scale_log2,
+        HAS_Q_VAL=q_val is not None,
+        WRITE_STATS=write_stats,
+        NUM_SPLITS=splits,
+        MASK_C=key_dim % chunk_ck != 0,
+        MASK_V=value_dim % block_v != 0,
+        CHUNKS=chunks,
+        CHUNK_CK=chunk_ck,
+        BLOCK_V=block_v,
+        BLOCK_N=tiles.block_n,
+        BLOCK_P=block_p,
+        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
+        **common,
+    )
+    if splits > 1:
+        combine_v = min(_pow2(value_dim, _MIN_DOT), _COMBINE_BLOCK_V)
+        combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
+        combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
+        wrap_triton(memory_read_combine_kernel)[combine_grid](
+            part_acc, part_ml, out, splits, batch, pixels, value_dim, *out.stride(),
+            BLOCK_V=combine_v,
+            BLOCK_P=combine_p,
+            num_warps=4,
+        )
+    if usage is not None and entries > 0:
+        usage_tiles = family_usage_tiles(mem_key.dtype, key_dim)
+        u_chunks, u_chunk_ck = usage_tiles.key_chunks(key_dim)
+        u_block_p = min(usage_tiles.block_p, _pow2(pixels, _MIN_DOT))
+        wrap_triton(family_usage_kernel)[(triton.cdiv(entries, usage_tiles.block_n), batch)](
+            mem_key, q_key, sel, shrink, lengths, part_ml, usage,
+            splits, batch, entries, pixels, key_dim,
+            *mem_key.stride(), *q_key.stride(), *sel_strides, *shrink_strides, usage.stride(0),
+            scale_log2,
+            MASK_C=key_dim % u_chunk_ck != 0,
+            CHUNKS=u_chunks,
+            CHUNK_CK=u_chunk_ck,
+            BLOCK_N=usage_tiles.block_n,
+            BLOCK_P=u_block_p,
+            num_warps=usage_tiles.num_warps,
+            num_stages=usage_tiles.num_stages,
+            **common,
+        )
+
+
+def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrink, sel_strides, shrink_strides,
+                 scale_log2: float, top_k: int, num_splits: int, common: dict) -> None:
+    """The top-k sweep (per-split lists in an int64 workspace) and the merge-softmax-gather readout."""
+    batch, key_dim, entries = mem_key.shape
+    value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+    tiles = topk_tiles(mem_key.dtype, key_dim, common["SELECTION"])
+    chunks, chunk_ck = tiles.key_chunks(key_dim)
+    kpad = _pow2(top_k)
+    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
+    pixel_tiles = triton.cdiv(pixels, block_p)
+    # Objects that share their keys, queries, selection and shrinkage (one memory read by several
+    # objects' values: batch stride 0) choose the same entries: one sweep serves them all.
+    key_side = [mem_key, q_key] + [t for t in (sel, shrink) if t is not mem_key]
+    list_items = 1 if not common["HAS_N_VALID"] and all(t.stride(0) == 0 for t in key_side) else batch
+    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, pixel_tiles * list_items, entries)
+    lists = torch.empty((splits, list_items, pixels, kpad), dtype=torch.int64, device=out.device)
+    wrap_triton(topk_sweep_kernel)[(pixel_tiles, list_items, splits)](
+        mem_key, q_key, sel, shrink, lengths, lists,
+        list_items, entries, pixels, key_dim, top_k,
+        *mem_key.stride(), *q_key.stride(), *sel_strides, *shrink_strides,
+        scale_log2,
+        NUM_SPLITS=splits,
+        MASK_C=key_dim % chunk_ck != 0,
+        CHUNKS=chunks,
+        CHUNK_CK=chunk_ck,
+        KPAD=kpad,
+        BLOCK_N=tiles.block_n,
+        BLOCK_P=block_p,
+        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
+        **common,
+    )
+    readout_p = min(_TOPK_READOUT_BLOCK_P, _pow2(pixels))
+    block_v = max(1, min(_pow2(value_dim), _TOPK_GATHER_ELEMENTS // (readout_p * kpad)))
+    wrap_triton(topk_readout_kernel)[(triton.cdiv(pixels, readout_p), batch)](
+        lists, mem_val, q_val if q_val is not None else mem_val, out, usage if usage is not None else out,
+        splits, list_items, pixels, value_dim, top_k,
+        *mem_val.stride(), *(q_val.stride() if q_val is not None else (0, 0, 0)), *out.stride(),
+        usage.stride(0) if usage is not None else 0,
+        HAS_Q_VAL=q_val is not None,
+        HAS_USAGE=usage is not None,
+        KPAD=kpad,
+        BLOCK_V=block_v,
+        BLOCK_P=readout_p,
+        num_warps=_TOPK_READOUT_WARPS,
+    )
 
 
 def launch_memory_update(

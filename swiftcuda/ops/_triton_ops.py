@@ -321,3 +321,110 @@ def _frame_variation(
             frame, previous_frame, object_probs, previous_probs, frame_threshold, mask_threshold, counts
         )
     return counts
+
+
+# --- the STM family's read ----------------------------------------------------------------------
+
+
+@custom_op("swiftcuda_triton::_interpreted_memory_read_family", mutates_args={"out", "usage"})
+def _interpreted_memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None,
+    n_valid: Tensor | None,
+    out: Tensor,
+    usage: Tensor | None,
+    shrinkage: Tensor | None,
+    selection: Tensor | None,
+    affinity: str,
+    scale: float | None,
+    top_k: int | None,
+    num_splits: int,
+) -> None:
+    launch.launch_memory_read_family(
+        mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
+        selection=selection, top_k=top_k, num_splits=num_splits,
+    )
+
+
+@_interpreted_memory_read_family.register_fake
+def _(mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
+      num_splits) -> None:
+    return None
+
+
+@triton_op("swiftcuda_triton::memory_read_family_into", mutates_args={"out", "usage"})
+def memory_read_family_into(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None,
+    n_valid: Tensor | None,
+    out: Tensor,
+    usage: Tensor | None,
+    shrinkage: Tensor | None,
+    selection: Tensor | None,
+    affinity: str,
+    scale: float | None,
+    top_k: int | None,
+    num_splits: int = 0,
+) -> None:
+    """The STM family's read into ``out`` (and ``usage``); see :func:`reference.memory_read`.
+
+    Args:
+        mem_key: (B, Ck, N); mem_val: (B, Cv, N); q_key: (B, Ck, P).
+        q_val: optional (B, Cv, P), copied after the readout.
+        n_valid: optional (B,) int32/int64 valid lengths, read on the device.
+        out: (B, 2Cv, P) with q_val, (B, Cv, P) without; fully overwritten.
+        usage: optional (B, N) float32, overwritten with each entry's total weight.
+        shrinkage: optional (B, N); selection: optional (B, Ck, P) (l2 only).
+        affinity: "dot" or "l2"; scale: None for 1/sqrt(Ck); top_k: None or 1 to 64.
+        num_splits: memory-axis splits (0: automatic).
+    """
+    if launch.INTERPRETED:
+        torch.ops.swiftcuda_triton._interpreted_memory_read_family(
+            mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
+            num_splits,
+        )
+    elif _runs_reference(mem_key):
+        result = reference.memory_read(
+            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, return_usage=usage is not None,
+        )
+        if usage is not None:
+            usage.copy_(result[1])
+    else:
+        launch.launch_memory_read_family(
+            mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, num_splits=num_splits,
+        )
+
+
+@_registered("memory_read_family")
+def _memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None = None,
+    n_valid: Tensor | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    affinity: str = "dot",
+    scale: float | None = None,
+    top_k: int | None = None,
+    return_usage: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """The family's read under its declared schema: the (B, 2Cv, P) or (B, Cv, P) result and the
+    (B, N) float32 usage (an empty (0, 0) tensor without ``return_usage``)."""
+    batch, _, entries = mem_key.shape
+    value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+    channels = value_dim if q_val is None else 2 * value_dim
+    out = torch.empty((batch, channels, pixels), dtype=mem_val.dtype, device=mem_val.device)
+    usage_shape = (batch, entries) if return_usage else (0, 0)
+    usage = torch.empty(usage_shape, dtype=torch.float32, device=mem_key.device)
+    torch.ops.swiftcuda_triton.memory_read_family_into(
+        mem_key, mem_val, q_key, q_val, n_valid, out, usage if return_usage else None, shrinkage, selection,
+        affinity, scale, top_k, 0,
+    )
+    return out, usage

@@ -189,12 +189,21 @@ CUDA_MAX_UPDATE_KEY_DIM = 128
 _READ_OPTIONS = {"n_valid": ANY}
 
 
-def _fused(read: Kernel, update: Kernel, frame_variation: Kernel | None = None) -> dict[str, Kernel]:
+#: The family read's options, all taken by every fused backend (top_k up to 64 is the op's contract).
+_FAMILY_OPTIONS = {
+    name: ANY for name in ("n_valid", "affinity", "scale", "shrinkage", "selection", "top_k", "return_usage", "readout_only")
+}
+
+
+def _fused(
+    read: Kernel, update: Kernel, family: Kernel, frame_variation: Kernel | None = None
+) -> dict[str, Kernel]:
     """The kernels of a compiled backend: ``read`` serves both overloads of the read, ``update``
-    both forms of the update."""
+    both forms of the update, ``family`` the read with the STM family's options."""
     return {
         "memory_read": read,
         "memory_read.into": read,
+        "memory_read_family": family,
         "memory_update": update,
         "memory_update_": update,
         "rsp": Kernel(),
@@ -220,7 +229,7 @@ BACKENDS: dict[str, Backend] = {
         devices=frozenset({"cpu", "cuda"}),  # on the CPU only under TRITON_INTERPRET=1
         module="swiftcuda.ops.triton_backend",
         namespace="swiftcuda_triton",
-        kernels=_fused(read=Kernel(options=_READ_OPTIONS), update=Kernel()),
+        kernels=_fused(read=Kernel(options=_READ_OPTIONS), update=Kernel(), family=Kernel(options=_FAMILY_OPTIONS)),
     ),
     "cuda": Backend(
         name="cuda",
@@ -230,6 +239,7 @@ BACKENDS: dict[str, Backend] = {
         kernels=_fused(
             read=Kernel(sizes={"key_dim": (1, CUDA_MAX_READ_KEY_DIM)}, options=_READ_OPTIONS),
             update=Kernel(sizes={"key_dim": (1, CUDA_MAX_UPDATE_KEY_DIM)}),
+            family=Kernel(sizes={"key_dim": (1, CUDA_MAX_READ_KEY_DIM)}, options=_FAMILY_OPTIONS),
             frame_variation=_EXTENSION_FRAME_VARIATION,
         ),
     ),
@@ -238,7 +248,10 @@ BACKENDS: dict[str, Backend] = {
         devices=frozenset({"cpu"}),
         module="swiftcuda.ops.extension",
         namespace="swiftcuda",
-        kernels=_fused(read=Kernel(options=_READ_OPTIONS), update=Kernel(), frame_variation=_EXTENSION_FRAME_VARIATION),
+        kernels=_fused(
+            read=Kernel(options=_READ_OPTIONS), update=Kernel(), family=Kernel(options=_FAMILY_OPTIONS),
+            frame_variation=_EXTENSION_FRAME_VARIATION,
+        ),
     ),
 }
 

@@ -264,6 +264,49 @@ class EmulatedKernels:
         self._check(code, "memory_read")
         return out, splits.value
 
+    def memory_read_family(self, mem_key: Tensor, mem_val: Tensor, q_key: Tensor, q_val: Tensor | None = None,
+                           n_valid: Tensor | None = None, *, affinity: str = "dot", scale: float | None = None,
+                           shrinkage: Tensor | None = None, selection: Tensor | None = None, top_k: int | None = None,
+                           return_usage: bool = False, multiprocessors: int = 132
+                           ) -> tuple[Tensor, Tensor | None, int]:
+        """The family's read: (out, usage or None, splits). out (B, 2Cv, P) with ``q_val``, (B, Cv, P)
+        without, and usage (B, N) float32 are poisoned with NaN before the launch.
+
+        Shapes: mem_key (B, Ck, N), mem_val (B, Cv, N), q_key and selection (B, Ck, P), q_val (B, Cv, P),
+        shrinkage (B, N), n_valid (B,).
+        """
+        import math
+
+        batch, key_dim, entries = mem_key.shape
+        value_dim, pixels = mem_val.shape[1], q_key.shape[2]
+        channels = value_dim * (1 if q_val is None else 2)
+        out = torch.full((batch, channels, pixels), float("nan"), dtype=mem_key.dtype)
+        usage = torch.full((batch, entries), float("nan"), dtype=torch.float32) if return_usage else None
+        placeholder = q_key
+        strides = sum((_strides(t, n) for t, n in [
+            (mem_key, "mem_key"), (mem_val, "mem_val"), (q_key, "q_key"),
+            (q_val if q_val is not None else placeholder, "q_val"),
+            (selection if selection is not None else placeholder, "selection"), (out, "out")]), [])
+        if shrinkage is not None and shrinkage.shape[1] > 1 and shrinkage.stride(1) != 1:
+            raise ValueError("shrinkage must have a contiguous last dimension")
+        strides.append(shrinkage.stride(0) if shrinkage is not None else 0)
+        resolved = 1.0 / math.sqrt(key_dim) if scale is None else float(scale)
+        splits = ctypes.c_int(0)
+
+        def pointer(t: Tensor | None) -> ctypes.c_void_p:
+            return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+
+        self._prepare()
+        code = self.library.swiftcuda_emu_memory_read_family(
+            ctypes.c_int(_DTYPES[mem_key.dtype]), _int64_array([batch, key_dim, value_dim, entries, pixels]),
+            pointer(mem_key), pointer(mem_val), pointer(q_key), pointer(q_val), pointer(selection), pointer(shrinkage),
+            pointer(n_valid), ctypes.c_int(int(n_valid is not None and n_valid.dtype == torch.int64)), pointer(out),
+            pointer(usage), _int64_array(strides),
+            (ctypes.c_int * 2)(int(affinity == "l2"), 0 if top_k is None else int(top_k)), ctypes.c_float(resolved),
+            ctypes.c_int(multiprocessors), ctypes.byref(splits))
+        self._check(code, "memory_read_family")
+        return out, usage, splits.value
+
     def memory_update_(self, key_buf: Tensor, val_buf: Tensor, n_valid: Tensor, new_key: Tensor, new_val: Tensor,
                        beta: float = 0.1, *, multiprocessors: int = 132) -> int:
         """In-place update of the (B, Ck, capacity) / (B, Cv, capacity) buffers and the (B,) lengths.

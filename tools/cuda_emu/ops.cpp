@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "memory_read.cuh"
+#include "memory_read_family.cuh"
 #include "memory_update.cuh"
 #include "rsp.cuh"
 #include "soft_aggregate.cuh"
@@ -72,6 +73,49 @@ int swiftcuda_emu_memory_read(int dtype, const int64_t* sizes, const void* mem_k
   const int64_t floats = swiftcuda::memory_read_workspace_floats(params);
   params.workspace = static_cast<float*>(poisoned_allocation(floats * static_cast<int64_t>(sizeof(float))));
   const cudaError_t error = swiftcuda::launch_memory_read(params, nullptr);
+  std::free(params.workspace);
+  return finish(error);
+}
+
+// The family's read. sizes: batch, key_dim, value_dim, entries, pixels. strides: 2 per tensor in the
+// order mem_key, mem_val, q_key, q_val, selection, out, then the shrinkage's batch stride (unused
+// tensors: anything). q_val, selection, shrinkage, n_valid and usage may be null. options: l2, top_k.
+int swiftcuda_emu_memory_read_family(int dtype, const int64_t* sizes, const void* mem_key, const void* mem_val,
+                                     const void* q_key, const void* q_val, const void* selection,
+                                     const void* shrinkage, const void* n_valid, int n_valid_int64, void* out,
+                                     float* usage, const int64_t* strides, const int* options, float scale,
+                                     int multiprocessors, int* splits_out) {
+  swiftcuda::MemoryReadFamilyParams params{};
+  params.dtype = static_cast<DType>(dtype);
+  params.batch = sizes[0];
+  params.key_dim = sizes[1];
+  params.value_dim = sizes[2];
+  params.entries = sizes[3];
+  params.pixels = sizes[4];
+  params.mem_key = mem_key;
+  copy_strides(params.mem_key_stride, strides + 0);
+  params.mem_val = mem_val;
+  copy_strides(params.mem_val_stride, strides + 2);
+  params.q_key = q_key;
+  copy_strides(params.q_key_stride, strides + 4);
+  params.q_val = q_val;
+  copy_strides(params.q_val_stride, strides + 6);
+  params.selection = selection;
+  copy_strides(params.selection_stride, strides + 8);
+  params.out = out;
+  copy_strides(params.out_stride, strides + 10);
+  params.shrinkage = shrinkage;
+  params.shrinkage_stride = strides[12];
+  params.n_valid = n_valid;
+  params.n_valid_int64 = n_valid_int64 != 0;
+  params.usage = usage;
+  params.l2 = options[0] != 0;
+  params.top_k = options[1];
+  params.scale = scale;
+  params.splits = swiftcuda::memory_read_family_splits(params, multiprocessors);
+  *splits_out = params.splits;
+  params.workspace = poisoned_allocation(swiftcuda::memory_read_family_workspace_bytes(params));
+  const cudaError_t error = swiftcuda::launch_memory_read_family(params, nullptr);
   std::free(params.workspace);
   return finish(error);
 }
