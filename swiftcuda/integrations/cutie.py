@@ -57,7 +57,7 @@ _HELPERS = {
     "_get_visual_values_by_ids": ("self", "obj_ids"),
     "_get_object_mem_by_ids": ("self", "obj_ids"),
 }
-_STORE_ATTRIBUTES = ("key", "shrinkage", "buckets", "size", "engaged", "update_bucket_usage")
+_STORE_ATTRIBUTES = ("key", "shrinkage", "size", "engaged", "update_bucket_usage")
 
 
 def patch(*, backend: str | None = None) -> PatchHandle:
