@@ -8,10 +8,14 @@ read, the memory update and reversed sub-pixel, so every backend slots in behind
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from swiftcuda.ops import backends
+from swiftcuda.ops import backends, reference
 from swiftcuda.ops.backends import available_backends
 from swiftcuda.ops.reference import novel_pixel_count
 
@@ -61,47 +65,114 @@ def _check_memory_pair(keys: Tensor, values: Tensor, key_name: str, value_name: 
         )
 
 
+def _check_read_options(
+    mem_key: Tensor,
+    q_key: Tensor,
+    affinity: str,
+    scale: float | None,
+    shrinkage: Tensor | None,
+    selection: Tensor | None,
+    top_k: int | None,
+) -> None:
+    batch, key_dim, entries = mem_key.shape
+    if affinity not in reference.AFFINITIES:
+        raise ValueError(f"affinity must be one of {', '.join(map(repr, reference.AFFINITIES))}, got {affinity!r}")
+    if affinity != "l2" and (shrinkage is not None or selection is not None):
+        raise ValueError("shrinkage and selection belong to the l2 affinity: pass affinity='l2' or drop them")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number (None for 1/sqrt(Ck)), got {scale!r}")
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= reference.MAX_TOP_K
+    ):
+        raise ValueError(f"top_k must be an integer from 1 to {reference.MAX_TOP_K} (None for the full softmax), got {top_k!r}")
+    if shrinkage is not None:
+        _check_float("shrinkage", shrinkage, 2, like=mem_key)
+        if shrinkage.shape != (batch, entries):
+            raise ValueError(f"shrinkage must have shape {(batch, entries)} (B, N), got {tuple(shrinkage.shape)}")
+    if selection is not None:
+        _check_float("selection", selection, 3, like=mem_key)
+        if selection.shape != q_key.shape:
+            raise ValueError(f"selection must have shape {tuple(q_key.shape)} (B, Ck, P), got {tuple(selection.shape)}")
+
+
+def _read_with_options(impl: Callable) -> Callable:
+    """The read with the family's options on ``impl``'s backend: its ``memory_read_family`` where
+    it has one, else the reference (the spec runs every option on every device)."""
+    return getattr(inspect.getmodule(impl), "memory_read_family", reference.memory_read)
+
+
 def memory_read(
     mem_key: Tensor,
     mem_val: Tensor,
     q_key: Tensor,
-    q_val: Tensor,
+    q_val: Tensor | None = None,
     *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    top_k: int | None = None,
     n_valid: Tensor | None = None,
+    return_usage: bool = False,
     out: Tensor | None = None,
     backend: str | None = None,
-) -> Tensor:
-    """Read the memory at every query pixel (softmax attention) and append the query values.
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Read the memory at every query pixel (softmax attention), optionally appending the query values.
+
+    One contract for the reads of the STM family: SwiftNet's and STM's dot-product read, and the
+    top-k l2 reads of XMem, Cutie and STCN (:func:`swiftcuda.ops.reference.memory_read` is the spec).
 
     Args:
         mem_key: (B, Ck, N) memory keys.
         mem_val: (B, Cv, N) memory values.
         q_key: (B, Ck, P) query keys.
-        q_val: (B, Cv, P) query values.
+        q_val: optional (B, Cv, P) query values, appended after the readout.
+        affinity: "dot" (``mem_key^T q_key``) or "l2" (the negative squared distance
+            ``2 mk^T qk - |mk|^2``, or with a selection ``qe``
+            ``2 mk^T (qk qe) - (mk mk)^T qe - sum_c(qe qk^2)``, times the shrinkage).
+        scale: factor of the logits; None for ``1/sqrt(Ck)``. Finite.
+        shrinkage: optional (B, N) per-entry factor of the l2 logits.
+        selection: optional (B, Ck, P) per-pixel channel weights of the l2 affinity.
+        top_k: None for the softmax over all valid entries, or 1 to 64: the softmax over each
+            query's ``top_k`` largest logits among its valid entries, every other weight 0 (a tie
+            at the k-th place may go either way).
         n_valid: optional (B,) int32/int64 valid memory lengths (fixed-capacity buffers).
-        out: optional (B, 2Cv, P) output buffer, fully overwritten.
+        return_usage: also return the (B, N) float32 sum over the queries of each entry's weights.
+        out: optional output buffer, (B, 2Cv, P) with ``q_val`` and (B, Cv, P) without; fully
+            overwritten.
         backend: None for the best available, or "reference", "triton", "cuda", "cpu".
 
     Returns:
-        (B, 2Cv, P): ``mem_val @ softmax_N(mem_key^T q_key / sqrt(Ck))`` then ``q_val``.
+        (B, 2Cv, P) ``[mem_val @ weights, q_val]``, or (B, Cv, P) ``mem_val @ weights`` without
+        ``q_val``; with ``return_usage`` the pair (that, usage).
     """
     _check_memory_pair(mem_key, mem_val, "mem_key", "mem_val")
     _check_float("q_key", q_key, 3, like=mem_key)
-    _check_float("q_val", q_val, 3, like=mem_key)
+    if q_val is not None:
+        _check_float("q_val", q_val, 3, like=mem_key)
     batch, key_dim, _ = mem_key.shape
     value_dim, pixels = mem_val.shape[1], q_key.shape[2]
-    if q_key.shape[:2] != (batch, key_dim) or q_val.shape != (batch, value_dim, pixels):
+    if q_key.shape[:2] != (batch, key_dim) or (q_val is not None and q_val.shape != (batch, value_dim, pixels)):
         raise ValueError(
-            f"query shapes q_key {tuple(q_key.shape)}, q_val {tuple(q_val.shape)} do not match "
-            f"memory keys {tuple(mem_key.shape)} and values {tuple(mem_val.shape)}"
+            f"query shapes q_key {tuple(q_key.shape)}, q_val {None if q_val is None else tuple(q_val.shape)} "
+            f"do not match memory keys {tuple(mem_key.shape)} and values {tuple(mem_val.shape)}"
         )
+    _check_read_options(mem_key, q_key, affinity, scale, shrinkage, selection, top_k)
     if n_valid is not None:
         _check_lengths(n_valid, batch, mem_key)
     if out is not None:
         _check_float("out", out, 3, like=mem_key)
-        if out.shape != (batch, 2 * value_dim, pixels):
-            raise ValueError(f"out must have shape {(batch, 2 * value_dim, pixels)}, got {tuple(out.shape)}")
+        out_shape = (batch, value_dim if q_val is None else 2 * value_dim, pixels)
+        if out.shape != out_shape:
+            raise ValueError(f"out must have shape {out_shape}, got {tuple(out.shape)}")
     impl = backends.resolve("memory_read", backend, mem_key.device)
+    swiftnet_read = q_val is not None and affinity == "dot" and scale is None and top_k is None and not return_usage
+    if not swiftnet_read:  # every backend runs SwiftNet's read; the other options may need the reference
+        impl = _read_with_options(impl)
+        return impl(
+            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, return_usage=return_usage,
+        )
     return impl(mem_key, mem_val, q_key, q_val, n_valid, out)
 
 

@@ -26,57 +26,158 @@ def novel_pixel_count(num_pixels: int, beta: float) -> int:
     return num_pixels - int(num_pixels * (1 - beta))
 
 
+#: The affinities :func:`memory_read` computes (see its docstring).
+AFFINITIES = ("dot", "l2")
+
+#: The largest ``top_k`` the read accepts (the fused kernels keep a per-query list this long).
+MAX_TOP_K = 64
+
+
+def read_logits(
+    mem_key: Tensor,
+    q_key: Tensor,
+    *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+) -> Tensor:
+    """The (B, N, P) logits of every memory entry at every query pixel, in the inputs' dtype.
+
+    Args:
+        mem_key: (B, Ck, N) memory keys.
+        q_key: (B, Ck, P) query keys.
+        affinity, scale, shrinkage, selection: as :func:`memory_read` takes them.
+
+    ``affinity="dot"``: ``mem_key^T q_key``. ``affinity="l2"``: the negative squared distance
+    weighted by the per-pixel ``selection`` ``qe`` (B, Ck, P),
+    ``2 mk^T (qk * qe) - (mk * mk)^T qe - sum_c(qe * qk^2)``, and without a selection
+    ``2 mk^T qk - |mk|^2`` (the query-only term ``-|qk|^2`` dropped: it is the same for every
+    entry of a query, so it does not change that query's softmax). An l2 logit is then multiplied
+    by the per-entry ``shrinkage`` (B, N) when one is given; the dot affinity takes neither a
+    selection nor a shrinkage. Every logit is finally divided by ``sqrt(Ck)`` when ``scale`` is
+    None, else multiplied by ``scale``.
+    """
+    key_dim = mem_key.shape[1]
+    if affinity == "dot":  # shrinkage and selection belong to the l2 affinity only
+        logits = torch.bmm(mem_key.transpose(1, 2), q_key)
+    else:
+        if selection is not None:
+            cross = torch.bmm(mem_key.transpose(1, 2), q_key * selection)
+            entry_term = torch.bmm((mem_key * mem_key).transpose(1, 2), selection)
+            query_term = (selection * q_key * q_key).sum(dim=1, keepdim=True)  # (B, 1, P)
+            logits = 2 * cross - entry_term - query_term
+        else:
+            cross = torch.bmm(mem_key.transpose(1, 2), q_key)
+            logits = 2 * cross - (mem_key * mem_key).sum(dim=1)[:, :, None]
+        if shrinkage is not None:
+            logits = logits * shrinkage[:, :, None]
+    return logits / math.sqrt(key_dim) if scale is None else logits * scale
+
+
+def read_weights(logits: Tensor, valid: Tensor | None, top_k: int | None) -> Tensor:
+    """Softmax weights over the memory axis of (B, N, P) ``logits``; 0 at invalid entries.
+
+    Args:
+        logits: (B, N, P).
+        valid: optional (B, N) bool, False at entries that must get no weight.
+        top_k: None for the softmax over every valid entry; else the softmax over each query's
+            ``top_k`` largest logits among its valid entries (chosen by ``torch.topk``), every
+            other weight 0. With fewer valid entries than ``top_k`` that is all of them.
+
+    Returns:
+        (B, N, P) weights summing to one over each query's valid entries (0 without any).
+    """
+    if valid is not None:
+        logits = logits.masked_fill(~valid[:, :, None], float("-inf"))
+    if top_k is None:
+        weights = torch.softmax(logits, dim=1)
+        return weights if valid is None else weights.masked_fill(~valid[:, :, None], 0.0)
+    best, chosen = torch.topk(logits, min(top_k, logits.shape[1]), dim=1)  # (B, k, P)
+    # An invalid entry can only be chosen when a query has fewer than top_k valid ones: its -inf
+    # logit gets no weight (and a query with none at all, whose softmax is NaN, reads zeros).
+    best_weights = torch.softmax(best, dim=1).masked_fill(best == float("-inf"), 0.0)
+    return torch.zeros_like(logits).scatter_(1, chosen, best_weights)
+
+
 def memory_read(
     mem_key: Tensor,
     mem_val: Tensor,
     q_key: Tensor,
-    q_val: Tensor,
+    q_val: Tensor | None = None,
     n_valid: Tensor | None = None,
     out: Tensor | None = None,
-) -> Tensor:
-    """Attention of every query pixel over the memory, concatenated with the query values.
+    *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    top_k: int | None = None,
+    return_usage: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Attention of every query pixel over the memory, optionally concatenated with the query values.
+
+    Computed in the inputs' dtype: called with float64 tensors this is the spec the kernels are
+    tested against; called in half precision it shows PyTorch's own rounding in that precision.
 
     Args:
         mem_key: (B, Ck, N) memory keys.
         mem_val: (B, Cv, N) memory values.
         q_key: (B, Ck, P) query keys.
-        q_val: (B, Cv, P) query values.
+        q_val: optional (B, Cv, P) query values, appended to the readout.
         n_valid: optional (B,) integer tensor; entries ``j >= n_valid[b]`` of item b are ignored.
             An item with no valid entry reads zeros.
-        out: optional (B, 2Cv, P) tensor to write into.
+        out: optional (B, 2Cv, P) tensor to write into ((B, Cv, P) without ``q_val``).
+        affinity: "dot" or "l2", the logits of :func:`read_logits`.
+        scale: factor of the logits; None divides them by ``sqrt(Ck)``.
+        shrinkage: optional (B, N) per-entry factor of the l2 logits.
+        selection: optional (B, Ck, P) per-pixel channel weights of the l2 affinity.
+        top_k: None for the full softmax, else the softmax over each query's ``top_k`` largest
+            logits (see :func:`read_weights`).
+        return_usage: also return how much weight each entry received.
 
     Returns:
-        (B, 2Cv, P): ``[mem_val @ softmax_N(mem_key^T q_key / sqrt(Ck)), q_val]``.
+        (B, 2Cv, P) ``[mem_val @ weights, q_val]``, or (B, Cv, P) ``mem_val @ weights`` when
+        ``q_val`` is None, where weights (B, N, P) are :func:`read_weights` of the logits. With
+        ``return_usage`` the pair (that, usage): usage (B, N) is ``weights.sum(dim=2)`` in float32
+        (float64 for float64 inputs), 0 at invalid entries.
     """
-    batch, key_dim, num_entries = mem_key.shape
+    batch, key_dim, capacity = mem_key.shape
     value_dim = mem_val.shape[1]
+    num_entries = capacity
     if n_valid is not None and num_entries > 0:
         # Entries past the longest valid length never contribute: skip them.
         num_entries = max(int(n_valid.max()), 0)
-        num_entries = min(num_entries, mem_key.shape[2])
+        num_entries = min(num_entries, capacity)
         mem_key, mem_val = mem_key[:, :, :num_entries], mem_val[:, :, :num_entries]
+        shrinkage = None if shrinkage is None else shrinkage[:, :num_entries]
 
+    valid = None
     if n_valid is not None:
         # Entries past n_valid are never read: whatever they hold (even NaN) cannot leak in.
         entry = torch.arange(num_entries, device=mem_key.device)
         valid = entry[None, :] < n_valid.to(mem_key.device)[:, None]  # (B, N)
         mem_key = mem_key.masked_fill(~valid[:, None, :], 0.0)
         mem_val = mem_val.masked_fill(~valid[:, None, :], 0.0)
-    logits = torch.bmm(mem_key.transpose(1, 2), q_key) / math.sqrt(key_dim)  # (B, N, P)
-    if n_valid is not None:
-        logits = logits.masked_fill(~valid[:, :, None], float("-inf"))
-        weights = torch.softmax(logits, dim=1).masked_fill(~valid[:, :, None], 0.0)
-    else:
-        weights = torch.softmax(logits, dim=1)
+        shrinkage = None if shrinkage is None else shrinkage.masked_fill(~valid, 0.0)
+    logits = read_logits(
+        mem_key, q_key, affinity=affinity, scale=scale, shrinkage=shrinkage, selection=selection
+    )
+    weights = read_weights(logits, valid, top_k)
     readout = torch.bmm(mem_val, weights)  # (B, Cv, P)
 
+    dtype = mem_val.dtype if q_val is None else q_val.dtype
+    channels = value_dim if q_val is None else 2 * value_dim
     if out is None:
-        out = torch.empty(
-            (batch, 2 * value_dim, q_key.shape[2]), dtype=q_val.dtype, device=q_val.device
-        )
+        out = torch.empty((batch, channels, q_key.shape[2]), dtype=dtype, device=mem_val.device)
     out[:, :value_dim] = readout
-    out[:, value_dim:] = q_val
-    return out
+    if q_val is not None:
+        out[:, value_dim:] = q_val
+    if not return_usage:
+        return out
+    usage = weights.new_zeros((batch, capacity), dtype=torch.promote_types(weights.dtype, torch.float32))
+    usage[:, :num_entries] = weights.sum(dim=2, dtype=usage.dtype)
+    return out, usage
 
 
 def best_match_similarity(mem_key: Tensor, new_key: Tensor, n_valid: Tensor | None = None) -> Tensor:
