@@ -11,11 +11,9 @@ import torch
 from torch import Tensor
 
 from swiftcuda import ops
+from swiftcuda.ops.reference import MAX_TOP_K  # a model configured above it keeps its own read
 
 __all__ = ["MAX_TOP_K", "fused_read", "objects_as_channels"]
-
-# The largest top-k the fused read takes; a model configured above it keeps its own read.
-MAX_TOP_K = 64
 
 
 def objects_as_channels(values: Tensor) -> Tensor:
@@ -46,7 +44,7 @@ def fused_read(
         q_key: (B, Ck, P) query keys.
         shrinkage: optional per-entry factor, (B, N) or (B, 1, N).
         selection: optional (B, Ck, P) per-pixel channel weights.
-        top_k: softmax over each query's ``top_k`` largest logits (clamped to N), or None for all.
+        top_k: softmax over each query's ``top_k`` largest logits (all N when fewer), or None for all.
         usage: also return each entry's summed weight over the queries.
         backend: op backend, None for the best available.
 
@@ -63,8 +61,6 @@ def fused_read(
 
     if shrinkage is not None:
         shrinkage = shrinkage.reshape(shrinkage.shape[0], shrinkage.shape[-1])
-    if top_k is not None:
-        top_k = min(top_k, mem_key.shape[-1])
     with torch.autocast(device_type=q_key.device.type, enabled=False):
         result = ops.memory_read(
             cast(mem_key),
