@@ -198,10 +198,9 @@ def build_xmem(device):
 
 def build_cutie(device, repo: Path):
     no_downloads(["cutie.model.utils.resnet"])
+    from cutie.model.cutie import CUTIE
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
-
-    from cutie.model.cutie import CUTIE
 
     with initialize_config_dir(config_dir=str((repo / "cutie" / "config").resolve()), version_base="1.3.2"):
         cfg = compose(config_name="eval_config")

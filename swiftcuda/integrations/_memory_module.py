@@ -11,7 +11,12 @@ from typing import Any
 
 from torch import Tensor
 
-from swiftcuda.integrations._patching import PatchHandle, find_attribute, import_official, mark_replacement
+from swiftcuda.integrations._patching import (
+    PatchHandle,
+    find_attribute,
+    import_official,
+    mark_replacement,
+)
 from swiftcuda.nn import read_and_concat
 
 __all__ = ["patch_memory_forward"]

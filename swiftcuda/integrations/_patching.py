@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, Self
 
 from swiftcuda.errors import SwiftcudaError
 
@@ -142,7 +142,7 @@ class PatchHandle:
             else:
                 delattr(swap.owner, swap.name)
 
-    def __enter__(self) -> PatchHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -11,7 +11,9 @@ import torch
 from torch import Tensor
 
 from swiftcuda import ops
-from swiftcuda.ops.reference import MAX_TOP_K  # a model configured above it keeps its own read
+from swiftcuda.ops.reference import (
+    MAX_TOP_K,  # a model configured above it keeps its own read
+)
 
 __all__ = ["MAX_TOP_K", "fused_read", "objects_as_channels"]
 

@@ -8,7 +8,12 @@ import torch
 import swiftcuda.integrations.cutie as sc
 from swiftcuda.integrations import IntegrationError
 from tests.integrations import family_maths as fm
-from tests.integrations.fakes import CutieManager, CutieNetwork, CutieStore, cutie_modules
+from tests.integrations.fakes import (
+    CutieManager,
+    CutieNetwork,
+    CutieStore,
+    cutie_modules,
+)
 
 KEY_DIM, VALUE_DIM, HEIGHT, WIDTH, TOP_K = 16, 8, 4, 6, 9
 # Buckets: object ids, working-memory length, long-term length (0: none yet).

@@ -8,7 +8,12 @@ import torch
 import swiftcuda.integrations.xmem as sx
 from swiftcuda.integrations import IntegrationError
 from tests.integrations import family_maths as fm
-from tests.integrations.fakes import XMemManager, XMemStore, _xmem_group_entries, xmem_modules
+from tests.integrations.fakes import (
+    XMemManager,
+    XMemStore,
+    _xmem_group_entries,
+    xmem_modules,
+)
 
 KEY_DIM, VALUE_DIM, HEIGHT, WIDTH = 16, 8, 5, 7
 # (objects, working-memory length, long-term length or None) per object group: groups that
