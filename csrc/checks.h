@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <string_view>
 
 namespace swiftcuda {
 
@@ -22,6 +23,33 @@ struct UpdateShape {
 // mem_key (B, Ck, N), mem_val (B, Cv, N), q_key (B, Ck, P), q_val (B, Cv, P), optional n_valid (B,).
 ReadShape check_memory_read(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
                             const at::Tensor& q_val, const std::optional<at::Tensor>& n_valid);
+
+// The options of the STM family's read (swiftcuda.ops.reference.memory_read), as the kernels take
+// them: the affinity resolved to a flag, the scale to a number.
+struct ReadOptions {
+  bool l2 = false;                      // affinity "l2" (else "dot")
+  double scale = 1.0;                   // factor of the logits
+  std::optional<at::Tensor> shrinkage;  // (B, N) factor of the l2 logits
+  std::optional<at::Tensor> selection;  // (B, Ck, P) channel weights of the l2 affinity
+  int64_t top_k = 0;                    // 0: softmax over every valid entry; else 1..kMaxTopK
+};
+
+// The most entries a top-k read keeps per query.
+constexpr int64_t kMaxTopK = 64;
+
+// mem_key (B, Ck, N), mem_val (B, Cv, N), q_key (B, Ck, P), optional q_val (B, Cv, P), n_valid (B,),
+// and the op's options: affinity "dot" or "l2", scale (None: 1 / sqrt(Ck)), shrinkage (B, N) and
+// selection (B, Ck, P) with the l2 affinity only, top_k (None or 1..64).
+ReadShape check_memory_read_family(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+                                   const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+                                   const std::optional<at::Tensor>& shrinkage,
+                                   const std::optional<at::Tensor>& selection, std::string_view affinity,
+                                   std::optional<double> scale, std::optional<int64_t> top_k, ReadOptions* options);
+
+// out (B, 2Cv, P) with q_val, (B, Cv, P) without, with the memory's dtype and device; usage (B, N)
+// float32 on that device.
+void check_read_family_out(const at::Tensor& out, const std::optional<at::Tensor>& usage, const ReadShape& shape,
+                           bool with_q_val, const at::Tensor& like);
 
 // out (B, 2Cv, P) with q_val's dtype and device.
 void check_read_out(const at::Tensor& out, const ReadShape& shape, const at::Tensor& q_val);

@@ -37,4 +37,25 @@ at::Tensor functional_read(const at::Tensor& mem_key, const at::Tensor& mem_val,
   return out;
 }
 
+// memory_read_family as allocate + the out= form: out (B, Cv or 2Cv, P) and, when asked, usage
+// (B, N) float32; without return_usage the second result is an empty float32 tensor.
+template <typename Into>
+std::tuple<at::Tensor, at::Tensor> functional_read_family(
+    const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+    const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection,
+    std::string_view affinity, std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage,
+    Into into) {
+  ReadOptions options;
+  const ReadShape shape = check_memory_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection,
+                                                   affinity, scale, top_k, &options);
+  const int64_t channels = q_val.has_value() ? 2 * shape.value_dim : shape.value_dim;
+  at::Tensor out = at::empty({shape.batch, channels, shape.pixels}, mem_val.options());
+  at::Tensor usage = at::empty({return_usage ? shape.batch : 0, return_usage ? shape.entries : 0},
+                               mem_key.options().dtype(at::kFloat));
+  into(mem_key, mem_val, q_key, q_val, n_valid, options, out,
+       return_usage ? std::optional<at::Tensor>(usage) : std::nullopt);
+  return {out, usage};
+}
+
 }  // namespace swiftcuda

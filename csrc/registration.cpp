@@ -66,6 +66,16 @@ TORCH_LIBRARY(swiftcuda, m) {
   m.def(
       "memory_read.into(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor q_val, Tensor? n_valid, "
       "Tensor(a!) out) -> ()");
+  // The STM family's read (swiftcuda.ops.reference.memory_read): top_k None is the full softmax;
+  // the second result is the (B, N) usage with return_usage, else an empty tensor.
+  m.def(
+      "memory_read_family(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor? q_val=None, Tensor? n_valid=None, "
+      "Tensor? shrinkage=None, Tensor? selection=None, str affinity=\"dot\", float? scale=None, int? top_k=None, "
+      "bool return_usage=False) -> (Tensor, Tensor)");
+  m.def(
+      "memory_read_family.into(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor? q_val, Tensor? n_valid, "
+      "Tensor? shrinkage, Tensor? selection, str affinity, float? scale, int? top_k, Tensor(a!) out, "
+      "Tensor(b!)? usage) -> ()");
   m.def("memory_update(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)");
   m.def(
       "memory_update_(Tensor(a!) key_buf, Tensor(b!) val_buf, Tensor(c!) n_valid, Tensor new_key, Tensor new_val, "

@@ -8,6 +8,9 @@
 
 #include <optional>
 #include <tuple>
+#include <vector>
+
+#include "checks.h"
 
 namespace swiftcuda::cpu {
 
@@ -15,6 +18,30 @@ namespace swiftcuda::cpu {
 // P x N matrix: query tiles x memory tiles with an online softmax.
 void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
                       const at::Tensor& q_val, const std::optional<at::Tensor>& n_valid, const at::Tensor& out);
+
+// The read of the STM family (swiftcuda.ops.reference.memory_read with its options): writes the
+// readout (B, Cv, P), then q_val when given, into out, and when usage is given the (B, N) float32
+// sum of each entry's weights over the queries into it (0 past n_valid). Top-k reads keep a
+// running list of each query's k best logits while streaming over memory tiles and gather the k
+// chosen value columns; full-softmax reads run softmax_read. Never forms a P x N matrix.
+void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+                             const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+                             const ReadOptions& options, const at::Tensor& out,
+                             const std::optional<at::Tensor>& usage);
+
+// Shared by the CPU reads (memory_read.cpp):
+// float32 with a contiguous last dimension, and only the first `entries` entries of the last axis.
+at::Tensor float_prefix(const at::Tensor& tensor, int64_t entries);
+// Each item's valid length, n_valid[b] clamped to [0, capacity] (capacity without n_valid).
+std::vector<int64_t> valid_lengths(const std::optional<at::Tensor>& n_valid, int64_t batch, int64_t capacity);
+// The online-softmax read: readout (B, Cv, P) float32 with contiguous rows, of float32 keys
+// (B, D, >= max length), values (B, Cv, >= max length) and queries (B, D, P) with contiguous rows,
+// over entries [0, lengths[b]), the logits being keys^T queries * scale_log2 in base 2. When
+// query_max / query_sum are given, each query's final softmax maximum and sum ((B, P) row-major,
+// base 2) are written there too.
+void softmax_read(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& queries,
+                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout,
+                  float* query_max, float* query_sum);
 
 // Appends the most novel new pixels at n_valid[b] in the buffers and advances n_valid.
 void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf, const at::Tensor& n_valid,

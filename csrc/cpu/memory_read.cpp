@@ -77,13 +77,6 @@ void add_weighted(float* __restrict dst, const float* __restrict src, const floa
   for (int64_t p = 0; p < cols; ++p) dst[p] += src[p] * weight[p];
 }
 
-// float32 with a contiguous last dimension, and only the first `entries` entries of the last axis.
-at::Tensor float_rows(const at::Tensor& tensor, int64_t entries) {
-  at::Tensor narrowed = tensor.narrow(2, 0, entries);
-  if (narrowed.scalar_type() != at::kFloat) narrowed = narrowed.to(at::kFloat);
-  return last_dim_contiguous(narrowed);
-}
-
 struct ReadPlan {
   int64_t batch, key_dim, value_dim, pixels, query_tiles;
   int splits;
@@ -132,29 +125,29 @@ void attend(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& 
 
 }  // namespace
 
-void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key_in,
-                      const at::Tensor& q_val, const std::optional<at::Tensor>& n_valid, const at::Tensor& out) {
-  const int64_t batch = mem_key.size(0), capacity = mem_key.size(2);
-  ReadPlan plan{batch, mem_key.size(1), mem_val.size(1), q_key_in.size(2), 0, 1, softmax_scale_log2(mem_key.size(1))};
-  plan.query_tiles = (plan.pixels + kQueryTile - 1) / kQueryTile;
+at::Tensor float_prefix(const at::Tensor& tensor, int64_t entries) {
+  at::Tensor narrowed = tensor.narrow(2, 0, entries);
+  if (narrowed.scalar_type() != at::kFloat) narrowed = narrowed.to(at::kFloat);
+  return last_dim_contiguous(narrowed);
+}
 
+std::vector<int64_t> valid_lengths(const std::optional<at::Tensor>& n_valid, int64_t batch, int64_t capacity) {
   std::vector<int64_t> lengths(batch, capacity);
   if (n_valid.has_value()) {
     const at::Tensor host = n_valid->to(at::kLong).contiguous();
     const int64_t* data = host.data_ptr<int64_t>();
     for (int64_t b = 0; b < batch; ++b) lengths[b] = valid_length(data[b], capacity);
   }
+  return lengths;
+}
+
+void softmax_read(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& q_key,
+                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout,
+                  float* query_max, float* query_sum) {
+  const int64_t batch = keys.size(0);
+  ReadPlan plan{batch, keys.size(1), values.size(1), q_key.size(2), 0, 1, scale_log2};
+  plan.query_tiles = (plan.pixels + kQueryTile - 1) / kQueryTile;
   const int64_t longest = batch ? *std::max_element(lengths.begin(), lengths.end()) : 0;
-
-  // Entries past every item's valid length are never touched, not even converted.
-  const at::Tensor keys = float_rows(mem_key, longest);
-  const at::Tensor values = float_rows(mem_val, longest);
-  const at::Tensor q_key = float_rows(q_key_in, plan.pixels);
-
-  // The readout goes straight into out when out is float32 with contiguous rows.
-  const at::Tensor out_read = out.narrow(1, 0, plan.value_dim);
-  const bool direct = out.scalar_type() == at::kFloat && (plan.pixels <= 1 || out.stride(2) == 1);
-  const at::Tensor readout = direct ? out_read : at::empty({batch, plan.value_dim, plan.pixels}, at::kFloat);
 
   const int64_t threads = at::get_num_threads();
   plan.splits = choose_splits(batch * plan.query_tiles, threads, longest, 2 * kEntryTile);
@@ -185,6 +178,10 @@ void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, cons
         for (int64_t p = 0; p < cols; ++p) scale[p] = softmax_normaliser(scratch.running_sum[p]);
         scale_columns_into(readout.data_ptr<float>() + b * readout.stride(0) + p0, readout.stride(1), acc,
                            plan.value_dim, cols, scale);
+        if (query_max != nullptr) {
+          std::copy_n(scratch.running_max.data(), cols, query_max + b * plan.pixels + p0);
+          std::copy_n(scratch.running_sum.data(), cols, query_sum + b * plan.pixels + p0);
+        }
       } else {
         float* dst = part_acc.data_ptr<float>() + (b * splits + split) * plan.value_dim * plan.pixels + p0;
         for (int64_t c = 0; c < plan.value_dim; ++c)
@@ -213,6 +210,10 @@ void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, cons
             total += w * sums[z * plan.pixels + p];
           }
           scale[p] = softmax_normaliser(total);
+          if (query_max != nullptr) {
+            query_max[b * plan.pixels + p] = overall;
+            query_sum[b * plan.pixels + p] = total;
+          }
         }
         for (int64_t c = 0; c < plan.value_dim; ++c) {
           float* row = readout.data_ptr<float>() + b * readout.stride(0) + c * readout.stride(1);
@@ -226,9 +227,26 @@ void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, cons
       }
     });
   }
+}
 
+void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key_in,
+                      const at::Tensor& q_val, const std::optional<at::Tensor>& n_valid, const at::Tensor& out) {
+  const int64_t batch = mem_key.size(0), value_dim = mem_val.size(1), pixels = q_key_in.size(2);
+  const std::vector<int64_t> lengths = valid_lengths(n_valid, batch, mem_key.size(2));
+  const int64_t longest = batch ? *std::max_element(lengths.begin(), lengths.end()) : 0;
+
+  // Entries past every item's valid length are never touched, not even converted.
+  const at::Tensor keys = float_prefix(mem_key, longest);
+  const at::Tensor values = float_prefix(mem_val, longest);
+  const at::Tensor q_key = float_prefix(q_key_in, pixels);
+
+  // The readout goes straight into out when out is float32 with contiguous rows.
+  const at::Tensor out_read = out.narrow(1, 0, value_dim);
+  const bool direct = out.scalar_type() == at::kFloat && (pixels <= 1 || out.stride(2) == 1);
+  const at::Tensor readout = direct ? out_read : at::empty({batch, value_dim, pixels}, at::kFloat);
+  softmax_read(keys, values, q_key, lengths, softmax_scale_log2(mem_key.size(1)), readout, nullptr, nullptr);
   if (!direct) out_read.copy_(readout);
-  out.narrow(1, plan.value_dim, plan.value_dim).copy_(q_val);
+  out.narrow(1, value_dim, value_dim).copy_(q_val);
 }
 
 }  // namespace swiftcuda::cpu

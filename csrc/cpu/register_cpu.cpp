@@ -22,6 +22,27 @@ at::Tensor memory_read_op(const at::Tensor& mem_key, const at::Tensor& mem_val, 
   return functional_read(mem_key, mem_val, q_key, q_val, n_valid, memory_read_into);
 }
 
+void memory_read_family_into_op(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+                                const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+                                const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection,
+                                c10::string_view affinity, std::optional<double> scale, std::optional<int64_t> top_k,
+                                const at::Tensor& out, const std::optional<at::Tensor>& usage) {
+  ReadOptions options;
+  const ReadShape shape = check_memory_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection,
+                                                   affinity, scale, top_k, &options);
+  check_read_family_out(out, usage, shape, q_val.has_value(), mem_key);
+  memory_read_family_into(mem_key, mem_val, q_key, q_val, n_valid, options, out, usage);
+}
+
+std::tuple<at::Tensor, at::Tensor> memory_read_family_op(
+    const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
+    const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
+    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection, c10::string_view affinity,
+    std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage) {
+  return functional_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity, scale, top_k,
+                                return_usage, memory_read_family_into);
+}
+
 void memory_update_in_place_op(const at::Tensor& key_buf, const at::Tensor& val_buf, const at::Tensor& n_valid,
                                const at::Tensor& new_key, const at::Tensor& new_val, double beta) {
   check_memory_update(key_buf, val_buf, new_key, new_val, beta);
@@ -95,6 +116,8 @@ at::Tensor exp2_approx_op(const at::Tensor& x) {
 TORCH_LIBRARY_IMPL(swiftcuda, CPU, m) {
   m.impl("memory_read", &memory_read_op);
   m.impl("memory_read.into", &memory_read_into_op);
+  m.impl("memory_read_family", &memory_read_family_op);
+  m.impl("memory_read_family.into", &memory_read_family_into_op);
   m.impl("memory_update", &memory_update_op);
   m.impl("memory_update_", &memory_update_in_place_op);
   m.impl("rsp", &rsp_op);

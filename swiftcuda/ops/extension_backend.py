@@ -58,6 +58,38 @@ def memory_read(
     return out
 
 
+def memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None = None,
+    n_valid: Tensor | None = None,
+    out: Tensor | None = None,
+    *,
+    affinity: str = "dot",
+    scale: float | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    top_k: int | None = None,
+    return_usage: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """See :func:`swiftcuda.ops.reference.memory_read` (its options); the reference runs where the
+    extension has no kernel for them on the tensors' device."""
+    family = "swiftcuda::memory_read_family"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key(family, mem_key.device.type.upper()):
+        return reference.memory_read(
+            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
+            selection=selection, top_k=top_k, return_usage=return_usage,
+        )
+    options = (shrinkage, selection, affinity, None if scale is None else float(scale), top_k)
+    if out is None:
+        out, usage = torch.ops.swiftcuda.memory_read_family(mem_key, mem_val, q_key, q_val, n_valid, *options, return_usage)
+    else:
+        usage = mem_key.new_empty(mem_key.shape[::2], dtype=torch.float32) if return_usage else None
+        torch.ops.swiftcuda.memory_read_family.into(mem_key, mem_val, q_key, q_val, n_valid, *options, out, usage)
+    return (out, usage) if return_usage else out
+
+
 def memory_update(
     mem_key: Tensor, mem_val: Tensor, new_key: Tensor, new_val: Tensor, beta: float = 0.1
 ) -> tuple[Tensor, Tensor]:
