@@ -138,3 +138,13 @@ def test_pointwise_fusion_benchmark_runs_or_says_why_not(tmp_path):
     assert "CPU: " in table and "| objects | plain FPS | fused FPS |" in table
     rows = [line for line in table.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and all(line.endswith("% |") for line in rows)
+
+
+@pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="the C++ CPU backend is not built")
+def test_stm_family_benchmark_runs(tmp_path):
+    """A quick run of one model writes both reads' rows and how often they agree (timings are not checked)."""
+    table = _run_benchmark_script("bench_stm_family.py", tmp_path / "family.md", "--models", "stcn", "--no-memory")
+    assert "| stcn | 1 | 2000 | 20 | fp32 | model |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| stcn | 1 | 2000 | 20 | fp32 | swiftcuda |"))
+    assert float(row.split("|")[-2].strip().rstrip("%")) > 95.0  # the same read, up to near-ties
+    assert "CPU: " in table

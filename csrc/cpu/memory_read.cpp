@@ -7,7 +7,9 @@
 //   acc = acc * rescale + V_tile S                  (ATen's CPU matrix product)
 // so no P x N matrix is ever allocated: scratch is O(kEntryTile x 64 + Cv x 64) per thread. When
 // there are fewer query tiles than threads the memory axis is split and a combine pass merges the
-// partial (max, sum, acc) triples, as the CUDA kernel does across thread blocks.
+// partial (max, sum, acc) triples, as the CUDA kernel does across thread blocks. The family's
+// full-softmax reads (memory_read_family.cpp) run the same loop, softmax_read, on their augmented
+// keys and queries.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
