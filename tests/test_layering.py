@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference",),  # the streaming engine
     ("data", "metrics", "onnx", "train", "options"),  # what builds on the engine; its options
     ("engine",),  # options -> model -> segmenter
-    ("many", "live", "bench", "demo"),  # applications of the engine
+    ("many", "live", "bench", "demo", "integrations", "annotate"),  # applications of the engine and ops
     ("__init__",),  # the public API (swiftcuda/__init__.py)
     ("cli", "__main__"),  # the command line
 )
