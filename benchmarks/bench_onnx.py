@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from swiftcuda.cli._arguments import parse_size
 from swiftcuda.bench.fps import (
     Config,
     Measurement,
@@ -26,7 +27,6 @@ from swiftcuda.bench.fps import (
     benchmark_video,
     environment,
     load_bench_model,
-    parse_size,
     run_swiftcuda,
 )
 from swiftcuda.onnx import OnnxSegmenter, export_onnx

@@ -25,7 +25,7 @@ from swiftcuda.engine import build_segmenter
 from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.inference.labels import labels_method
-from swiftcuda.inference.rescale import InternalSize
+from swiftcuda.inference.rescale import AUTO, InternalSize
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
 from swiftcuda.ops import available_backends
@@ -305,17 +305,6 @@ def load_bench_model(weights: str) -> tuple[SwiftNet, str]:
     from swiftcuda.weights import load_model
 
     return load_model(weights, dtype=torch.float32), f"weights {weights}"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """argparse type of ``--size``: HxW."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, like 480x864, got {text!r}") from None
-    if min(height, width) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
-    return height, width
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,14 @@ def report_problems(problems: list, total: int) -> None:
         f"{len(problems)} of {total} sequence(s) could not be scored (listed above): fix their results "
         "or ground truth, or score the others with --sequences"
     )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type of ``--size``: HxW."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, like 480x864, got {text!r}") from None
+    if min(height, width) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
+    return height, width

@@ -35,7 +35,7 @@ def internal_size_argument(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from swiftcuda.bench.fps import parse_size
+    from swiftcuda.cli._arguments import parse_size
 
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--size", type=parse_size, default=(480, 864), metavar="HxW", help="frame size")

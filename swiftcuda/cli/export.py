@@ -12,7 +12,7 @@ HELP = "export the per-frame step to ONNX (four graphs and a JSON sidecar) for r
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swiftcuda.bench.fps import parse_size
+    from swiftcuda.cli._arguments import parse_size
 
     parser = subparsers.add_parser(
         "export",

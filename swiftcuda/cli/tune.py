@@ -15,7 +15,7 @@ HELP = "choose each CPU convolution's fastest algorithm for a frame size ahead o
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swiftcuda.bench.fps import parse_size
+    from swiftcuda.cli._arguments import parse_size
     from swiftcuda.precision import PRECISIONS
 
     parser = subparsers.add_parser(

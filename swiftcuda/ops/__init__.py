@@ -10,10 +10,12 @@ these ops, so every backend slots in behind them. Each op's schema is declared o
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from swiftcuda.ops import backends
+from swiftcuda.ops import backends, reference
 from swiftcuda.ops.backends import available_backends
 from swiftcuda.ops.reference import novel_pixel_count
 
