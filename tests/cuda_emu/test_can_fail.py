@@ -87,10 +87,10 @@ def test_dropping_nan_in_best_match_is_caught(tmp_path, skip_without_emulator):
                                                             nan_pixels=(3, 50, 99)))
 
 
-def test_an_out_of_bounds_read_is_caught_by_address_sanitizer(tmp_path, skip_without_emulator):
+def test_an_out_of_bounds_read_is_caught_by_address_sanitizer(tmp_path, skip_without_emulator, seed):
     # soft_aggregate's grid-stride loop one pixel too far: reads past the last object's plane.
     dirs = planted(tmp_path, "kernels/soft_aggregate.cu", "x < p.pixels;", "x <= p.pixels;")
-    result = harness.run_asan_child(harness.build(*dirs, sanitize=True), ["aggregate"])
+    result = harness.run_asan_child(harness.build(*dirs, sanitize=True), ["aggregate"], seed)
     assert result.returncode != 0 and "AddressSanitizer" in result.stderr, \
         f"exit {result.returncode}; ASan should have reported the overflow\n{result.stderr[-3000:]}"
     assert "heap-buffer-overflow" in result.stderr
