@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from swiftcuda import Segmenter, load_model
+from swiftcuda import PrepareOptions, Segmenter, load_model, prepare
 from swiftcuda.cli import main
 from swiftcuda.io import read_mask, write_mask
 from swiftcuda.live import (
@@ -101,7 +101,7 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 
 def reference_labels(model, frames: list[np.ndarray], first_mask: np.ndarray) -> list[np.ndarray]:
     """The torch Segmenter, stepped through exactly ``frames`` in order (the mask on the first)."""
-    segmenter = Segmenter(model, internal_size=None, tune=False)
+    segmenter = Segmenter(prepare(model, PrepareOptions(tune=False)), internal_size=None)
     labels = []
     for position, image in enumerate(frames):
         probs = segmenter.step(image, mask=first_mask if position == 0 else None)
@@ -159,7 +159,7 @@ def test_video_at_30_fps_drops_frames_with_bounded_latency_and_matches_the_segme
     labels = video.labels[0].astype(np.uint8)
     # Untuned: a tuned engine switches convolution strategy after its first steps, which the live
     # run's warm-up takes before the clock runs, so the two would differ in a few pixels.
-    masks, ready, _, seconds = run_timed(capture, SlowedSegmenter(model, internal_size=None, tune=False), labels)
+    masks, ready, _, seconds = run_timed(capture, SlowedSegmenter(prepare(model, PrepareOptions(tune=False)), internal_size=None), labels)
 
     counts = capture.counts
     indices = [mask.index for mask in masks]

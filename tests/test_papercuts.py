@@ -390,7 +390,7 @@ def test_segment_frames_delivers_the_masks_before_an_unreadable_frame(tmp_path, 
     source, labels = open_video(frames, mask)
     delivered = []
     with pytest.raises(FrameReadError) as error:
-        segment_frames(Segmenter(random_swiftnet(seed=4), tune=False), source, labels, lambda f, _: delivered.append(f.name))
+        segment_frames(Segmenter(swiftcuda.prepare(random_swiftnet(seed=4), swiftcuda.PrepareOptions(tune=False))), source, labels, lambda f, _: delivered.append(f.name))
     assert error.value.frames_done == 2 and delivered == ["00000", "00001"]
 
 
