@@ -152,7 +152,7 @@ stage info 60 $PYTHON -m swiftcuda info --require "$REQUIRE" \
 
 # --- 4. tests on the GPU ---------------------------------------------------------------------------
 PYTEST=($PYTHON -m pytest -q -p no:cacheprovider)
-GPU_TESTS=(tests/ops tests/test_segmenter.py tests/test_engine_backends.py -k "cuda or graph or triton")
+GPU_TESTS=(tests/ops tests/inference/test_segmenter.py tests/inference/test_engine_backends.py -k "cuda or graph or triton")
 if [ "$DRY_RUN" = 1 ]; then
     # Prove the selections collect (and are not empty); CI runs the tests themselves on the CPU.
     stage gpu_tests 120 "${PYTEST[@]}" --collect-only "${GPU_TESTS[@]}"

@@ -42,7 +42,7 @@ AUTO = "auto"
 CPU_MAX_SHORTER_SIDE = 1080
 #: Peak memory a float32 step adds per frame pixel: 400 bytes, measured on a CPU as the growth of
 #: the process's peak from 540x960 to 1080x1920 frames (one object; the peak script of
-#: tests/test_internal_size.py). Scaled by the element size for other dtypes; used to keep
+#: tests/inference/test_internal_size.py). Scaled by the element size for other dtypes; used to keep
 #: ``"auto"`` within a GPU's free memory, with :data:`GPU_MEMORY_SHARE` left for more objects.
 STEP_BYTES_PER_PIXEL_FP32 = 400
 #: Of a GPU's free memory, the share ``"auto"`` plans a step to use (the rest: the memory bank, the

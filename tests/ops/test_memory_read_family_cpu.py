@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda import _extension, ops
+from swiftcuda import ops
+from swiftcuda.ops import extension as _extension
 from tests.ops.test_memory_read_family import assert_family_close, draw_inputs, truth, without_near_ties
 from tests.ops.tolerances import poisoned
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["scripts/gpu_suite.sh", "scripts/check_stack.sh", "scripts/fetch_gpu_wheels.sh"]
 
 

@@ -28,10 +28,10 @@ from swiftcuda.io import read_mask, read_object_mask, write_mask
 from swiftcuda.io.frames import FrameSource
 from swiftcuda.weights import demo_weights_path, load_model
 from tests.models import random_swiftnet
-from tests.test_cli_segment import write_frames
+from tests.cli.test_segment import write_frames
 from tests.videos import make_video, undecodable_png
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH, FRAMES = 40, 56, 5
 
 

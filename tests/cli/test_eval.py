@@ -160,7 +160,7 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
 
 
 def test_eval_ray_options_need_workers_and_davis(davis_root, checkpoint, tmp_path, capsys):
-    """--workers N segments on Ray (tests/test_segment_many.py runs it); its placement options
+    """--workers N segments on Ray (tests/many/test_segment_many.py runs it); its placement options
     without it, or it with YouTube-VOS, are refused before anything runs."""
     out = tmp_path / "out"
     for extra in (["--ray", "auto"], ["--gpus-per-worker", "1"], ["--videos-per-worker", "2"]):

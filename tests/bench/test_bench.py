@@ -88,7 +88,7 @@ def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite()
 
 def _run_benchmark_script(name: str, report: Path, *options: str) -> str:
     """Run ``benchmarks/<name>`` in a quick smoke run and return the markdown table it wrote."""
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / name
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / name
     subprocess.run([sys.executable, str(script), "--quick", "--markdown", str(report), *options], check=True, capture_output=True)
     return report.read_text()
 
@@ -122,7 +122,7 @@ def test_pointwise_fusion_benchmark_runs_or_says_why_not(tmp_path):
     engine's); on a CPU that cannot fuse bfloat16 it stops with one line instead of a oneDNN error."""
     from swiftcuda.optimize.fused_conv import pointwise_fusion_available
 
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_pointwise_fusion.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pointwise_fusion.py"
     report = tmp_path / "fusion.md"
     run = subprocess.run(
         [sys.executable, str(script), "--size", "64x96", "--objects", "1,2", "--frames", "5", "--warmup", "1",

@@ -26,7 +26,7 @@ from swiftcuda.cli import main
 from swiftcuda.io import read_mask, write_mask
 from swiftcuda.io.frames import read_image
 from swiftcuda.weights import demo_weights_path
-from tests.test_cli_segment import write_frames
+from tests.cli.test_segment import write_frames
 from tests.videos import make_video, undecodable_png
 
 ray = pytest.importorskip("ray", reason="segment-many needs the ray extra: pip install swiftcuda[ray]")

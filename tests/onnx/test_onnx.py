@@ -18,7 +18,7 @@ from swiftcuda.cli import main
 from swiftcuda.errors import InputError
 from swiftcuda.io import read_mask, write_mask
 from swiftcuda.weights import DEMO, demo_weights_path
-from tests.test_cli_segment import assert_refused, write_frames
+from tests.cli.test_segment import assert_refused, write_frames
 from tests.videos import make_video
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install swiftcuda[onnx]")

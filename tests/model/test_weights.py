@@ -12,7 +12,7 @@ import swiftcuda
 from swiftcuda import SwiftNet, WeightsError, load_model
 
 #: Every tensor name and shape of the official swiftnet_resnet18_old.pth (without "module.").
-OFFICIAL_KEYS = Path(__file__).parent / "data" / "swiftnet_r18_official_state_dict.json"
+OFFICIAL_KEYS = Path(__file__).parent / "swiftnet_r18_official_state_dict.json"
 
 
 def official_like_checkpoint(prefix: str = "module.") -> dict[str, torch.Tensor]:

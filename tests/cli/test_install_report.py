@@ -22,7 +22,7 @@ import torch
 from swiftcuda.cli import info as info_cli
 from swiftcuda.ops import _triton_compat, backends, reference
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo.sh"
 
 
 def test_train_demo_script_trains_exports_and_scores(tmp_path):

@@ -242,7 +242,7 @@ def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path):
     done = subprocess.run(
         [sys.executable, "benchmarks/bench_internal_size.py", "--davis", str(tmp_path / "set"), "--sizes", "32,none",
          "--weights", "demo", "--precision", "fp32", "--warmup", "1", "--markdown", str(markdown)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
     )
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 32 ") or line.startswith("| none")]
     assert len(rows) == 2, done.stdout
