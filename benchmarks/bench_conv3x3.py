@@ -77,13 +77,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("conv3x3 is a CPU op: run with --device cpu")
     impls = ["reference", "onednn-cl"] + (["winograd"] if extension.status().winograd else [])
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    cases = [
-        h.Case("conv3x3", impl, "fp32", dict(zip("BCKHW", shape)))
-        for shape in shapes for impl in impls
-    ]
+    cases = [h.Case("conv3x3", impl, "fp32", dict(zip("BCKHW", shape))) for shape in shapes for impl in impls]
     results = h.run_cases(cases, build, device, args, Path(__file__).resolve())
     h.report(
-        "conv3x3 (float32, stride 1, padding 1)", results, device, ["B", "C", "K", "H", "W"], "tflops",
+        "conv3x3 (float32, stride 1, padding 1)",
+        results,
+        device,
+        ["B", "C", "K", "H", "W"],
+        "tflops",
         [
             "reference: oneDNN direct, NCHW; onednn-cl: oneDNN direct, channels-last; winograd: swiftcuda.conv3x3.",
             "FLOPs of the direct convolution for every row.",

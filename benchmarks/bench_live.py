@@ -22,13 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _harness import environment
 
 from swiftcuda import Segmenter, load_model
 from swiftcuda.data.testset import bundled_masks_root, load_mask_sequence, render_video
 from swiftcuda.demo import DEMO_SEQUENCE
 from swiftcuda.live import open_live_source, run_live, warm_up
-
-from _harness import environment
 
 BATCH_STEPS = 20
 
@@ -88,18 +87,20 @@ def main() -> int:
             f"{latency.percentile(95) / step:.2f} |"
         )
     env = environment(device)
-    text = "\n".join([
-        f"### Live input (`python benchmarks/bench_live.py --device {args.device} --sizes {args.sizes} "
-        f"--seconds {args.seconds:g}`), {args.weights} weights, a {args.fps:g} FPS video file",
-        "",
-        ", ".join(f"{k}: {v}" for k, v in env.items()),
-        "",
-        "| size | engine FPS | received | processed | dropped | processed FPS | latency p50 ms | p95 ms | max ms "
-        "| processed / engine FPS | p50 / step | p95 / step |",
-        "|" + "---|" * 12,
-        *rows,
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"### Live input (`python benchmarks/bench_live.py --device {args.device} --sizes {args.sizes} "
+            f"--seconds {args.seconds:g}`), {args.weights} weights, a {args.fps:g} FPS video file",
+            "",
+            ", ".join(f"{k}: {v}" for k, v in env.items()),
+            "",
+            "| size | engine FPS | received | processed | dropped | processed FPS | latency p50 ms | p95 ms | max ms "
+            "| processed / engine FPS | p50 / step | p95 / step |",
+            "|" + "---|" * 12,
+            *rows,
+            "",
+        ]
+    )
     print(text)
     if args.markdown is not None:
         with args.markdown.open("a", encoding="utf-8") as handle:

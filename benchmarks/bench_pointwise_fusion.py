@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from swiftcuda.cli._arguments import parse_size
 from swiftcuda.bench.fps import agreement, benchmark_video, environment, load_bench_model, publish
+from swiftcuda.cli._arguments import parse_size
 from swiftcuda.engine import build_segmenter
 from swiftcuda.optimize.fused_conv import pointwise_fusion_available
 from swiftcuda.options import EngineOptions

@@ -111,8 +111,15 @@ def build(case: h.Case, device: torch.device):
 
     def swiftcuda_read():
         return ops.memory_read(
-            mem_key, mem_val, q_key, affinity="l2", selection=selection, shrinkage=shrinkage, top_k=top_k,
-            return_usage=usage, backend="cpu",
+            mem_key,
+            mem_val,
+            q_key,
+            affinity="l2",
+            selection=selection,
+            shrinkage=shrinkage,
+            top_k=top_k,
+            return_usage=usage,
+            backend="cpu",
         )
 
     return swiftcuda_read
@@ -136,7 +143,11 @@ def peak_bytes(case: h.Case) -> int | None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--memory-case", case.to_json()],
-        capture_output=True, text=True, cwd=h.REPO, env=env, check=False,
+        capture_output=True,
+        text=True,
+        cwd=h.REPO,
+        env=env,
+        check=False,
     )
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith("{"):
@@ -176,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
             for entries in QUICK_SIZES if args.quick else sizes:
                 for count in objects[:1] if args.quick else objects:
                     for impl in IMPLS:
-                        cases.append(h.Case("read", impl, dtype, {"model": model, "O": count, "N": entries, "k": top_k}))
+                        cases.append(
+                            h.Case("read", impl, dtype, {"model": model, "O": count, "N": entries, "k": top_k})
+                        )
 
     rows, model_readout, agreement = [], {}, {}
     for case in cases:

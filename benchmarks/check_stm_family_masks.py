@@ -247,7 +247,9 @@ def run_stcn(network, images, labels, enter, device) -> tuple[torch.Tensor, torc
     from inference_core import InferenceCore
 
     with cuda_on(device):
-        processor = InferenceCore(network, images[None].to(device), num_objects=2, top_k=20, mem_every=2, include_last=True)
+        processor = InferenceCore(
+            network, images[None].to(device), num_objects=2, top_k=20, mem_every=2, include_last=True
+        )
         processor.interact(one_hot(labels[0], [1, 2])[:, None].to(device), 0, len(images))
     height, width = images.shape[-2:]
     prob = processor.prob[:, :, 0, :height, :width].transpose(0, 1)  # (T, objects + 1, H, W)
@@ -257,7 +259,11 @@ def run_stcn(network, images, labels, enter, device) -> tuple[torch.Tensor, torc
 def _pad_objects(prob: torch.Tensor, channels: int) -> torch.Tensor:
     """(C, H, W) -> (channels, H, W) float32 on the CPU, absent objects at probability 0."""
     prob = prob.float().cpu()
-    return torch.cat([prob, prob.new_zeros(channels - prob.shape[0], *prob.shape[1:])]) if prob.shape[0] < channels else prob
+    return (
+        torch.cat([prob, prob.new_zeros(channels - prob.shape[0], *prob.shape[1:])])
+        if prob.shape[0] < channels
+        else prob
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,8 +358,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(results: list[dict]) -> str:
-    rows = ["| family | frames | size | device | pixels equal | max abs prob diff | foreground | labels | long-term from frame | NaN frames (released / patched) | unpatched s | patched s |",
-            "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: | ---: |"]
+    rows = [
+        "| family | frames | size | device | pixels equal | max abs prob diff | foreground | labels | long-term from frame | NaN frames (released / patched) | unpatched s | patched s |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: | ---: |",
+    ]
     for r in results:
         rows.append(
             f"| {r['family']} | {r['frames']} | {r['size']} | {r['device']} | {100 * r['agreement']:.3f}% "

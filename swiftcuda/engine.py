@@ -53,7 +53,7 @@ NO_WEIGHTS = (
 
 
 def default_device() -> str:
-    """"cuda" when a GPU is available, else "cpu"."""
+    """ "cuda" when a GPU is available, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -168,6 +168,12 @@ def build_onnx_segmenter(
         precision = "fp32" if options.precision == "auto" else options.precision
         model = load_engine_model(options.replace(precision=precision), notify)
     return OnnxSegmenter.from_model(
-        model, notify=notify or logger.info, memory=options.memory, mem_every=options.mem_every, beta=options.beta,
-        capacity=options.capacity, pam=options.pam, internal_size=options.internal_size,
+        model,
+        notify=notify or logger.info,
+        memory=options.memory,
+        mem_every=options.mem_every,
+        beta=options.beta,
+        capacity=options.capacity,
+        pam=options.pam,
+        internal_size=options.internal_size,
     )

@@ -49,9 +49,7 @@ def read_and_concat(
         ``read = m_out @ softmax_N(m_in^T q_in / sqrt(Ck))``.
     """
     if q_in.dim() != 4 or q_out.dim() != 4:
-        raise ValueError(
-            f"q_in and q_out must be (B, C, H, W), got {tuple(q_in.shape)} and {tuple(q_out.shape)}"
-        )
+        raise ValueError(f"q_in and q_out must be (B, C, H, W), got {tuple(q_in.shape)} and {tuple(q_out.shape)}")
     if m_in.dim() < 3 or m_out.dim() < 3:
         raise ValueError(
             f"m_in and m_out must be (B, C, N) or (B, C, T, H, W), got {tuple(m_in.shape)} and {tuple(m_out.shape)}"

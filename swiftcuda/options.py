@@ -132,8 +132,14 @@ class EngineOptions:
         (CUDA graphs on a GPU unless set)."""
         cuda_graphs = device.type == "cuda" if self.cuda_graphs is None else self.cuda_graphs
         return dict(
-            memory=self.memory, mem_every=self.mem_every, beta=self.beta, capacity=self.capacity, pam=self.pam,
-            backend=self.backend, cuda_graphs=cuda_graphs, device_decisions=self.device_decisions,
+            memory=self.memory,
+            mem_every=self.mem_every,
+            beta=self.beta,
+            capacity=self.capacity,
+            pam=self.pam,
+            backend=self.backend,
+            cuda_graphs=cuda_graphs,
+            device_decisions=self.device_decisions,
             internal_size=self.internal_size,
         )
 

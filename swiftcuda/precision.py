@@ -24,7 +24,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    """"bfloat16" for torch.bfloat16: how tables and messages name a dtype."""
+    """ "bfloat16" for torch.bfloat16: how tables and messages name a dtype."""
     return str(dtype).removeprefix("torch.")
 
 

@@ -180,7 +180,7 @@ def read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
 
 
 def detect_variant(state_dict: Mapping[str, Tensor]) -> str | None:
-    """"r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
+    """ "r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
     probe = state_dict.get(_VARIANT_PROBE)
     if probe is None or probe.dim() != 4:
         return None

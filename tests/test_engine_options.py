@@ -151,12 +151,42 @@ def test_the_command_line_converts_its_arguments_once():
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
     assert engine_options(parser.parse_args([])) == EngineOptions()
-    args = parser.parse_args([
-        "--weights", "w.pth", "--variant", "r50", "--device", "cpu", "--precision", "fp32", "--memory", "pam",
-        "--mem-every", "3", "--capacity", "50", "--internal-size", "96x128", "--backend", "reference",
-        "--compile", "--direct-convolutions", "--no-tune",
-    ])
+    args = parser.parse_args(
+        [
+            "--weights",
+            "w.pth",
+            "--variant",
+            "r50",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--memory",
+            "pam",
+            "--mem-every",
+            "3",
+            "--capacity",
+            "50",
+            "--internal-size",
+            "96x128",
+            "--backend",
+            "reference",
+            "--compile",
+            "--direct-convolutions",
+            "--no-tune",
+        ]
+    )
     assert engine_options(args) == EngineOptions(
-        weights="w.pth", variant="r50", device="cpu", precision="fp32", memory="pam", mem_every=3, capacity=50,
-        internal_size=(96, 128), backend="reference", compile=True, winograd=False, tune=False,
+        weights="w.pth",
+        variant="r50",
+        device="cpu",
+        precision="fp32",
+        memory="pam",
+        mem_every=3,
+        capacity=50,
+        internal_size=(96, 128),
+        backend="reference",
+        compile=True,
+        winograd=False,
+        tune=False,
     )

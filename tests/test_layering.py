@@ -127,7 +127,7 @@ def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
         path.append(part)
         for target in sorted(graph.get(part, {})):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state:
                 found = visit(target)
                 if found:
@@ -169,7 +169,8 @@ def test_every_part_of_the_package_has_a_layer(modules):
 
 def test_nothing_below_the_command_line_imports_it(modules):
     offenders = [
-        name for name, (path, tree) in modules.items()
+        name
+        for name, (path, tree) in modules.items()
         if part_of(name) not in COMMAND_LINE
         and any(part_of(target) == "cli" for target in imported_modules(tree, name, path.name == "__init__.py"))
     ]
@@ -177,7 +178,9 @@ def test_nothing_below_the_command_line_imports_it(modules):
 
 
 def test_no_namespace_below_the_command_line(modules):
-    offenders = [name for name, (_, tree) in modules.items() if part_of(name) not in COMMAND_LINE and uses_argparse(tree)]
+    offenders = [
+        name for name, (_, tree) in modules.items() if part_of(name) not in COMMAND_LINE and uses_argparse(tree)
+    ]
     assert not offenders, f"argparse below the command line (give typed options instead): {offenders}"
 
 
@@ -199,7 +202,9 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     (root / "errors.py").write_text("")
     (root / "ops" / "table.py").write_text("def late():\n    from ..model import net\n")  # upward, in a function
     (root / "model" / "net.py").write_text("import argparse\nfrom swiftcuda import ops, errors\n")
-    (root / "model" / "run.py").write_text("def run(args):\n    from swiftcuda.cli.main import x\n    return args.Namespace\n")
+    (root / "model" / "run.py").write_text(
+        "def run(args):\n    from swiftcuda.cli.main import x\n    return args.Namespace\n"
+    )
     modules = package_modules(root)
     graph = part_graph(modules, root)
     assert graph["ops"] == {"model": ["swiftcuda.ops.table"]}
@@ -208,4 +213,7 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert find_cycle(graph) == ["model", "ops", "model"]
     assert "ops imports the higher model (swiftcuda.ops.table)" in upward_imports(graph)
     assert "model imports the higher cli (swiftcuda.model.run)" in upward_imports(graph)
-    assert [name for name, (_, tree) in modules.items() if uses_argparse(tree)] == ["swiftcuda.model.net", "swiftcuda.model.run"]
+    assert [name for name, (_, tree) in modules.items() if uses_argparse(tree)] == [
+        "swiftcuda.model.net",
+        "swiftcuda.model.run",
+    ]

@@ -46,13 +46,15 @@ def make_video(
     objects = []
     for object_id in object_ids:
         radii = rng.uniform(0.12, 0.22, 2) * (height, width)
-        objects.append({
-            "id": object_id,
-            "centre": rng.uniform(0.3, 0.7, 2) * (height, width),
-            "velocity": rng.uniform(-3, 3, 2),
-            "radii": radii,
-            "texture": _texture(rng, height, width, cell=5) * 0.5 + rng.uniform(0, 128, 3),
-        })
+        objects.append(
+            {
+                "id": object_id,
+                "centre": rng.uniform(0.3, 0.7, 2) * (height, width),
+                "velocity": rng.uniform(-3, 3, 2),
+                "radii": radii,
+                "texture": _texture(rng, height, width, cell=5) * 0.5 + rng.uniform(0, 128, 3),
+            }
+        )
     yy, xx = np.mgrid[0:height, 0:width]
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     labels = np.zeros((num_frames, height, width), dtype=np.int64)
@@ -83,5 +85,7 @@ def undecodable_png(image: np.ndarray) -> bytes:
     length = int.from_bytes(data[start - 4 : start], "big")
     middle = start + 4 + length // 3
     data[middle : middle + 16] = bytes(b ^ 0xA5 for b in data[middle : middle + 16])
-    data[start + 4 + length : start + 8 + length] = zlib.crc32(bytes(data[start : start + 4 + length])).to_bytes(4, "big")
+    data[start + 4 + length : start + 8 + length] = zlib.crc32(bytes(data[start : start + 4 + length])).to_bytes(
+        4, "big"
+    )
     return bytes(data)

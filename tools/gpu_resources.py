@@ -108,7 +108,9 @@ class Launch:
     def specialization(self) -> str:
         """Short text of what selects the compiled variant (constexprs and options)."""
         kw = self.options
-        keys = [k for k in kw if k.startswith(("BLOCK", "CHUNK")) or k in ("KPAD", "NUM_SPLITS", "num_warps", "num_stages")]
+        keys = [
+            k for k in kw if k.startswith(("BLOCK", "CHUNK")) or k in ("KPAD", "NUM_SPLITS", "num_warps", "num_stages")
+        ]
         return " ".join(f"{k.replace('BLOCK_', 'B').replace('num_', '')}={kw[k]}" for k in keys)
 
 
@@ -171,8 +173,9 @@ def _recording(case: str, arch: int):
         yield recorder
 
 
-def record_engine_launches(arch: int, models: Iterable[str] = MODELS, dtypes: Iterable[str] = DTYPES,
-                           objects: Iterable[int] = OBJECTS) -> list[Launch]:
+def record_engine_launches(
+    arch: int, models: Iterable[str] = MODELS, dtypes: Iterable[str] = DTYPES, objects: Iterable[int] = OBJECTS
+) -> list[Launch]:
     """Every Triton launch one engine step makes at 480x854, per model, dtype and object count.
 
     The memory comes from :class:`~swiftcuda.inference.memory.MemoryStore` (the engine's layout:
@@ -206,8 +209,13 @@ def record_engine_launches(arch: int, models: Iterable[str] = MODELS, dtypes: It
                     L.launch_memory_read(keys, values, q_key, q_val, n_valid, out, num_splits=1)
                     key_buf, val_buf, lengths, new_key, new_val = _update_views(store, count)
                     L.launch_memory_update(
-                        key_buf, val_buf, lengths, new_key, new_val,
-                        novel_pixel_count(pixels, BETA), key_buf.shape[2],
+                        key_buf,
+                        val_buf,
+                        lengths,
+                        new_key,
+                        new_val,
+                        novel_pixel_count(pixels, BETA),
+                        key_buf.shape[2],
                     )
                     if model == "R18":  # the mask kernels do not depend on the trunk
                         height, width = PADDED_FRAME
@@ -253,8 +261,9 @@ FAMILY_MODELS = {
 FAMILY_KERNELS = ("topk_sweep_kernel", "topk_readout_kernel", "family_read_kernel", "family_usage_kernel")
 
 
-def record_family_launches(arch: int, models: Iterable[str] = FAMILY_MODELS, dtypes: Iterable[str] = DTYPES,
-                           objects: Iterable[int] = OBJECTS) -> list[Launch]:
+def record_family_launches(
+    arch: int, models: Iterable[str] = FAMILY_MODELS, dtypes: Iterable[str] = DTYPES, objects: Iterable[int] = OBJECTS
+) -> list[Launch]:
     """Every Triton launch of the family's read at each model's 480p shape, dtype and object count,
     with automatic memory splits and with the split count forced to one.
 
@@ -276,24 +285,40 @@ def record_family_launches(arch: int, models: Iterable[str] = FAMILY_MODELS, dty
                 with _recording(case, arch) as rec:
                     device = torch.device("cuda", 0)
 
-                    def shared(*size: int) -> Any:
+                    def shared(
+                        *size: int, device: torch.device = device, dtype: Any = dtype, count: int = count
+                    ) -> Any:
                         return torch.empty((1, *size), device=device, dtype=dtype).expand(count, *size)
 
                     mem_key = shared(shape.key_dim, shape.entries)
                     mem_val = torch.empty((count, shape.value_dim, shape.entries), device=device, dtype=dtype)
                     q_key = shared(shape.key_dim, pixels)
-                    q_val = torch.empty((count, shape.value_dim, pixels), device=device, dtype=dtype) \
-                        if shape.q_val else None
+                    q_val = (
+                        torch.empty((count, shape.value_dim, pixels), device=device, dtype=dtype)
+                        if shape.q_val
+                        else None
+                    )
                     selection = shared(shape.key_dim, pixels) if shape.selection else None
                     shrinkage = shared(shape.entries) if shape.selection else None
                     channels = shape.value_dim * (2 if shape.q_val else 1)
                     out = torch.empty((count, channels, pixels), device=device, dtype=dtype)
-                    usage = torch.empty((count, shape.entries), device=device, dtype=torch.float32) \
-                        if shape.usage else None
+                    usage = (
+                        torch.empty((count, shape.entries), device=device, dtype=torch.float32) if shape.usage else None
+                    )
                     for splits in (0, 1):
                         L.launch_memory_read_family(
-                            mem_key, mem_val, q_key, q_val, None, out, usage, affinity="l2", shrinkage=shrinkage,
-                            selection=selection, top_k=shape.top_k, num_splits=splits,
+                            mem_key,
+                            mem_val,
+                            q_key,
+                            q_val,
+                            None,
+                            out,
+                            usage,
+                            affinity="l2",
+                            shrinkage=shrinkage,
+                            selection=selection,
+                            top_k=shape.top_k,
+                            num_splits=splits,
                         )
                 launches += rec.launches
     return _unique(launches)
@@ -304,8 +329,13 @@ def _update_views(store: Any, count: int) -> tuple[Any, ...]:
     if hasattr(store, "update_views"):
         return store.update_views(slice(0, count))
     pixels = store.frame_pixels  # stores before update_views (for before/after tables)
-    return (store.keys[:, :, pixels:], store.values[:, :, pixels:], store.long_term_length,
-            store.keys[:, :, :pixels], store.values[:, :, :pixels])
+    return (
+        store.keys[:, :, pixels:],
+        store.values[:, :, pixels:],
+        store.long_term_length,
+        store.keys[:, :, :pixels],
+        store.values[:, :, :pixels],
+    )
 
 
 def _unique(launches: Iterable[Launch]) -> list[Launch]:
@@ -318,6 +348,7 @@ def _unique(launches: Iterable[Launch]) -> list[Launch]:
 
 def _launch_key(launch: Launch) -> str:
     """What decides the compiled code: kernel, arch, argument specialization and options."""
+
     def spec(value: Any) -> Any:
         if isinstance(value, tuple) and value and value[0] == "ptr":
             return ("ptr", value[1], value[2] % 16 == 0)
@@ -329,8 +360,13 @@ def _launch_key(launch: Launch) -> str:
 
     constexpr_names = {k for k, _ in launch.kwargs}
     return json.dumps(
-        [launch.module, launch.kernel, launch.arch, [spec(a) for a in launch.args],
-         [(k, v) for k, v in launch.kwargs if k in constexpr_names]],
+        [
+            launch.module,
+            launch.kernel,
+            launch.arch,
+            [spec(a) for a in launch.args],
+            [(k, v) for k, v in launch.kwargs if k in constexpr_names],
+        ],
         default=str,
     )
 
@@ -501,7 +537,11 @@ def compile_launch(launch: Launch) -> Resources:
         result.shared = int(kernel.metadata.shared)
         result.threads = 32 * int(kernel.metadata.num_warps)
         sass = sass_summary(kernel.asm["cubin"])
-        result.mma, result.local_instructions, result.cp_async = sass["mma"], sass["local_instructions"], sass["cp_async"]
+        result.mma, result.local_instructions, result.cp_async = (
+            sass["mma"],
+            sass["local_instructions"],
+            sass["cp_async"],
+        )
         result.half_dot = _has_half_dot(kernel.asm["ttgir"])
     except Exception as error:  # reported in the table, failed by --check and the tests
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
@@ -559,8 +599,11 @@ def _source_hash(module: str) -> str:
         seen.add(path)
         text = path.read_bytes()
         hasher.update(path.name.encode() + text)
-        todo += [path.with_name(f"{name}.py") for name in re.findall(rb"^from \.(\w+) import", text, re.M)
-                 for name in [name.decode()]]
+        todo += [
+            path.with_name(f"{name}.py")
+            for name in re.findall(rb"^from \.(\w+) import", text, re.M)
+            for name in [name.decode()]
+        ]
     return hasher.hexdigest()
 
 
@@ -636,8 +679,19 @@ def _compile_cuda_file(nvcc: str, source: Path, arch: int) -> list[Resources]:
     includes = [f"-I{p}" for p in ext.include_paths()] + [f"-I{source.parent}"]
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "k.cubin"
-        command = [nvcc, "-cubin", "-O3", "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", *includes,
-                   str(source), "-o", str(cubin)]
+        command = [
+            nvcc,
+            "-cubin",
+            "-O3",
+            "-std=c++17",
+            f"-arch=sm_{arch}",
+            "-Xptxas",
+            "-v",
+            *includes,
+            str(source),
+            "-o",
+            str(cubin),
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             return [Resources(source.name, "", arch, error=done.stderr.strip().splitlines()[-1][:300])]
@@ -650,14 +704,22 @@ def _compile_cuda_file(nvcc: str, source: Path, arch: int) -> list[Resources]:
             continue
         sass = sass_by_function.get(function, "")
         mma = "HGMMA" if "HGMMA" in sass else ("HMMA" if "HMMA" in sass else "")
-        rows.append(Resources(
-            _demangle(function), source.name, arch,
-            registers=info.get("registers", 0), stack=info.get("stack", 0),
-            spill_stores=info.get("spill_stores", 0), spill_loads=info.get("spill_loads", 0),
-            shared=info.get("shared", 0), threads=threads_by_function.get(function, 0),
-            local_instructions=len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", sass)), mma=mma,
-            cp_async=len(re.findall(r"\bLDGSTS\b", sass)),
-        ))
+        rows.append(
+            Resources(
+                _demangle(function),
+                source.name,
+                arch,
+                registers=info.get("registers", 0),
+                stack=info.get("stack", 0),
+                spill_stores=info.get("spill_stores", 0),
+                spill_loads=info.get("spill_loads", 0),
+                shared=info.get("shared", 0),
+                threads=threads_by_function.get(function, 0),
+                local_instructions=len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", sass)),
+                mma=mma,
+                cp_async=len(re.findall(r"\bLDGSTS\b", sass)),
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
     return rows
@@ -723,18 +785,40 @@ def _max_threads_by_function(cubin: bytes) -> dict[str, int]:
 # --- the table -----------------------------------------------------------------------------------
 
 
-COLUMNS = ("kernel", "specialization", "arch", "regs", "spill st/ld B", "stack", "smem B", "blocks/SM",
-           "warps/SM", "tensor cores", "LDL+STL", "cp.async", "status")
+COLUMNS = (
+    "kernel",
+    "specialization",
+    "arch",
+    "regs",
+    "spill st/ld B",
+    "stack",
+    "smem B",
+    "blocks/SM",
+    "warps/SM",
+    "tensor cores",
+    "LDL+STL",
+    "cp.async",
+    "status",
+)
 
 
 def row(result: Resources) -> list[str]:
     blocks, warps = result.occupancy()
     tensor = result.mma or ("MISSED" if result.half_dot else "-")
     return [
-        result.kernel, (result.case + " " + result.specialization).strip(), f"sm_{result.arch}",
-        str(result.registers), f"{result.spill_stores}/{result.spill_loads}", str(result.stack), str(result.shared),
-        str(blocks) if result.threads else "?", str(warps) if result.threads else "?", tensor,
-        str(result.local_instructions), str(result.cp_async), "; ".join(problems(result)) or "ok",
+        result.kernel,
+        (result.case + " " + result.specialization).strip(),
+        f"sm_{result.arch}",
+        str(result.registers),
+        f"{result.spill_stores}/{result.spill_loads}",
+        str(result.stack),
+        str(result.shared),
+        str(blocks) if result.threads else "?",
+        str(warps) if result.threads else "?",
+        tensor,
+        str(result.local_instructions),
+        str(result.cp_async),
+        "; ".join(problems(result)) or "ok",
     ]
 
 
@@ -768,8 +852,13 @@ def format_table(results: Sequence[Resources], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: Iterable[str] | None = None,
-                     family: bool = True, **selection: Any) -> list[Resources]:
+def triton_resources(
+    arches: Iterable[int] = ARCHES,
+    workers: int = 2,
+    kernels: Iterable[str] | None = None,
+    family: bool = True,
+    **selection: Any,
+) -> list[Resources]:
     """Record the engine's launches (and with ``family`` the STM family's reads,
     :func:`record_family_launches`) for each arch and compile them (cached); ``kernels``: only these."""
     wanted = set(kernels) if kernels is not None else None
@@ -783,8 +872,9 @@ def triton_resources(arches: Iterable[int] = ARCHES, workers: int = 2, kernels: 
         launches += [
             launch
             for arch in arches
-            for launch in record_family_launches(arch, dtypes=selection.get("dtypes", DTYPES),
-                                                 objects=selection.get("objects", OBJECTS))
+            for launch in record_family_launches(
+                arch, dtypes=selection.get("dtypes", DTYPES), objects=selection.get("objects", OBJECTS)
+            )
             if wanted is None or launch.kernel in wanted
         ]
     return compile_all(launches, workers=workers)

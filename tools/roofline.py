@@ -179,7 +179,7 @@ class Roofline:
 
     @property
     def bound(self) -> str:
-        """"memory", "tensor", "alu" (FP32 pipe) or "sfu" (exp): the largest term."""
+        """ "memory", "tensor", "alu" (FP32 pipe) or "sfu" (exp): the largest term."""
         terms = {"memory": self.memory_s, "tensor": self.tensor_s, "alu": self.alu_s, "sfu": self.sfu_s}
         return max(terms, key=terms.__getitem__)
 
@@ -305,9 +305,13 @@ def memory_read_cost(s: Scenario, dtype: str) -> OpCost:
     """
     c, size = s.config, element_size(dtype)
     o, n, p = s.objects, s.read_entries, s.pixels
-    bytes_ = size * (o * (c.key_dim + c.value_dim) * n + (c.key_dim + c.value_dim) * p + o * 2 * c.value_dim * p) + 4 * o
+    bytes_ = (
+        size * (o * (c.key_dim + c.value_dim) * n + (c.key_dim + c.value_dim) * p + o * 2 * c.value_dim * p) + 4 * o
+    )
     return OpCost(
-        "memory_read", "kernels", bytes_,
+        "memory_read",
+        "kernels",
+        bytes_,
         tensor_flops=2.0 * o * (c.key_dim + c.value_dim) * n * p,
         alu_ops=float(READ_ALU_PER_PAIR * o * n * p),
         sfu_ops=float(o * n * p),
@@ -315,7 +319,9 @@ def memory_read_cost(s: Scenario, dtype: str) -> OpCost:
     )
 
 
-def read_splits(s: Scenario, gpu: GpuSpec = H100_SXM, block_p: int = 64, block_v: int = 128, min_entries: int = 512) -> int:
+def read_splits(
+    s: Scenario, gpu: GpuSpec = H100_SXM, block_p: int = 64, block_v: int = 128, min_entries: int = 512
+) -> int:
     """Memory-axis splits the Triton read launcher chooses (two programs per SM, >= 512 entries each).
 
     A model of ``swiftcuda.ops._triton_launch.auto_splits`` with the block sizes of commit 49b3ec3
@@ -334,8 +340,13 @@ def read_split_workspace_cost(s: Scenario, splits: int) -> OpCost:
         return OpCost("memory_read split workspace", "kernels", 0.0, launches=0)
     bytes_ = 2 * 4 * splits * s.objects * (c.value_dim + 2) * s.pixels
     alu = 2 * splits * s.objects * (c.value_dim + 2) * s.pixels
-    return OpCost(f"memory_read split workspace (S={splits})", "kernels", float(bytes_), alu_ops=float(alu),
-                  sfu_ops=float(splits * s.objects * s.pixels))
+    return OpCost(
+        f"memory_read split workspace (S={splits})",
+        "kernels",
+        float(bytes_),
+        alu_ops=float(alu),
+        sfu_ops=float(splits * s.objects * s.pixels),
+    )
 
 
 def best_match_cost(s: Scenario, dtype: str) -> OpCost:
@@ -349,7 +360,9 @@ def best_match_cost(s: Scenario, dtype: str) -> OpCost:
     o, n, p = s.objects, s.long_term, s.pixels
     bytes_ = size * o * c.key_dim * (n + p) + 4 * o * p + 4 * o
     return OpCost(
-        "best_match", "kernels (update)", float(bytes_),
+        "best_match",
+        "kernels (update)",
+        float(bytes_),
         tensor_flops=2.0 * o * c.key_dim * n * p,
         alu_ops=float(o * (c.key_dim * (n + p) + MATCH_ALU_PER_PAIR * n * p)),
         sfu_ops=float(o * (n + p)),
@@ -367,7 +380,9 @@ def select_novel_cost(s: Scenario) -> OpCost:
     o, p = s.objects, s.pixels
     n = 1 << max(p - 1, 0).bit_length()
     stages = int(math.log2(n)) * (int(math.log2(n)) + 1) // 2
-    return OpCost("select_novel", "kernels (update)", float(4 * o * p * 2 + 4 * o), alu_ops=float(o * 3 * (n // 2) * stages))
+    return OpCost(
+        "select_novel", "kernels (update)", float(4 * o * p * 2 + 4 * o), alu_ops=float(o * 3 * (n // 2) * stages)
+    )
 
 
 def append_cost(s: Scenario, dtype: str) -> OpCost:
@@ -390,8 +405,12 @@ def evict_cost(s: Scenario, dtype: str) -> OpCost:
         return OpCost("evict", "kernels (update)", 0.0, launches=0)
     excess = s.long_term + s.novel - s.long_term_capacity
     moved = s.long_term - s.pixels - excess
-    return OpCost("evict (at capacity)", "kernels (update)", float(4 * size * s.objects * (c.key_dim + c.value_dim) * moved),
-                  launches=4 * s.objects + 1)
+    return OpCost(
+        "evict (at capacity)",
+        "kernels (update)",
+        float(4 * size * s.objects * (c.key_dim + c.value_dim) * moved),
+        launches=4 * s.objects + 1,
+    )
 
 
 def update_costs(s: Scenario, dtype: str) -> list[OpCost]:
@@ -414,16 +433,25 @@ def soft_aggregate_cost(s: Scenario) -> OpCost:
     """
     plane = s.height * s.width
     classes = s.objects + 1
-    return OpCost("soft_aggregate", "kernels", float(4 * (s.objects + classes) * plane),
-                  alu_ops=float(8 * classes * plane), sfu_ops=float(3 * classes * plane))
+    return OpCost(
+        "soft_aggregate",
+        "kernels",
+        float(4 * (s.objects + classes) * plane),
+        alu_ops=float(8 * classes * plane),
+        sfu_ops=float(3 * classes * plane),
+    )
 
 
 def frame_variation_cost(s: Scenario) -> OpCost:
     """The PAM trigger's variation count (not in the official schedule): two float32 RGB frames and
     two sets of O float32 maps read, two counters written."""
     plane = s.height * s.width
-    return OpCost("frame_variation", "kernels (PAM only)", float(4 * plane * (6 + 2 * s.objects) + 8),
-                  alu_ops=float(plane * (8 + 4 * s.objects)))
+    return OpCost(
+        "frame_variation",
+        "kernels (PAM only)",
+        float(4 * plane * (6 + 2 * s.objects) + 8),
+        alu_ops=float(plane * (8 + 4 * s.objects)),
+    )
 
 
 # -- the whole frame: convolutions and glue, traced on the meta device --------------------------
@@ -529,8 +557,16 @@ class _OpRecorder(TorchDispatchMode):
         bytes_ = sum(touched_bytes(t) for t in inputs + outputs)
         if name in _CONVOLUTIONS:
             flops = conv2d_flops(args[0].shape, args[1].shape, out.shape)
-            self.costs.append(OpCost(self.modules.layer, self.modules.stage, float(bytes_), tensor_flops=float(flops),
-                                     matmul=self.conv_matmul, kind="conv"))
+            self.costs.append(
+                OpCost(
+                    self.modules.layer,
+                    self.modules.stage,
+                    float(bytes_),
+                    tensor_flops=float(flops),
+                    matmul=self.conv_matmul,
+                    kind="conv",
+                )
+            )
         else:
             self.costs.append(OpCost(f"{self.modules.layer}: {name}", self.modules.stage, float(bytes_), kind="glue"))
         return out
@@ -679,9 +715,13 @@ def mean_frame(plain: FramePrediction, updating: FramePrediction, update_every: 
         for stage in updating.by_stage
     }
     return FramePrediction(
-        mix(plain.ops_s, updating.ops_s), mix(plain.launches, updating.launches),
-        mix(plain.fused_s, updating.fused_s), mix(plain.fused_launches, updating.fused_launches),
-        mix(plain.bytes, updating.bytes), mix(plain.flops, updating.flops), stages,
+        mix(plain.ops_s, updating.ops_s),
+        mix(plain.launches, updating.launches),
+        mix(plain.fused_s, updating.fused_s),
+        mix(plain.fused_launches, updating.fused_launches),
+        mix(plain.bytes, updating.bytes),
+        mix(plain.flops, updating.flops),
+        stages,
     )
 
 
@@ -708,21 +748,49 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-_KERNEL_HEADER = ("variant", "dtype", "O", "memory", "N", "MB", "GFLOP", "exp M", "FLOP/B",
-                  "H100 mem µs", "H100 compute µs", "bound", "H100 µs", "H200 µs")
+_KERNEL_HEADER = (
+    "variant",
+    "dtype",
+    "O",
+    "memory",
+    "N",
+    "MB",
+    "GFLOP",
+    "exp M",
+    "FLOP/B",
+    "H100 mem µs",
+    "H100 compute µs",
+    "bound",
+    "H100 µs",
+    "H200 µs",
+)
 
 
 def kernel_row(s: Scenario, dtype: str, cost: OpCost, entries: int | str, memory: str | None = None) -> list[str]:
     """One row of a kernel table; ``memory`` overrides the scenario's memory label."""
     h100, h200 = roofline(cost, H100_SXM), roofline(cost, H200_SXM)
     intensity = f"{arithmetic_intensity(cost):.0f}" if cost.bytes else "-"
-    return [s.variant, "fp32" if dtype == "fp32" else "fp16/bf16", str(s.objects), memory or s.memory_label, str(entries),
-            f"{cost.bytes / 1e6:.3f}", f"{cost.tensor_flops / 1e9:.3f}", f"{cost.sfu_ops / 1e6:.2f}",
-            intensity, _us(h100.memory_s), _us(h100.compute_s), h100.bound,
-            _us(h100.time_s), _us(h200.time_s)]
+    return [
+        s.variant,
+        "fp32" if dtype == "fp32" else "fp16/bf16",
+        str(s.objects),
+        memory or s.memory_label,
+        str(entries),
+        f"{cost.bytes / 1e6:.3f}",
+        f"{cost.tensor_flops / 1e9:.3f}",
+        f"{cost.sfu_ops / 1e6:.2f}",
+        intensity,
+        _us(h100.memory_s),
+        _us(h100.compute_s),
+        h100.bound,
+        _us(h100.time_s),
+        _us(h200.time_s),
+    ]
 
 
-def kernel_tables(variants: Sequence[str], objects: Sequence[int], memories: Sequence[int], dtypes: Sequence[str]) -> str:
+def kernel_tables(
+    variants: Sequence[str], objects: Sequence[int], memories: Sequence[int], dtypes: Sequence[str]
+) -> str:
     """One markdown table per kernel over every scenario."""
     sections: dict[str, list[list[str]]] = {}
 
@@ -735,16 +803,23 @@ def kernel_tables(variants: Sequence[str], objects: Sequence[int], memories: Seq
                 for frames in memories:
                     s = Scenario(variant, o, frames)
                     add("memory_read (fused, compulsory traffic)", s, dtype, memory_read_cost(s, dtype), s.read_entries)
-                    add("best_match (update: similarity sweep over L)", s, dtype, best_match_cost(s, dtype), s.long_term)
+                    add(
+                        "best_match (update: similarity sweep over L)", s, dtype, best_match_cost(s, dtype), s.long_term
+                    )
                 s_cap = Scenario(variant, o, 0)
                 add("append (update: k columns)", s_cap, dtype, append_cost(s_cap, dtype), s_cap.novel, "any")
                 add("evict (update at capacity, host path)", s_cap, dtype, evict_cost(s_cap, dtype), s_cap.long_term)
             for frames in memories:
                 s = Scenario(variant, o, frames)
                 splits = read_splits(s)
-                add("memory_read split workspace (not compulsory: the Triton launcher of commit 49b3ec3, BLOCK_P 64, "
-                    "BLOCK_V 128, two programs per SM, >= 512 entries a split)", s, "fp32",
-                    read_split_workspace_cost(s, splits), f"{s.read_entries} (S={splits})")
+                add(
+                    "memory_read split workspace (not compulsory: the Triton launcher of commit 49b3ec3, BLOCK_P 64, "
+                    "BLOCK_V 128, two programs per SM, >= 512 entries a split)",
+                    s,
+                    "fp32",
+                    read_split_workspace_cost(s, splits),
+                    f"{s.read_entries} (S={splits})",
+                )
     for o in objects:
         s = Scenario(variants[0], o, 0)
         add("select_novel (update; one block per object: latency-bound)", s, "fp32", select_novel_cost(s), "-", "any")
@@ -789,63 +864,124 @@ def frame_summary(
                     mean_frame(predict(plain_ops, gpu), predict(update_ops, gpu), update_every) for gpu in GPUS
                 )
                 update_h100 = predict(update_ops, H100_SXM)
-                summary.append([
-                    variant, str(o), s.memory_label, str(s.read_entries),
-                    f"{h100.launches:.0f} / {h100.fused_launches:.0f}", f"{h100.bytes / 1e6:.0f}", f"{h100.flops / 1e9:.0f}",
-                    _us(h100.ops_s), _us(update_h100.ops_s), _us(h100.total_s(launch_us)),
-                    f"{1 / h100.total_s(launch_us):.0f}", f"{100 * h100.total_s(launch_us) / target_s:.0f}%",
-                    _us(h100.fused_s), _us(h100.fused_total_s(launch_us)), f"{1 / h100.fused_total_s(launch_us):.0f}",
-                    _us(h200.ops_s), _us(h200.total_s(launch_us)), f"{1 / h200.total_s(launch_us):.0f}",
-                    f"{1 / h200.fused_total_s(launch_us):.0f}",
-                ])
+                summary.append(
+                    [
+                        variant,
+                        str(o),
+                        s.memory_label,
+                        str(s.read_entries),
+                        f"{h100.launches:.0f} / {h100.fused_launches:.0f}",
+                        f"{h100.bytes / 1e6:.0f}",
+                        f"{h100.flops / 1e9:.0f}",
+                        _us(h100.ops_s),
+                        _us(update_h100.ops_s),
+                        _us(h100.total_s(launch_us)),
+                        f"{1 / h100.total_s(launch_us):.0f}",
+                        f"{100 * h100.total_s(launch_us) / target_s:.0f}%",
+                        _us(h100.fused_s),
+                        _us(h100.fused_total_s(launch_us)),
+                        f"{1 / h100.fused_total_s(launch_us):.0f}",
+                        _us(h200.ops_s),
+                        _us(h200.total_s(launch_us)),
+                        f"{1 / h200.total_s(launch_us):.0f}",
+                        f"{1 / h200.fused_total_s(launch_us):.0f}",
+                    ]
+                )
                 if frames != memories[-1]:
                     continue
                 by_time = sorted(h100.by_stage.items(), key=lambda item: -item[1][0])
-                body = [[stage, f"{launches:.1f}", f"{bytes_ / 1e6:.1f}", f"{flops / 1e9:.2f}", _us(t),
-                         f"{100 * t / h100.ops_s:.0f}%"] for stage, (t, launches, bytes_, flops) in by_time]
-                body.append(["total", f"{h100.launches:.1f}", f"{h100.bytes / 1e6:.1f}", f"{h100.flops / 1e9:.2f}",
-                             _us(h100.ops_s), "100%"])
+                body = [
+                    [
+                        stage,
+                        f"{launches:.1f}",
+                        f"{bytes_ / 1e6:.1f}",
+                        f"{flops / 1e9:.2f}",
+                        _us(t),
+                        f"{100 * t / h100.ops_s:.0f}%",
+                    ]
+                    for stage, (t, launches, bytes_, flops) in by_time
+                ]
+                body.append(
+                    [
+                        "total",
+                        f"{h100.launches:.1f}",
+                        f"{h100.bytes / 1e6:.1f}",
+                        f"{h100.flops / 1e9:.2f}",
+                        _us(h100.ops_s),
+                        "100%",
+                    ]
+                )
                 plural = "s" if o > 1 else ""
-                stages.append(f"##### {variant}, {o} object{plural}, memory {s.memory_label} (N = {s.read_entries}), "
-                              f"mean frame, H100 SXM\n\n"
-                              + _table(("stage", "launches", "MB", "GFLOP", "roofline µs", "share"), body))
+                stages.append(
+                    f"##### {variant}, {o} object{plural}, memory {s.memory_label} (N = {s.read_entries}), "
+                    f"mean frame, H100 SXM\n\n"
+                    + _table(("stage", "launches", "MB", "GFLOP", "roofline µs", "share"), body)
+                )
                 convs = sorted((c for c in traced if c.kind == "conv"), key=lambda c: -roofline(c, H100_SXM).time_s)
-                top = [[c.stage, c.name, f"{c.bytes / 1e6:.2f}", f"{c.tensor_flops / 1e9:.2f}",
-                        f"{arithmetic_intensity(c):.0f}", roofline(c, H100_SXM).bound, _us(roofline(c, H100_SXM).time_s)]
-                       for c in convs[:6]]
-                layers.append(f"##### {variant}, {o} object{plural} (H100 SXM)\n\n"
-                              + _table(("stage", "layer", "MB (in+w+out)", "GFLOP", "FLOP/B", "bound", "µs"), top))
+                top = [
+                    [
+                        c.stage,
+                        c.name,
+                        f"{c.bytes / 1e6:.2f}",
+                        f"{c.tensor_flops / 1e9:.2f}",
+                        f"{arithmetic_intensity(c):.0f}",
+                        roofline(c, H100_SXM).bound,
+                        _us(roofline(c, H100_SXM).time_s),
+                    ]
+                    for c in convs[:6]
+                ]
+                layers.append(
+                    f"##### {variant}, {o} object{plural} (H100 SXM)\n\n"
+                    + _table(("stage", "layer", "MB (in+w+out)", "GFLOP", "FLOP/B", "bound", "µs"), top)
+                )
     header = (
-        "variant", "O", "memory", "N", "launches eager / fused", "MB", "GFLOP",
-        "H100 µs", "H100 update-frame µs", "H100 µs + launches", "H100 FPS", "of 667 µs",
-        "H100 fused µs", "H100 fused µs + launches", "H100 fused FPS",
-        "H200 µs", "H200 µs + launches", "H200 FPS", "H200 fused FPS",
+        "variant",
+        "O",
+        "memory",
+        "N",
+        "launches eager / fused",
+        "MB",
+        "GFLOP",
+        "H100 µs",
+        "H100 update-frame µs",
+        "H100 µs + launches",
+        "H100 FPS",
+        "of 667 µs",
+        "H100 fused µs",
+        "H100 fused µs + launches",
+        "H100 fused FPS",
+        "H200 µs",
+        "H200 µs + launches",
+        "H200 FPS",
+        "H200 fused FPS",
     )
     return _table(header, summary), "\n\n".join(stages), "\n\n".join(layers)
 
 
 def assumption_notes(launch_us: float) -> str:
     """What the tables assume, as a markdown list (printed under them)."""
-    return "\n".join([
-        "- Peaks (dense): H100 SXM 3.35 TB/s, H200 SXM 4.8 TB/s; both FP16/BF16 tensor 989 TFLOP/s, TF32 494, "
-        "FP32 67 (33.5 T instructions/s), special functions 3.9 T/s (NVIDIA H100 and H200 datasheets; "
-        "FlashAttention-3 paper for the SFU rate).",
-        "- time = max(bytes / bandwidth, tensor FLOPs / tensor peak, FP32 instructions / 33.5 T/s, "
-        "exp / 3.9 T/s): pipes overlap inside a kernel, kernels do not overlap each other.",
-        "- Bytes: compulsory (each input read once, each output written once) in the engine's dtypes; "
-        "the query key/value are read once for all objects (broadcast). Convolutions: input + weight + "
-        "bias + output. Glue: every other ATen op of the eager step, inputs + outputs.",
-        "- float32 kernels: the fused kernels' float32 dots are IEEE (the FP32 pipe), convolutions "
-        "TF32 (cuDNN's default); fp16 and bf16 have the same figures.",
-        f"- Launch overhead: {launch_us} µs per kernel, an assumption to be measured (CUDA graph replay is "
-        "commonly quoted at 2-3 µs per kernel node, about 1 µs at best). 'fused' drops every glue op and its "
-        "launch (what a step compiled into convolution epilogues could reach).",
-        "- Not modelled: wave quantisation (a 1/16 map is 1,620 pixels: a 1/16 convolution with 256 output "
-        "channels is 26 tiles of 128x128 for 132 SMs), cuDNN's efficiency, the host-device copies (a uint8 "
-        "480x854 frame is 1.2 MB, int64 labels 3.3 MB: 19 and 51 µs at PCIe Gen5's 64 GB/s each way, "
-        "overlapped with compute by the copy engines when pipelined), the trigger (official: host only).",
-        "- Mean frame: one long-term update every 5 frames; the update-frame column is the worst frame.",
-    ])
+    return "\n".join(
+        [
+            "- Peaks (dense): H100 SXM 3.35 TB/s, H200 SXM 4.8 TB/s; both FP16/BF16 tensor 989 TFLOP/s, TF32 494, "
+            "FP32 67 (33.5 T instructions/s), special functions 3.9 T/s (NVIDIA H100 and H200 datasheets; "
+            "FlashAttention-3 paper for the SFU rate).",
+            "- time = max(bytes / bandwidth, tensor FLOPs / tensor peak, FP32 instructions / 33.5 T/s, "
+            "exp / 3.9 T/s): pipes overlap inside a kernel, kernels do not overlap each other.",
+            "- Bytes: compulsory (each input read once, each output written once) in the engine's dtypes; "
+            "the query key/value are read once for all objects (broadcast). Convolutions: input + weight + "
+            "bias + output. Glue: every other ATen op of the eager step, inputs + outputs.",
+            "- float32 kernels: the fused kernels' float32 dots are IEEE (the FP32 pipe), convolutions "
+            "TF32 (cuDNN's default); fp16 and bf16 have the same figures.",
+            f"- Launch overhead: {launch_us} µs per kernel, an assumption to be measured (CUDA graph replay is "
+            "commonly quoted at 2-3 µs per kernel node, about 1 µs at best). 'fused' drops every glue op and its "
+            "launch (what a step compiled into convolution epilogues could reach).",
+            "- Not modelled: wave quantisation (a 1/16 map is 1,620 pixels: a 1/16 convolution with 256 output "
+            "channels is 26 tiles of 128x128 for 132 SMs), cuDNN's efficiency, the host-device copies (a uint8 "
+            "480x854 frame is 1.2 MB, int64 labels 3.3 MB: 19 and 51 µs at PCIe Gen5's 64 GB/s each way, "
+            "overlapped with compute by the copy engines when pipelined), the trigger (official: host only).",
+            "- Mean frame: one long-term update every 5 frames; the update-frame column is the worst frame.",
+        ]
+    )
 
 
 def conv_layer_table(variant: str, objects: int, dtype: str = "fp16") -> str:
@@ -857,8 +993,17 @@ def conv_layer_table(variant: str, objects: int, dtype: str = "fp16") -> str:
         if c.kind != "conv":
             continue
         r = roofline(c, H100_SXM)
-        rows.append([c.stage, c.name, f"{c.bytes / 1e6:.2f}", f"{c.tensor_flops / 1e9:.3f}",
-                     f"{arithmetic_intensity(c):.0f}", r.bound, _us(r.time_s)])
+        rows.append(
+            [
+                c.stage,
+                c.name,
+                f"{c.bytes / 1e6:.2f}",
+                f"{c.tensor_flops / 1e9:.3f}",
+                f"{arithmetic_intensity(c):.0f}",
+                r.bound,
+                _us(r.time_s),
+            ]
+        )
     return _table(("stage", "layer", "MB (in+w+out)", "GFLOP", "FLOP/B", "bound", "H100 µs"), rows)
 
 
@@ -926,12 +1071,19 @@ def family_sweep_cost(read: FamilyRead, entries: int, dtype: str, pixels: int = 
     query_maps = 2 if read.selection else 1
     bytes_ = size * (c * n + query_maps * c * p + (n if read.selection else 0))
     products = family_products(read) if dtype != "fp32" else (2 if read.selection else 1)
-    return OpCost(f"{read.name} top-k sweep", "kernels", float(bytes_), tensor_flops=2.0 * products * c * n * p,
-                  alu_ops=float(TOPK_ALU_PER_PAIR * n * p), matmul=_matmul(dtype))
+    return OpCost(
+        f"{read.name} top-k sweep",
+        "kernels",
+        float(bytes_),
+        tensor_flops=2.0 * products * c * n * p,
+        alu_ops=float(TOPK_ALU_PER_PAIR * n * p),
+        matmul=_matmul(dtype),
+    )
 
 
-def family_gather_cost(read: FamilyRead, entries: int, objects: int, dtype: str, pixels: int = FAMILY_PIXELS,
-                       sectors: bool = False) -> OpCost:
+def family_gather_cost(
+    read: FamilyRead, entries: int, objects: int, dtype: str, pixels: int = FAMILY_PIXELS, sectors: bool = False
+) -> OpCost:
     """Softmax over the k chosen logits, the readout of the k chosen value columns, the usage.
 
     Compulsory bytes: the distinct value columns the queries can choose, at most min(N, P k) of
@@ -947,8 +1099,9 @@ def family_gather_cost(read: FamilyRead, entries: int, objects: int, dtype: str,
     output = size * o * cv * p * (3 if read.q_val else 1)
     bytes_ = values + output + (4 * o * n if read.usage else 0)
     name = f"{read.name} gather" + (" (scattered sectors)" if sectors else "")
-    return OpCost(name, "kernels", float(bytes_), alu_ops=float(o * cv * k * p), sfu_ops=float(o * k * p),
-                  matmul=_matmul(dtype))
+    return OpCost(
+        name, "kernels", float(bytes_), alu_ops=float(o * cv * k * p), sfu_ops=float(o * k * p), matmul=_matmul(dtype)
+    )
 
 
 def family_full_cost(read: FamilyRead, entries: int, objects: int, dtype: str, pixels: int = FAMILY_PIXELS) -> OpCost:
@@ -958,13 +1111,32 @@ def family_full_cost(read: FamilyRead, entries: int, objects: int, dtype: str, p
     o, c, cv, n, p = objects, read.key_dim, read.value_dim, entries, pixels
     products = 2 if read.selection else 1
     bytes_ = size * (c * n + o * cv * n + (2 if read.selection else 1) * c * p + o * cv * p)
-    return OpCost(f"{read.name} full softmax", "kernels", float(bytes_),
-                  tensor_flops=2.0 * (products * c * o + cv * o) * n * p, alu_ops=float(READ_ALU_PER_PAIR * o * n * p),
-                  sfu_ops=float(o * n * p), matmul=_matmul(dtype))
+    return OpCost(
+        f"{read.name} full softmax",
+        "kernels",
+        float(bytes_),
+        tensor_flops=2.0 * (products * c * o + cv * o) * n * p,
+        alu_ops=float(READ_ALU_PER_PAIR * o * n * p),
+        sfu_ops=float(o * n * p),
+        matmul=_matmul(dtype),
+    )
 
 
-_FAMILY_HEADER = ("model", "kernel", "dtype", "O", "N", "MB", "GFLOP", "FLOP/B", "H100 mem µs", "H100 compute µs",
-                  "bound", "H100 µs", "H200 µs")
+_FAMILY_HEADER = (
+    "model",
+    "kernel",
+    "dtype",
+    "O",
+    "N",
+    "MB",
+    "GFLOP",
+    "FLOP/B",
+    "H100 mem µs",
+    "H100 compute µs",
+    "bound",
+    "H100 µs",
+    "H200 µs",
+)
 
 
 def family_tables(objects: Sequence[int] = (1, 5), dtypes: Sequence[str] = ("fp16", "fp32")) -> str:
@@ -981,17 +1153,41 @@ def family_tables(objects: Sequence[int] = (1, 5), dtypes: Sequence[str] = ("fp1
                     total = [sweep, gather]
                     for cost in (sweep, gather, scattered, family_full_cost(read, n, o, dtype)):
                         rows.append(_family_row(read, cost, cost.name.removeprefix(read.name + " "), dtype, o, n))
-                    rows.append([read.name, "top-k read (sweep + gather)", "fp32" if dtype == "fp32" else "fp16/bf16",
-                                 str(o), str(n), f"{sum(c.bytes for c in total) / 1e6:.2f}",
-                                 f"{sum(c.tensor_flops for c in total) / 1e9:.2f}", "-", "-", "-", "-",
-                                 _us(sum(roofline(c, H100_SXM).time_s for c in total)),
-                                 _us(sum(roofline(c, H200_SXM).time_s for c in total))])
+                    rows.append(
+                        [
+                            read.name,
+                            "top-k read (sweep + gather)",
+                            "fp32" if dtype == "fp32" else "fp16/bf16",
+                            str(o),
+                            str(n),
+                            f"{sum(c.bytes for c in total) / 1e6:.2f}",
+                            f"{sum(c.tensor_flops for c in total) / 1e9:.2f}",
+                            "-",
+                            "-",
+                            "-",
+                            "-",
+                            _us(sum(roofline(c, H100_SXM).time_s for c in total)),
+                            _us(sum(roofline(c, H200_SXM).time_s for c in total)),
+                        ]
+                    )
     return _table(_FAMILY_HEADER, rows)
 
 
 def _family_row(read: FamilyRead, cost: OpCost, kernel: str, dtype: str, objects: int, entries: int) -> list[str]:
     h100, h200 = roofline(cost, H100_SXM), roofline(cost, H200_SXM)
     intensity = f"{arithmetic_intensity(cost):.0f}" if cost.bytes else "-"
-    return [read.name, kernel, "fp32" if dtype == "fp32" else "fp16/bf16", str(objects), str(entries),
-            f"{cost.bytes / 1e6:.2f}", f"{cost.tensor_flops / 1e9:.2f}", intensity, _us(h100.memory_s),
-            _us(h100.compute_s), h100.bound, _us(h100.time_s), _us(h200.time_s)]
+    return [
+        read.name,
+        kernel,
+        "fp32" if dtype == "fp32" else "fp16/bf16",
+        str(objects),
+        str(entries),
+        f"{cost.bytes / 1e6:.2f}",
+        f"{cost.tensor_flops / 1e9:.2f}",
+        intensity,
+        _us(h100.memory_s),
+        _us(h100.compute_s),
+        h100.bound,
+        _us(h100.time_s),
+        _us(h200.time_s),
+    ]

@@ -86,8 +86,14 @@ class Config:
         # The reference backend is the plain computation throughout: direct convolutions unless asked.
         winograd = False if self.backend == "reference" and self.winograd is None else self.winograd
         return EngineOptions(
-            device=self.device, precision=self.precision, backend=self.backend, cuda_graphs=self.graphs,
-            compile=self.compiled, winograd=winograd, tune=self.tuned, internal_size=internal_size,
+            device=self.device,
+            precision=self.precision,
+            backend=self.backend,
+            cuda_graphs=self.graphs,
+            compile=self.compiled,
+            winograd=winograd,
+            tune=self.tuned,
+            internal_size=internal_size,
         )
 
 
@@ -178,7 +184,12 @@ def run_swiftcuda(
         fps, labels = _time_loop(step, video, warmup, device)
         labels_ms = _time_labels(segmenter, last[0], device)
     return Measurement(
-        config, int(video.labels[0].max()), fps, _peak_mib(device), labels, labels_ms=labels_ms,
+        config,
+        int(video.labels[0].max()),
+        fps,
+        _peak_mib(device),
+        labels,
+        labels_ms=labels_ms,
         running_size=segmenter.running_size,
     )
 
@@ -216,7 +227,9 @@ def run_official(model: SwiftNet, video: Video, device: torch.device, warmup: in
 
         fps, labels = _time_loop(step, video, warmup, device)
         non_finite = not bool(torch.isfinite(last[0]).all())
-    return Measurement(Config("official"), int(video.labels[0].max()), fps, _peak_mib(device), labels, non_finite=non_finite)
+    return Measurement(
+        Config("official"), int(video.labels[0].max()), fps, _peak_mib(device), labels, non_finite=non_finite
+    )
 
 
 def agreement(labels: list[np.ndarray], reference: list[np.ndarray]) -> float:
@@ -260,7 +273,9 @@ def default_configs(device: torch.device) -> list[Config]:
 def environment(device: torch.device) -> str:
     """One line naming the machine and versions, for the table's heading."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     if device.type == "cuda":
@@ -293,8 +308,11 @@ def format_table(measurements: list[Measurement], official_fps: dict[int, float]
             f"| {to_labels} |"
         )
     if any(m.non_finite for m in measurements):
-        lines += ["", "Probabilities of a row were not finite (NaN or infinity) by its last frame: for the official "
-                  "code, its read's unnormalised exp overflowed with these weights; argmax then labels those pixels 0."]
+        lines += [
+            "",
+            "Probabilities of a row were not finite (NaN or infinity) by its last frame: for the official "
+            "code, its read's unnormalised exp overflowed with these weights; argmax then labels those pixels 0.",
+        ]
     return "\n".join(lines)
 
 
@@ -341,16 +359,18 @@ def parse_configs(text: str, device: torch.device = torch.device("cpu")) -> list
     rows = []
     for item in text.split(","):
         engine, precision, backend, graphs, compiled, winograd, tuned = (item.split(":") + [""] * 6)[:7]
-        rows.append(Config(
-            engine,
-            precision or "fp32",
-            backend or None,
-            graphs in ("graphs", "1", "true"),
-            compiled in ("compiled", "1", "true"),
-            {"winograd": True, "direct": False}.get(winograd),
-            tuned != "untuned",
-            device.type,
-        ))
+        rows.append(
+            Config(
+                engine,
+                precision or "fp32",
+                backend or None,
+                graphs in ("graphs", "1", "true"),
+                compiled in ("compiled", "1", "true"),
+                {"winograd": True, "direct": False}.get(winograd),
+                tuned != "untuned",
+                device.type,
+            )
+        )
     return rows
 
 
@@ -373,8 +393,13 @@ def run(settings: BenchSettings) -> str:
                 official_fps[objects] = result.fps
             else:
                 result = run_swiftcuda(model, config, video, device, settings.warmup, settings.internal_size)
-                if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd \
-                        and not (device.type == "cpu" and config.tuned):
+                if (
+                    config.precision == "fp32"
+                    and config.backend == "reference"
+                    and not config.graphs
+                    and not config.winograd
+                    and not (device.type == "cpu" and config.tuned)
+                ):
                     reference = result.labels
             measurements.append(result)
             print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
@@ -383,7 +408,9 @@ def run(settings: BenchSettings) -> str:
             # after the other rows and keeps its faster run (a busy shared machine or a cold start
             # would otherwise flatter the rest).
             again = run_official(model, video, device, settings.warmup)
-            index = next(i for i, m in enumerate(measurements) if m.objects == objects and m.config.engine == "official")
+            index = next(
+                i for i, m in enumerate(measurements) if m.objects == objects and m.config.engine == "official"
+            )
             if again.fps > measurements[index].fps:
                 measurements[index] = again
             official_fps[objects] = measurements[index].fps

@@ -56,43 +56,50 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model and engine options (weights, device, precision, memory mode, backend)."""
     group = parser.add_argument_group("engine")
     group.add_argument(
-        "--weights", metavar="CKPT",
+        "--weights",
+        metavar="CKPT",
         help="SwiftNet checkpoint (official or swiftcuda); default: the demo weights, trained on synthetic videos",
     )
     group.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone of the checkpoint")
+    group.add_argument("--device", default=None, help="cpu or cuda (default: cuda when a GPU is available, else cpu)")
     group.add_argument(
-        "--device", default=None, help="cpu or cuda (default: cuda when a GPU is available, else cpu)"
-    )
-    group.add_argument(
-        "--precision", choices=("auto", *PRECISIONS), default="auto",
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
         help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
     )
     group.add_argument(
-        "--memory", choices=("official", "pam"), default="official",
+        "--memory",
+        choices=("official", "pam"),
+        default="official",
         help="official: update every --mem-every frames; pam: variation-aware trigger",
     )
     group.add_argument("--mem-every", type=positive_int, default=5, help="official update period")
+    group.add_argument("--capacity", type=positive_int, default=None, help="long-term memory entries per object")
     group.add_argument(
-        "--capacity", type=positive_int, default=None, help="long-term memory entries per object"
-    )
-    group.add_argument(
-        "--internal-size", type=internal_size, default="auto", metavar="auto|none|S|HxW",
+        "--internal-size",
+        type=internal_size,
+        default="auto",
+        metavar="auto|none|S|HxW",
         help="size the engine runs at; masks always come back at the input's size. S: the shorter side "
         "(nothing is enlarged), HxW: exactly that, none: the input's size, auto (default): the size "
         "recommended for the weights (480 for the official ones), at most 1080 on a CPU",
     )
     group.add_argument("--backend", choices=tuple(BACKENDS), default=None, help="op implementation")
     group.add_argument(
-        "--compile", action="store_true",
+        "--compile",
+        action="store_true",
         help="compile the convolutions with TorchInductor (faster frames after a slower start)",
     )
     group.add_argument(
-        "--direct-convolutions", action="store_true",
+        "--direct-convolutions",
+        action="store_true",
         help="on a CPU in fp32, compute 3x3 convolutions directly as the official code does, not with the "
         "faster Winograd kernels (whose labels agree on more than 99.99%% of pixels)",
     )
     group.add_argument(
-        "--no-tune", action="store_true",
+        "--no-tune",
+        action="store_true",
         help="on a CPU, keep the fixed convolution rules instead of the algorithms measured fastest on this "
         "machine (see `swiftcuda tune`)",
     )
@@ -105,10 +112,18 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     from swiftcuda.options import EngineOptions
 
     return EngineOptions(
-        weights=args.weights, variant=args.variant, device=args.device, precision=args.precision,
-        memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
-        internal_size=args.internal_size, compile=args.compile,
-        winograd=False if args.direct_convolutions else None, tune=not args.no_tune,
+        weights=args.weights,
+        variant=args.variant,
+        device=args.device,
+        precision=args.precision,
+        memory=args.memory,
+        mem_every=args.mem_every,
+        capacity=args.capacity,
+        backend=args.backend,
+        internal_size=args.internal_size,
+        compile=args.compile,
+        winograd=False if args.direct_convolutions else None,
+        tune=not args.no_tune,
         runtime=getattr(args, "runtime", "torch"),
     )
 
@@ -134,7 +149,9 @@ def notify(line: str) -> None:
 WORKERS_HELP = "Ray workers, each with its own model (default: one per GPU of the cluster, else one)"
 #: The options of :func:`add_ray_arguments` other than ``--workers`` (attribute, flag).
 PLACEMENT_OPTIONS = (
-    ("ray", "--ray"), ("gpus_per_worker", "--gpus-per-worker"), ("videos_per_worker", "--videos-per-worker"),
+    ("ray", "--ray"),
+    ("gpus_per_worker", "--gpus-per-worker"),
+    ("videos_per_worker", "--videos-per-worker"),
 )
 
 
@@ -144,16 +161,24 @@ def add_ray_arguments(parser: argparse.ArgumentParser, workers_help: str = WORKE
     group = parser.add_argument_group("workers (Ray)")
     group.add_argument("--workers", dest="ray_workers", type=positive_int, default=None, metavar="N", help=workers_help)
     group.add_argument(
-        "--ray", metavar="ADDRESS", default=None,
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
         help="a running Ray cluster: auto (the one `ray start` runs here) or its address "
         "(default: start a local one on this machine)",
     )
     group.add_argument(
-        "--gpus-per-worker", type=positive_float, default=None, metavar="F",
+        "--gpus-per-worker",
+        type=positive_float,
+        default=None,
+        metavar="F",
         help="GPUs per worker, e.g. 0.5 for two workers a GPU (default: 1 when the cluster has GPUs)",
     )
     group.add_argument(
-        "--videos-per-worker", type=positive_int, default=None, metavar="N",
+        "--videos-per-worker",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help="videos each worker steps together, one trunk pass for the current frame of all (videos of one "
         "size share it); a video that ends makes room for the next (default: 4 on a GPU, 1 on a CPU, "
         "where batching does not pay; 1 with --compile)",
@@ -165,7 +190,9 @@ def placement(args: argparse.Namespace) -> Placement:
     from swiftcuda.many.driver import Placement
 
     return Placement(
-        address=args.ray, workers=args.ray_workers, gpus_per_worker=args.gpus_per_worker,
+        address=args.ray,
+        workers=args.ray_workers,
+        gpus_per_worker=args.gpus_per_worker,
         videos_per_worker=args.videos_per_worker,
     )
 

@@ -44,12 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", default="1", help="comma-separated object counts (1 to 3)")
     parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
     parser.add_argument(
-        "--configs", default=None,
+        "--configs",
+        default=None,
         help="rows as engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned, comma-separated "
         "(default: the device's standard set)",
     )
     parser.add_argument(
-        "--internal-size", type=internal_size_argument, default=None, metavar="auto|none|S|HxW",
+        "--internal-size",
+        type=internal_size_argument,
+        default=None,
+        metavar="auto|none|S|HxW",
         help="size swiftcuda's rows run at (default none: the frame size; auto: the weights' recommended size, "
         "within the device's limit; the heading says which); the official code runs at the frame size",
     )
@@ -62,9 +66,15 @@ def bench_settings(args: argparse.Namespace):
     from swiftcuda.bench.fps import BenchSettings
 
     return BenchSettings(
-        device=args.device, size=args.size, frames=args.frames, warmup=args.warmup,
-        objects=tuple(int(v) for v in args.objects.split(",")), weights=args.weights, configs=args.configs,
-        internal_size=args.internal_size, threads=args.threads,
+        device=args.device,
+        size=args.size,
+        frames=args.frames,
+        warmup=args.warmup,
+        objects=tuple(int(v) for v in args.objects.split(",")),
+        weights=args.weights,
+        configs=args.configs,
+        internal_size=args.internal_size,
+        threads=args.threads,
     )
 
 

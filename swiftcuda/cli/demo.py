@@ -24,12 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
-        "--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
         help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
     )
     parser.add_argument("--weights", default="demo", metavar="CKPT", help="weights to use (default: the demo weights)")
     parser.add_argument(
-        "--internal-size", type=internal_size, default="auto", metavar="auto|none|S|HxW",
+        "--internal-size",
+        type=internal_size,
+        default="auto",
+        metavar="auto|none|S|HxW",
         help="size the engine runs at (default auto: the size recommended for the weights); masks and "
         "scores are at the video's size",
     )
@@ -47,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or default_device())
     dtype = resolve_precision(args.precision, device)
     result = run_demo(
-        args.out, device=device, dtype=dtype,
-        weights=args.weights, internal_size=args.internal_size, overwrite=args.overwrite,
+        args.out,
+        device=device,
+        dtype=dtype,
+        weights=args.weights,
+        internal_size=args.internal_size,
+        overwrite=args.overwrite,
     )
     height, width = result.size
     running_height, running_width = result.running_size

@@ -42,21 +42,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--davis", type=Path, metavar="ROOT", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
-    source.add_argument("--youtube", type=Path, metavar="ROOT", help="YouTube-VOS root (valid/JPEGImages, valid/Annotations, valid/meta.json)")
+    source.add_argument(
+        "--davis", type=Path, metavar="ROOT", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)"
+    )
+    source.add_argument(
+        "--youtube",
+        type=Path,
+        metavar="ROOT",
+        help="YouTube-VOS root (valid/JPEGImages, valid/Annotations, valid/meta.json)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder to create")
-    parser.add_argument("--set", default="val", dest="set_name", help="DAVIS set (ImageSets/<year>/<set>.txt; default val)")
-    parser.add_argument("--year", choices=("2017", "2016"), default="2017", help="DAVIS 2017 (multi-object) or 2016 (single)")
+    parser.add_argument(
+        "--set", default="val", dest="set_name", help="DAVIS set (ImageSets/<year>/<set>.txt; default val)"
+    )
+    parser.add_argument(
+        "--year", choices=("2017", "2016"), default="2017", help="DAVIS 2017 (multi-object) or 2016 (single)"
+    )
     parser.add_argument("--split", default="valid", help="YouTube-VOS split folder (default valid)")
     parser.add_argument("--sequences", type=sequence_names, metavar="A,B", help="only these sequences or videos")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)")
     parser.add_argument(
-        "--score-workers", type=positive_int, default=None, metavar="N",
+        "--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)"
+    )
+    parser.add_argument(
+        "--score-workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help="scoring processes (default: one per CPU); --workers is the segmentation's Ray workers",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
     parser.add_argument(
-        "--method", choices=("swiftcuda", "copy-first-mask"), default="swiftcuda",
+        "--method",
+        choices=("swiftcuda", "copy-first-mask"),
+        default="swiftcuda",
         help="copy-first-mask: the no-tracking baseline (every frame gets the first mask), for comparison",
     )
     add_ray_arguments(
@@ -213,7 +231,16 @@ def format_davis_report(summary, runs, set_name: str, year: str) -> str:
         j, f = means.get(r.name, (math.nan, math.nan))
         rows.append((r.name, r.frames, r.fps, (j + f) / 2, j, f))
     overall = summary.global_row()
-    rows.append(("overall", sum(r.frames for r in runs), overall_fps(runs), overall["J&F-Mean"], overall["J-Mean"], overall["F-Mean"]))
+    rows.append(
+        (
+            "overall",
+            sum(r.frames for r in runs),
+            overall_fps(runs),
+            overall["J&F-Mean"],
+            overall["J-Mean"],
+            overall["F-Mean"],
+        )
+    )
     columns = ("Sequence", "Frames", "FPS", "J&F-Mean", "J-Mean", "F-Mean")
     return "\n".join(
         [
@@ -246,7 +273,9 @@ def run_youtube(args: argparse.Namespace) -> int:
         for video in tqdm(videos, desc="segmenting", unit="video", leave=False, disable=None):
             given = video.new_object_masks()
             if not given:
-                print(f"swiftcuda: {video.name}: no object in its annotations; its frames are left empty", file=sys.stderr)
+                print(
+                    f"swiftcuda: {video.name}: no object in its annotations; its frames are left empty", file=sys.stderr
+                )
             elif not warmed:
                 first = min(given)
                 warm_up(segmenter, video.image_paths[first:], given[first], args.warmup)

@@ -28,17 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--onnx", required=True, type=Path, metavar="OUT_DIR", help="folder to write the graphs into")
     parser.add_argument(
-        "--weights", metavar="CKPT",
+        "--weights",
+        metavar="CKPT",
         help="SwiftNet checkpoint (official or swiftcuda); default: the demo weights, trained on synthetic videos",
     )
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone of the checkpoint")
     parser.add_argument(
-        "--size", type=parse_size, default=(480, 864), metavar="HxW",
+        "--size",
+        type=parse_size,
+        default=(480, 864),
+        metavar="HxW",
         help="padded frame size of the traced example and the sidecar, multiples of 16 (default 480x864)",
     )
     parser.add_argument("--objects", type=positive_int, default=2, help="objects in the traced example (default 2)")
     parser.add_argument(
-        "--capacity", type=positive_int, default=None,
+        "--capacity",
+        type=positive_int,
+        default=None,
         help="long-term memory entries per object recorded in the sidecar (default: the engine's for --size)",
     )
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="weights and memory state")
@@ -62,8 +68,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(weights, device="cpu", dtype=torch.float32, variant=args.variant)
     started = time.perf_counter()
     sidecar = export_onnx(
-        model, args.onnx, size=args.size, objects=args.objects, capacity=args.capacity,
-        precision=args.precision, overwrite=args.overwrite, weights=str(weights),
+        model,
+        args.onnx,
+        size=args.size,
+        objects=args.objects,
+        capacity=args.capacity,
+        precision=args.precision,
+        overwrite=args.overwrite,
+        weights=str(weights),
     )
     seconds = time.perf_counter() - started
     print(
@@ -71,4 +83,3 @@ def run(args: argparse.Namespace) -> int:
         f"-> {sidecar.parent} (inputs, outputs and state: {sidecar.name})"
     )
     return 0
-

@@ -12,9 +12,8 @@ from typing import Any
 import torch
 
 from swiftcuda import __version__
-from swiftcuda.ops import extension
 from swiftcuda.cpu import cpu_info
-from swiftcuda.ops import backends
+from swiftcuda.ops import backends, extension
 from swiftcuda.precision import auto_dtype, dtype_name
 
 DEVICE_TYPES = ("cpu", "cuda")
@@ -32,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
-        "--weights", metavar="CKPT", default=None,
+        "--weights",
+        metavar="CKPT",
+        default=None,
         help="also describe a checkpoint ('demo' for the shipped weights): variant and recommended internal size",
     )
     parser.add_argument(
@@ -77,7 +78,11 @@ def collect() -> dict[str, Any]:
     gpu = None
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
-        gpu = {"name": torch.cuda.get_device_name(), "capability": f"sm_{major}{minor}", "count": torch.cuda.device_count()}
+        gpu = {
+            "name": torch.cuda.get_device_name(),
+            "capability": f"sm_{major}{minor}",
+            "count": torch.cuda.device_count(),
+        }
     devices: dict[str, Any] = {}
     for device_type in DEVICE_TYPES:
         devices[device_type] = {
@@ -87,7 +92,8 @@ def collect() -> dict[str, Any]:
             "unavailable": {
                 name: reason
                 for name, backend in backends.BACKENDS.items()
-                if device_type in backend.devices and (reason := backends.unavailable_reason(name, device_type)) is not None
+                if device_type in backend.devices
+                and (reason := backends.unavailable_reason(name, device_type)) is not None
             },
         }
     found = extension.status()
@@ -155,8 +161,7 @@ def format_text(info: dict[str, Any]) -> str:
     if not extension["loaded"]:
         lines.append(f"  not loaded: {extension['error']}")
         lines.append(
-            "  WARNING: NO COMPILED KERNELS: the ops run the Triton kernels (GPU) or the plain PyTorch "
-            "reference (slow)"
+            "  WARNING: NO COMPILED KERNELS: the ops run the Triton kernels (GPU) or the plain PyTorch reference (slow)"
         )
         return "\n".join(lines)
     lines.append(f"  loaded from {extension['path']}")
@@ -165,7 +170,11 @@ def format_text(info: dict[str, Any]) -> str:
     lines.append(f"  CPU kernels: {'OpenMP ' + str(openmp) if openmp else 'no OpenMP'}, {info['cpu_threads']} threads")
     lines.append(
         "  CPU 3x3 convolutions: "
-        + ("Winograd (NNPACK), used for float32" if extension["winograd_conv3x3"] else "oneDNN (this torch has no NNPACK)")
+        + (
+            "Winograd (NNPACK), used for float32"
+            if extension["winograd_conv3x3"]
+            else "oneDNN (this torch has no NNPACK)"
+        )
     )
     if extension["cuda_kernels"]:
         archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
@@ -199,12 +208,14 @@ def describe_weights(source: str) -> dict[str, Any]:
 
 def format_weights(weights: dict[str, Any]) -> str:
     variant = f"SwiftNet-{weights['variant'].upper()}" if weights["variant"] else "variant not recognised"
-    return "\n\n" + "\n".join([
-        f"weights    {weights['path']}",
-        f"           {variant}, {weights['tensors']} tensors",
-        f"           recommended internal size: {weights['recommended_internal_size']} (shorter side; "
-        "what --internal-size auto runs at)",
-    ])
+    return "\n\n" + "\n".join(
+        [
+            f"weights    {weights['path']}",
+            f"           {variant}, {weights['tensors']} tensors",
+            f"           recommended internal size: {weights['recommended_internal_size']} (shorter side; "
+            "what --internal-size auto runs at)",
+        ]
+    )
 
 
 def run(args: argparse.Namespace) -> int:

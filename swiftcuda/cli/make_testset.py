@@ -33,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, metavar="ROOT", help="folder to create")
     parser.add_argument(
-        "--masks", type=Path, default=None, metavar="MASKS_ROOT",
+        "--masks",
+        type=Path,
+        default=None,
+        metavar="MASKS_ROOT",
         help="folder of mask sequences (default: the 20 DAVIS 2017 sequences shipped with swiftcuda)",
     )
     parser.add_argument("--seed", type=int, default=0, help="appearance seed (default 0)")
@@ -41,11 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=positive_int, default=None, metavar="N", help="at most N frames per sequence")
     parser.add_argument("--frame-step", type=positive_int, default=1, metavar="K", help="keep every K-th frame")
     parser.add_argument(
-        "--size", type=frame_size, default=None, metavar="HxW|S",
-        help="resize to HEIGHTxWIDTH, or to the shorter side S keeping the aspect"
+        "--size",
+        type=frame_size,
+        default=None,
+        metavar="HxW|S",
+        help="resize to HEIGHTxWIDTH, or to the shorter side S keeping the aspect",
     )
     parser.add_argument(
-        "--random-shapes", type=positive_int, default=None, metavar="N",
+        "--random-shapes",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help=(
             "instead of mask sequences, N videos of random moving shapes (training data: unlimited shapes); "
             "--frames sets their length (default 12) and --size HxW their size (default 272x480)"
@@ -66,14 +75,27 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(size, int):
             raise InputError("--random-shapes needs --size as HEIGHTxWIDTH, like 272x480")
         testset = make_shapes_testset(
-            args.out, args.random_shapes, seed=args.seed, frames=args.frames or 12, size=size,
-            set_name=args.set_name, overwrite=args.overwrite, progress=None,
+            args.out,
+            args.random_shapes,
+            seed=args.seed,
+            frames=args.frames or 12,
+            size=size,
+            set_name=args.set_name,
+            overwrite=args.overwrite,
+            progress=None,
         )
         print(f"wrote {len(testset.sequences)} random-shape sequence(s) to {testset.root}")
         return 0
     testset = make_testset(
-        args.out, args.masks, sequences=args.sequences, seed=args.seed, max_frames=args.frames,
-        frame_step=args.frame_step, size=args.size, set_name=args.set_name, overwrite=args.overwrite,
+        args.out,
+        args.masks,
+        sequences=args.sequences,
+        seed=args.seed,
+        max_frames=args.frames,
+        frame_step=args.frame_step,
+        size=args.size,
+        set_name=args.set_name,
+        overwrite=args.overwrite,
         progress=None,
     )
     print(f"wrote {len(testset.sequences)} sequence(s) to {testset.root}: {', '.join(testset.sequences)}")

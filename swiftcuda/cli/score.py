@@ -21,19 +21,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--gt", required=True, type=Path, metavar="GT_ROOT",
+        "--gt",
+        required=True,
+        type=Path,
+        metavar="GT_ROOT",
         help="ground truth: a folder of sequence folders, or a DAVIS root (its Annotations/480p is used)",
     )
     parser.add_argument("--results", required=True, type=Path, metavar="RES_ROOT", help="folder of result sequences")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where the CSV tables go (default: RES_ROOT)")
     parser.add_argument("--set", default="val", dest="set_name", help="set name in the CSV names and ImageSets list")
     parser.add_argument(
-        "--year", choices=("2017", "2016"), default="2017",
+        "--year",
+        choices=("2017", "2016"),
+        default="2017",
         help="2016 scores every nonzero label as one object (DAVIS 2016 is single-object)",
     )
     parser.add_argument("--sequences", type=sequence_names, metavar="A,B", help="score only these sequences")
     parser.add_argument(
-        "--void", choices=("ignore", "background"), default="ignore",
+        "--void",
+        choices=("ignore", "background"),
+        default="ignore",
         help="ground-truth pixels labelled 255: ignored (default) or counted as background",
     )
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: one per CPU)")
@@ -72,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     for path in metrics.csv_paths(out, args.set_name):
         if path.exists() and not args.overwrite:
             raise InputError(f"{path} already exists: pass --overwrite to replace it, or choose --out")
-    evaluation = metrics.evaluate(
-        truth_root, args.results, names, options=options, workers=args.workers, progress=None
-    )
+    evaluation = metrics.evaluate(truth_root, args.results, names, options=options, workers=args.workers, progress=None)
     if evaluation.problems:
         report_problems(evaluation.problems, len(names))
     summary = evaluation.summary()

@@ -30,18 +30,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "input", metavar="INPUT", type=Path, nargs="?", help="folder of frames (jpg/png) or a video file"
     )
     parser.add_argument(
-        "--live", metavar="SOURCE",
+        "--live",
+        metavar="SOURCE",
         help="segment live instead: a camera index (0), an rtsp:// or http:// URL, or a video file played at its "
         "frame rate; masks are named by source frame index",
     )
     parser.add_argument("--no-window", action="store_true", help="with --live, show no preview window")
     parser.add_argument("--mask", required=True, type=Path, metavar="FIRST.png", help="labels of the first frame")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the masks")
-    parser.add_argument("--overlay", type=Path, metavar="OUT.mp4", help="also write the frames with masks drawn over them")
+    parser.add_argument(
+        "--overlay", type=Path, metavar="OUT.mp4", help="also write the frames with masks drawn over them"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_engine_arguments(parser)
     parser.add_argument(
-        "--runtime", choices=("torch", "onnx"), default="torch",
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
         help="torch: the engine; onnx: the step exported to ONNX (once, into a cache) and run on ONNX Runtime, "
         "fp32 or fp16 (needs pip install swiftcuda[onnx]; --backend, --compile and the convolution options are torch's)",
     )

@@ -31,10 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone")
     parser.add_argument(
-        "--precision", choices=("auto", *PRECISIONS), default="auto",
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
         help="model precision to tune (auto: bf16 on a CPU with native bfloat16, else fp32)",
     )
-    parser.add_argument("--size", type=parse_size, default=(480, 854), metavar="HxW", help="frame size (default 480x854)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(480, 854), metavar="HxW", help="frame size (default 480x854)"
+    )
     parser.add_argument("--objects", type=positive_int, default=1, help="objects in the video (default 1)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--fresh", action="store_true", help="measure again even where the cache has a choice")
@@ -57,7 +61,8 @@ def format_rows(seen: list, fresh_keys: set[str], strategy: str, totals: dict[st
     included); then the totals, which decide the model's strategy."""
     lines = [
         f"model strategy: {strategy} (sum of the per-layer times: "
-        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items()) + ")",
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items())
+        + ")",
         "",
         "| layer | convolution and input | fixed rule | channels_last model | nchw model | runs | source |",
         "|---|---|---|---|---|---|---|",

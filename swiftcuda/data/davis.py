@@ -106,7 +106,9 @@ class DavisDataset:
         self.annotations_root = self.root / "Annotations" / resolution
         for folder in (self.images_root, self.annotations_root):
             if not folder.is_dir():
-                raise InputError(f"{folder} not found: {self.root} is not in the DAVIS layout (JPEGImages/{resolution}, Annotations/{resolution}, ImageSets)")
+                raise InputError(
+                    f"{folder} not found: {self.root} is not in the DAVIS layout (JPEGImages/{resolution}, Annotations/{resolution}, ImageSets)"
+                )
         self.sequences = read_sequence_list(self.root, set_name, self.year)
 
     @property
@@ -158,4 +160,3 @@ def annotation_folder(root: str | os.PathLike, resolution: str = "480p") -> Path
     root = Path(root)
     nested = root / "Annotations" / resolution
     return nested if nested.is_dir() else root
-

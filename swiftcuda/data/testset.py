@@ -132,7 +132,10 @@ def _affine_around(centre_src, centre_dst, angle: float, scale: float, shift) ->
 
 def _warp(texture: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.warpAffine(
-        texture, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        texture,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT_101,
     )
 
@@ -180,16 +183,23 @@ def render_video(labels: np.ndarray, rng: np.random.Generator | int) -> np.ndarr
     background_hue = float(rng.uniform(0, 360))
     background = _Layer(
         make_texture(rng, tex_h, tex_w, background_hue, families[0], scale * rng.uniform(0.8, 1.6)),
-        background_hue, families[0],
+        background_hue,
+        families[0],
     )
     layers = {}
     for k, (object_id, hue) in enumerate(zip(ids, _object_hues(rng, background_hue, len(ids)))):
         family = families[1 + k % (len(families) - 1)]
-        layers[object_id] = _Layer(make_texture(rng, tex_h, tex_w, hue, family, scale * rng.uniform(0.35, 0.8)), hue, family)
+        layers[object_id] = _Layer(
+            make_texture(rng, tex_h, tex_w, hue, family, scale * rng.uniform(0.35, 0.8)), hue, family
+        )
 
     # The background's own path: drift, wobble, slow turn and zoom.
     drift = rng.uniform(-1, 1, 2) * diagonal * 0.004
-    wobble, wobble_rate, wobble_phase = diagonal * rng.uniform(0.003, 0.012), rng.uniform(0.08, 0.3), rng.uniform(0, 2 * np.pi, 2)
+    wobble, wobble_rate, wobble_phase = (
+        diagonal * rng.uniform(0.003, 0.012),
+        rng.uniform(0.08, 0.3),
+        rng.uniform(0, 2 * np.pi, 2),
+    )
     turn_rate = math.radians(rng.uniform(-0.4, 0.4))
     zoom, zoom_rate = rng.uniform(0.02, 0.08), rng.uniform(0.03, 0.12)
     light, light_rate, light_phase = rng.uniform(0.0, 0.05), rng.uniform(0.05, 0.3), rng.uniform(0, 2 * np.pi)
@@ -270,9 +280,7 @@ def make_testset(
     names = list(sequences) if sequences is not None else available
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise InputError(
-            f"unknown sequence(s) {', '.join(unknown)} in {root}: choose among {', '.join(available)}"
-        )
+        raise InputError(f"unknown sequence(s) {', '.join(unknown)} in {root}: choose among {', '.join(available)}")
     if not names:
         raise InputError("no sequences chosen")
     _warn_if_sideways(size, root, names)
@@ -284,8 +292,13 @@ def make_testset(
         return render_video(labels, sequence_rng(seed, name)), labels
 
     return _write_dataset(
-        out, names, make_sequence, lambda staging: _write_notes(staging, root, names, seed),
-        set_name=set_name, overwrite=overwrite, progress=progress,
+        out,
+        names,
+        make_sequence,
+        lambda staging: _write_notes(staging, root, names, seed),
+        set_name=set_name,
+        overwrite=overwrite,
+        progress=progress,
     )
 
 
@@ -303,8 +316,12 @@ def _warn_if_sideways(size: int | tuple[int, int] | None, root: Path, names: lis
             turned.append(f"{name} ({height}x{width})")
     if turned:
         logger.warning(
-            "size %dx%d (height x width) turns %d of the %d sequences on their side, e.g. %s: sizes are "
-            "height x width", size[0], size[1], len(turned), len(names), turned[0],
+            "size %dx%d (height x width) turns %d of the %d sequences on their side, e.g. %s: sizes are height x width",
+            size[0],
+            size[1],
+            len(turned),
+            len(names),
+            turned[0],
         )
 
 
@@ -320,7 +337,9 @@ def _write_dataset(
 ) -> Testset:
     """Write a DAVIS-layout set, all or nothing: ``make_sequence(name)`` gives (frames, labels)."""
     with staged_directory(out, overwrite=overwrite) as staging:
-        for name in tqdm(names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False):
+        for name in tqdm(
+            names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False
+        ):
             frames, labels = make_sequence(name)
             _write_sequence(staging, name, frames, labels)
         for year in ("2017", "2016"):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ GPU_MEMORY_SHARE = 0.5
 #: The smallest internal shorter side: below it the 1/16-resolution memory has almost no pixels.
 MIN_SIDE = 32
 
-InternalSize = Union[None, int, tuple[int, int], str]
+InternalSize = int | tuple[int, int] | str | None
 
 
 def check_request(request: InternalSize) -> InternalSize:
@@ -166,14 +165,24 @@ def video_scale(
     if isinstance(request, (tuple, list)) and len(request) == 2 and (request[0] - request[1]) * (height - width) < 0:
         logger.warning(
             "internal size %dx%d turns the %dx%d frames on their side: sizes are height x width, so %dx%d "
-            "keeps their orientation", request[0], request[1], height, width, request[1], request[0],
+            "keeps their orientation",
+            request[0],
+            request[1],
+            height,
+            width,
+            request[1],
+            request[0],
         )
     internal, why = choose_internal_size(request, height, width, recommended=recommended, device=device, dtype=dtype)
     if internal is None:
         return SameSize((height, width))
     automatic = request == AUTO
     (logger.warning if automatic and why.endswith("runs well") else logger.info)(
-        "segmenting %dx%d frames at %dx%d (%s)%s", height, width, *internal, why,
+        "segmenting %dx%d frames at %dx%d (%s)%s",
+        height,
+        width,
+        *internal,
+        why,
         "; internal_size=None (--internal-size none) keeps the input's size" if automatic else "",
     )
     return Rescaler((height, width), internal)
@@ -214,7 +223,9 @@ class Rescaler:
             logger.warning(
                 "object %d covers %d pixels, less than one pixel at the internal size %dx%d: it is kept as "
                 "one pixel; give a larger internal size to track it well",
-                object_id, int((labels == object_id).sum()), *self.internal_size,
+                object_id,
+                int((labels == object_id).sum()),
+                *self.internal_size,
             )
         return scaled
 

@@ -40,18 +40,14 @@ def import_official(family: str, module_name: str, fix: str) -> ModuleType:
     except ModuleNotFoundError as error:
         missing = error.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
-            raise IntegrationError(
-                f"{family}'s module {module_name!r} is not importable: {fix}"
-            ) from None
+            raise IntegrationError(f"{family}'s module {module_name!r} is not importable: {fix}") from None
         raise IntegrationError(
             f"{family}'s module {module_name!r} was found but importing it failed: no module named "
             f"{missing!r} (install {family}'s own requirements)"
         ) from error
 
 
-def find_attribute(
-    family: str, module: ModuleType, path: str, parameters: Sequence[str] | None, fix: str
-) -> Any:
+def find_attribute(family: str, module: ModuleType, path: str, parameters: Sequence[str] | None, fix: str) -> Any:
     """``module.<path>`` (dotted, e.g. "MemoryManager.match_memory"), checked to be the expected one.
 
     Args:
@@ -73,9 +69,7 @@ def find_attribute(
             )
         target = getattr(target, part)
     if getattr(target, _MARK, None) is not None:
-        raise IntegrationError(
-            f"{where} is already patched by swiftcuda: call undo() on the earlier handle first"
-        )
+        raise IntegrationError(f"{where} is already patched by swiftcuda: call undo() on the earlier handle first")
     if parameters is not None:
         try:
             names = list(inspect.signature(target).parameters)

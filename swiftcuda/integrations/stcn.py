@@ -91,7 +91,5 @@ def match_bank(bank: Any, qk: Tensor, *, backend: str | None = None) -> Tensor:
         # One key set for every object: the objects' values are channels of one read.
         readout, _ = fused_read(keys, objects_as_channels(values), q_key, top_k=bank.top_k, backend=backend)
     else:
-        readout, _ = fused_read(
-            keys, values, q_key.expand(keys.shape[0], -1, -1), top_k=bank.top_k, backend=backend
-        )
+        readout, _ = fused_read(keys, values, q_key.expand(keys.shape[0], -1, -1), top_k=bank.top_k, backend=backend)
     return readout.view(objects, bank.CV, height, width)

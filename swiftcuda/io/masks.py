@@ -86,7 +86,8 @@ def read_object_mask(path: str | os.PathLike, warn: bool = True) -> np.ndarray:
         return labels
     (logger.warning if warn else logger.debug)(
         "mask %s holds only 0 and 255: read as one object with id 1, the id its masks are written with "
-        "(255 is 'void' to DAVIS tools)", path,
+        "(255 is 'void' to DAVIS tools)",
+        path,
     )
     return binary_as_object(labels)
 

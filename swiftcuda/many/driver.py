@@ -239,7 +239,9 @@ def segment_many(
                 tally["frames"] += result.frames if result.status == "done" else 0
                 tally["failed"] += result.status == "failed"
                 elapsed = time.perf_counter() - tally["started"]
-                bar.set_postfix(fps=f"{tally['frames'] / max(elapsed, 1e-9):.1f}", failed=tally["failed"], refresh=False)
+                bar.set_postfix(
+                    fps=f"{tally['frames'] / max(elapsed, 1e-9):.1f}", failed=tally["failed"], refresh=False
+                )
                 bar.update()
 
             return many.run(on_result=show)
@@ -296,7 +298,10 @@ class ManyRun:
         from swiftcuda.many.worker import SegmentWorker
 
         options = dict(
-            num_cpus=self.plan.cpus, num_gpus=self.plan.gpus, max_restarts=-1, max_task_retries=RETRIES_PER_VIDEO,
+            num_cpus=self.plan.cpus,
+            num_gpus=self.plan.gpus,
+            max_restarts=-1,
+            max_task_retries=RETRIES_PER_VIDEO,
             max_concurrency=self.plan.videos,  # each call in progress holds one of the worker's streams
         )
         self.actors = [
@@ -439,4 +444,3 @@ def process_alive(pid: int) -> bool:
 def first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
-

@@ -76,4 +76,3 @@ class SegmentWorker:
             return segment_item(self.segmenter, item, Path(out), on_frame=on_frame)
         with self.lockstep.stream() as stream:
             return segment_item(stream, item, Path(out), on_frame=on_frame)
-

@@ -27,10 +27,10 @@ from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
 from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
+from swiftcuda.model import SwiftNet
 from swiftcuda.onnx.dependencies import onnxruntime
 from swiftcuda.onnx.export import read_sidecar
 from swiftcuda.onnx.graphs import GRAPH_NAMES
-from swiftcuda.model import SwiftNet
 from swiftcuda.ops import novel_pixel_count
 from swiftcuda.precision import dtype_name
 

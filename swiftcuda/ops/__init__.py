@@ -40,8 +40,7 @@ def _check_float(name: str, tensor: Tensor, ndim: int, like: Tensor | None = Non
         raise ValueError(f"{name} must be float32, float16 or bfloat16, got {tensor.dtype}")
     if like is not None and (tensor.dtype != like.dtype or tensor.device != like.device):
         raise ValueError(
-            f"{name} is {tensor.dtype} on {tensor.device} but the other inputs are "
-            f"{like.dtype} on {like.device}"
+            f"{name} is {tensor.dtype} on {tensor.device} but the other inputs are {like.dtype} on {like.device}"
         )
 
 
@@ -60,8 +59,7 @@ def _check_memory_pair(keys: Tensor, values: Tensor, key_name: str, value_name: 
     _check_float(value_name, values, 3, like=keys)
     if values.shape[0] != keys.shape[0] or values.shape[2] != keys.shape[2]:
         raise ValueError(
-            f"{key_name} {tuple(keys.shape)} and {value_name} {tuple(values.shape)} must agree "
-            "in batch and length"
+            f"{key_name} {tuple(keys.shape)} and {value_name} {tuple(values.shape)} must agree in batch and length"
         )
 
 
@@ -79,12 +77,16 @@ def _check_read_options(
         raise ValueError(f"affinity must be one of {', '.join(map(repr, reference.AFFINITIES))}, got {affinity!r}")
     if affinity != "l2" and (shrinkage is not None or selection is not None):
         raise ValueError("shrinkage and selection belong to the l2 affinity: pass affinity='l2' or drop them")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)):
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)
+    ):
         raise ValueError(f"scale must be a finite number (None for 1/sqrt(Ck)), got {scale!r}")
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= reference.MAX_TOP_K
     ):
-        raise ValueError(f"top_k must be an integer from 1 to {reference.MAX_TOP_K} (None for the full softmax), got {top_k!r}")
+        raise ValueError(
+            f"top_k must be an integer from 1 to {reference.MAX_TOP_K} (None for the full softmax), got {top_k!r}"
+        )
     if shrinkage is not None:
         _check_float("shrinkage", shrinkage, 2, like=mem_key)
         if shrinkage.shape != (batch, entries):
@@ -168,13 +170,29 @@ def memory_read(
         backends.resolve("memory_read.into", backend, inputs)(mem_key, mem_val, q_key, q_val, n_valid, out)
         return out
     inputs = backends.describe(
-        mem_key, sizes, n_valid=n_valid, affinity=None if affinity == "dot" else affinity, scale=scale,
-        shrinkage=shrinkage, selection=selection, return_usage=return_usage, readout_only=q_val is None,
+        mem_key,
+        sizes,
+        n_valid=n_valid,
+        affinity=None if affinity == "dot" else affinity,
+        scale=scale,
+        shrinkage=shrinkage,
+        selection=selection,
+        return_usage=return_usage,
+        readout_only=q_val is None,
     )
     read = backends.resolve("memory_read_family", backend, inputs)
     result, usage = read(
-        mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity,
-        None if scale is None else float(scale), top_k, return_usage,
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        shrinkage,
+        selection,
+        affinity,
+        None if scale is None else float(scale),
+        top_k,
+        return_usage,
     )
     if out is not None:
         out.copy_(result)

@@ -229,7 +229,9 @@ def memory_update_in_place(
 
 
 @_registered("memory_read")
-def _memory_read(mem_key: Tensor, mem_val: Tensor, q_key: Tensor, q_val: Tensor, n_valid: Tensor | None = None) -> Tensor:
+def _memory_read(
+    mem_key: Tensor, mem_val: Tensor, q_key: Tensor, q_val: Tensor, n_valid: Tensor | None = None
+) -> Tensor:
     """(B, 2Cv, P): the read, then ``q_val``."""
     batch, value_dim, pixels = q_val.shape
     out = torch.empty((batch, 2 * value_dim, pixels), dtype=q_val.dtype, device=q_val.device)
@@ -245,7 +247,9 @@ def _memory_read_into(
 
 
 @_registered("memory_update")
-def _memory_update(mem_key: Tensor, mem_val: Tensor, new_key: Tensor, new_val: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+def _memory_update(
+    mem_key: Tensor, mem_val: Tensor, new_key: Tensor, new_val: Tensor, beta: float
+) -> tuple[Tensor, Tensor]:
     return memory_update(mem_key, mem_val, new_key, new_val, beta)
 
 
@@ -343,14 +347,26 @@ def _interpreted_memory_read_family(
     num_splits: int,
 ) -> None:
     launch.launch_memory_read_family(
-        mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
-        selection=selection, top_k=top_k, num_splits=num_splits,
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        out,
+        usage,
+        affinity=affinity,
+        scale=scale,
+        shrinkage=shrinkage,
+        selection=selection,
+        top_k=top_k,
+        num_splits=num_splits,
     )
 
 
 @_interpreted_memory_read_family.register_fake
-def _(mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
-      num_splits) -> None:
+def _(
+    mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k, num_splits
+) -> None:
     return None
 
 
@@ -384,20 +400,52 @@ def memory_read_family_into(
     """
     if launch.INTERPRETED:
         torch.ops.swiftcuda_triton._interpreted_memory_read_family(
-            mem_key, mem_val, q_key, q_val, n_valid, out, usage, shrinkage, selection, affinity, scale, top_k,
+            mem_key,
+            mem_val,
+            q_key,
+            q_val,
+            n_valid,
+            out,
+            usage,
+            shrinkage,
+            selection,
+            affinity,
+            scale,
+            top_k,
             num_splits,
         )
     elif _runs_reference(mem_key):
         result = reference.memory_read(
-            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
-            selection=selection, top_k=top_k, return_usage=usage is not None,
+            mem_key,
+            mem_val,
+            q_key,
+            q_val,
+            n_valid,
+            out,
+            affinity=affinity,
+            scale=scale,
+            shrinkage=shrinkage,
+            selection=selection,
+            top_k=top_k,
+            return_usage=usage is not None,
         )
         if usage is not None:
             usage.copy_(result[1])
     else:
         launch.launch_memory_read_family(
-            mem_key, mem_val, q_key, q_val, n_valid, out, usage, affinity=affinity, scale=scale, shrinkage=shrinkage,
-            selection=selection, top_k=top_k, num_splits=num_splits,
+            mem_key,
+            mem_val,
+            q_key,
+            q_val,
+            n_valid,
+            out,
+            usage,
+            affinity=affinity,
+            scale=scale,
+            shrinkage=shrinkage,
+            selection=selection,
+            top_k=top_k,
+            num_splits=num_splits,
         )
 
 
@@ -424,7 +472,18 @@ def _memory_read_family(
     usage_shape = (batch, entries) if return_usage else (0, 0)
     usage = torch.empty(usage_shape, dtype=torch.float32, device=mem_key.device)
     torch.ops.swiftcuda_triton.memory_read_family_into(
-        mem_key, mem_val, q_key, q_val, n_valid, out, usage if return_usage else None, shrinkage, selection,
-        affinity, scale, top_k, 0,
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        out,
+        usage if return_usage else None,
+        shrinkage,
+        selection,
+        affinity,
+        scale,
+        top_k,
+        0,
     )
     return out, usage

@@ -191,13 +191,12 @@ _READ_OPTIONS = {"n_valid": ANY}
 
 #: The family read's options, all taken by every fused backend (top_k up to 64 is the op's contract).
 _FAMILY_OPTIONS = {
-    name: ANY for name in ("n_valid", "affinity", "scale", "shrinkage", "selection", "top_k", "return_usage", "readout_only")
+    name: ANY
+    for name in ("n_valid", "affinity", "scale", "shrinkage", "selection", "top_k", "return_usage", "readout_only")
 }
 
 
-def _fused(
-    read: Kernel, update: Kernel, family: Kernel, frame_variation: Kernel | None = None
-) -> dict[str, Kernel]:
+def _fused(read: Kernel, update: Kernel, family: Kernel, frame_variation: Kernel | None = None) -> dict[str, Kernel]:
     """The kernels of a compiled backend: ``read`` serves both overloads of the read, ``update``
     both forms of the update, ``family`` the read with the STM family's options."""
     return {
@@ -249,7 +248,9 @@ BACKENDS: dict[str, Backend] = {
         module="swiftcuda.ops.extension",
         namespace="swiftcuda",
         kernels=_fused(
-            read=Kernel(options=_READ_OPTIONS), update=Kernel(), family=Kernel(options=_FAMILY_OPTIONS),
+            read=Kernel(options=_READ_OPTIONS),
+            update=Kernel(),
+            family=Kernel(options=_FAMILY_OPTIONS),
             frame_variation=_EXTENSION_FRAME_VARIATION,
         ),
     ),
@@ -398,7 +399,10 @@ def _warn_fallback(device_type: str, preferred: str, chosen: str, reason: str | 
     """Log, once per process and case, that ops on ``device_type`` tensors run a slower backend."""
     logger.warning(
         "swiftcuda ops on %s tensors run the %r backend, not the faster %r: %s. `swiftcuda info` shows what was built.",
-        device_type, chosen, preferred, reason,
+        device_type,
+        chosen,
+        preferred,
+        reason,
     )
 
 

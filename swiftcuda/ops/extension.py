@@ -29,7 +29,15 @@ logger = logging.getLogger(__name__)
 
 #: The ops the extension defines in torch.ops.swiftcuda (plus the test hooks starting with "_").
 EXTENSION_OPS = (
-    "memory_read", "memory_read_family", "memory_update", "memory_update_", "rsp", "soft_aggregate", "labels", "conv3x3", "conv3x3_available",
+    "memory_read",
+    "memory_read_family",
+    "memory_update",
+    "memory_update_",
+    "rsp",
+    "soft_aggregate",
+    "labels",
+    "conv3x3",
+    "conv3x3_available",
     "build_info",
 )
 
@@ -76,15 +84,27 @@ def _register_fakes() -> None:
         return None
 
     @torch.library.register_fake("swiftcuda::memory_read_family")
-    def _memory_read_family_fake(mem_key, mem_val, q_key, q_val=None, n_valid=None, shrinkage=None, selection=None,
-                                 affinity="dot", scale=None, top_k=None, return_usage=False):
+    def _memory_read_family_fake(
+        mem_key,
+        mem_val,
+        q_key,
+        q_val=None,
+        n_valid=None,
+        shrinkage=None,
+        selection=None,
+        affinity="dot",
+        scale=None,
+        top_k=None,
+        return_usage=False,
+    ):
         batch, channels = mem_key.shape[0], mem_val.shape[1] * (1 if q_val is None else 2)
         usage_shape = (batch, mem_key.shape[2]) if return_usage else (0, 0)
         return mem_val.new_empty((batch, channels, q_key.shape[2])), mem_key.new_empty(usage_shape, dtype=torch.float32)
 
     @torch.library.register_fake("swiftcuda::memory_read_family.into")
-    def _memory_read_family_into_fake(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity, scale,
-                                      top_k, out, usage):
+    def _memory_read_family_into_fake(
+        mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity, scale, top_k, out, usage
+    ):
         return None
 
     @torch.library.register_fake("swiftcuda::memory_update")

@@ -162,9 +162,7 @@ def memory_read(
         mem_key = mem_key.masked_fill(~valid[:, None, :], 0.0)
         mem_val = mem_val.masked_fill(~valid[:, None, :], 0.0)
         shrinkage = None if shrinkage is None else shrinkage.masked_fill(~valid, 0.0)
-    logits = read_logits(
-        mem_key, q_key, affinity=affinity, scale=scale, shrinkage=shrinkage, selection=selection
-    )
+    logits = read_logits(mem_key, q_key, affinity=affinity, scale=scale, shrinkage=shrinkage, selection=selection)
     weights = read_weights(logits, valid, top_k)
     readout = torch.bmm(mem_val, weights)  # (B, Cv, P)
 
@@ -374,8 +372,17 @@ def memory_read_family(
     """:func:`memory_read` with the family's options, under the op's schema: the result, and the
     (B, N) float32 usage (an empty (0, 0) tensor without ``return_usage``)."""
     result = memory_read(
-        mem_key, mem_val, q_key, q_val, n_valid, affinity=affinity, scale=scale, shrinkage=shrinkage,
-        selection=selection, top_k=top_k, return_usage=return_usage,
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        affinity=affinity,
+        scale=scale,
+        shrinkage=shrinkage,
+        selection=selection,
+        top_k=top_k,
+        return_usage=return_usage,
     )
     if return_usage:
         return result

@@ -24,13 +24,12 @@ SCHEMAS: dict[str, str] = {
     # the result, and the (B, N) usage (an empty tensor without return_usage).
     "memory_read_family": (
         "(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor? q_val=None, Tensor? n_valid=None, "
-        "Tensor? shrinkage=None, Tensor? selection=None, str affinity=\"dot\", float? scale=None, int? top_k=None, "
+        'Tensor? shrinkage=None, Tensor? selection=None, str affinity="dot", float? scale=None, int? top_k=None, '
         "bool return_usage=False) -> (Tensor, Tensor)"
     ),
     "memory_update": "(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)",
     "memory_update_": (
-        "(Tensor(a!) key_buf, Tensor(b!) val_buf, Tensor(c!) n_valid, Tensor new_key, Tensor new_val, "
-        "float beta) -> ()"
+        "(Tensor(a!) key_buf, Tensor(b!) val_buf, Tensor(c!) n_valid, Tensor new_key, Tensor new_val, float beta) -> ()"
     ),
     "rsp": "(Tensor probs, int factor) -> (Tensor, Tensor)",
     "soft_aggregate": "(Tensor object_probs) -> Tensor",

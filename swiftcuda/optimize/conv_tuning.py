@@ -102,9 +102,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def default_cache_path(
-    cpu_model: str | None = None, torch_version: str | None = None, isa: str | None = None
-) -> Path:
+def default_cache_path(cpu_model: str | None = None, torch_version: str | None = None, isa: str | None = None) -> Path:
     """Where the tuning cache of this CPU model, instruction sets and torch version lives (XDG
     cache folder)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "swiftcuda"
@@ -145,7 +143,10 @@ class TuningCache:
         self.path = default_cache_path() if path is None else Path(path)
         self.persist = persist
         self.identity = {
-            "format": CACHE_FORMAT, "cpu": cpu_model_name(), "isa": instruction_sets(), "torch": torch.__version__
+            "format": CACHE_FORMAT,
+            "cpu": cpu_model_name(),
+            "isa": instruction_sets(),
+            "torch": torch.__version__,
         }
         self.choices: dict[str, Choice] = self._load()
 
@@ -155,8 +156,11 @@ class TuningCache:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if {k: data.get(k) for k in self.identity} != self.identity:
-                log.warning("ignoring the convolution tuning cache %s: it was made for %s; rebuilding it", self.path,
-                            {k: data.get(k) for k in self.identity})
+                log.warning(
+                    "ignoring the convolution tuning cache %s: it was made for %s; rebuilding it",
+                    self.path,
+                    {k: data.get(k) for k in self.identity},
+                )
                 return {}
             return {key: Choice(**value) for key, value in data["choices"].items()}
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
@@ -180,8 +184,11 @@ class TuningCache:
             try:
                 self.save()
             except OSError as error:
-                log.warning("cannot write the convolution tuning cache %s (%s): keeping the choices in memory only",
-                            self.path, error)
+                log.warning(
+                    "cannot write the convolution tuning cache %s (%s): keeping the choices in memory only",
+                    self.path,
+                    error,
+                )
                 self.persist = False
 
     def save(self) -> None:
@@ -295,14 +302,21 @@ class ConvTuner:
         candidates = self.candidates(conv, x)
         fixed = self.fixed_algorithm(conv, x)
         choice = self.cache.get(key)
-        if choice is None or set(choice.milliseconds) != set(STRATEGIES) or set(choice.milliseconds[FIXED]) != {fixed} \
-                or any(set(choice.milliseconds[layout]) != set(candidates) for layout in LAYOUTS):
+        if (
+            choice is None
+            or set(choice.milliseconds) != set(STRATEGIES)
+            or set(choice.milliseconds[FIXED]) != {fixed}
+            or any(set(choice.milliseconds[layout]) != set(candidates) for layout in LAYOUTS)
+        ):
             # the fixed rule on the input as it arrives (the model runs FIXED while measuring)
             milliseconds = {FIXED: measure_ms({fixed: lambda: conv.run(fixed, x, None)})}
             for layout, memory_format in LAYOUTS.items():
                 source = x.contiguous(memory_format=memory_format)  # as a layer of that model receives it
                 milliseconds[layout] = measure_ms(
-                    {name: (lambda name=name: conv.run(name, source, memory_format)) for name in candidates}
+                    {
+                        name: (lambda name=name, source=source, fmt=memory_format: conv.run(name, source, fmt))
+                        for name in candidates
+                    }
                 )
             choice = Choice(milliseconds)
             log.debug("tuned %s (%s): %s", conv.name, key, choice)
@@ -367,8 +381,13 @@ class TunedConv2d(nn.Module):
         else:
             layout = LAYOUTS[algorithm]
             out = F.conv2d(
-                x.contiguous(memory_format=layout), self._weight(layout), self.bias,
-                self.stride, self.padding, self.dilation, self.groups,
+                x.contiguous(memory_format=layout),
+                self._weight(layout),
+                self.bias,
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
             )
         return out if output_format is None else out.contiguous(memory_format=output_format)
 

@@ -67,11 +67,31 @@ class FusedConv(nn.Module):
         if x.device.type == "cpu" and not broadcast and not (torch.is_grad_enabled() and self.weight.requires_grad):
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
-                    x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, unary or "none", [], ""
+                    x,
+                    self.weight,
+                    self.bias,
+                    self.padding,
+                    self.stride,
+                    self.dilation,
+                    self.groups,
+                    unary or "none",
+                    [],
+                    "",
                 )
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, residual, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
-                "add", 1.0, unary, [], "",
+                x,
+                residual,
+                self.weight,
+                self.bias,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+                "add",
+                1.0,
+                unary,
+                [],
+                "",
             )
         out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if residual is not None:
@@ -83,4 +103,3 @@ class FusedConv(nn.Module):
     def extra_repr(self) -> str:
         out_channels, in_channels, kh, kw = self.weight.shape
         return f"{in_channels}->{out_channels} {kh}x{kw} stride={self.stride}, relu={self.relu}"
-

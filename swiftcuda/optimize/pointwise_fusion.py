@@ -100,8 +100,18 @@ _REWRITES: dict[type[nn.Module], type[nn.Module]] = {BasicBlock: FusedBasicBlock
 _FUSED_CONVS: dict[type[nn.Module], dict[str, bool]] = {
     Encoder: {"conv1": True},
     ResBlock: {"conv1": True, "conv2": False},
-    LAE: {name: True for name in ("conv1_m", "paired_full", "conv_fusion1", "conv_fusion2", "conv_fusion3",
-                                  "conv_fusion4", "conv_fusion5")},
+    LAE: {
+        name: True
+        for name in (
+            "conv1_m",
+            "paired_full",
+            "conv_fusion1",
+            "conv_fusion2",
+            "conv_fusion3",
+            "conv_fusion4",
+            "conv_fusion5",
+        )
+    },
 }
 
 

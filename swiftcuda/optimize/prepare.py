@@ -14,6 +14,7 @@ alone.
 A prepared model carries a mark (:func:`is_prepared`): the engine runs a marked model as it is and
 prepares any other one with the default :class:`PrepareOptions`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -181,7 +182,9 @@ def prepare(
     if fixed_winograd and not (tuned and winograd is None):
         use_winograd_convolutions(prepared)
     if tuned:
-        tuner = ConvTuner(TuningCache() if tuning_cache is None else tuning_cache, winograd=False if winograd else winograd)
+        tuner = ConvTuner(
+            TuningCache() if tuning_cache is None else tuning_cache, winograd=False if winograd else winograd
+        )
         use_tuned_convolutions(prepared, tuner)
     for p in prepared.parameters():
         p.requires_grad_(False)

@@ -22,7 +22,10 @@ def test_benchmark_video_has_the_asked_objects_size_and_length():
 
 
 def test_configs_parse_and_defaults_start_with_the_baselines():
-    assert parse_configs("official,swiftcuda:bf16:cpu:graphs") == [Config("official"), Config("swiftcuda", "bf16", "cpu", True)]
+    assert parse_configs("official,swiftcuda:bf16:cpu:graphs") == [
+        Config("official"),
+        Config("swiftcuda", "bf16", "cpu", True),
+    ]
     import torch
 
     assert parse_configs("swiftcuda:fp32:cpu:::winograd,swiftcuda:fp32:cpu:::direct:untuned") == [
@@ -42,12 +45,24 @@ def test_configs_parse_and_defaults_start_with_the_baselines():
 
 def test_bench_command_prints_a_table(tmp_path, capsys):
     report = tmp_path / "results.md"
-    code = main([
-        "bench", "--device", "cpu", "--size", "48x64", "--frames", "6", "--warmup", "1",
-        "--configs", "official,swiftcuda:fp32:reference:::direct:untuned,swiftcuda:bf16,swiftcuda:auto"
-        + (",swiftcuda:fp32:cpu:::winograd" if winograd_available() else ""),
-        "--markdown", str(report),
-    ])
+    code = main(
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--size",
+            "48x64",
+            "--frames",
+            "6",
+            "--warmup",
+            "1",
+            "--configs",
+            "official,swiftcuda:fp32:reference:::direct:untuned,swiftcuda:bf16,swiftcuda:auto"
+            + (",swiftcuda:fp32:cpu:::winograd" if winograd_available() else ""),
+            "--markdown",
+            str(report),
+        ]
+    )
     assert code == 0
     table = report.read_text()
     assert "| official code (fp32, eager; faster of a run first and last) | 1 |" in table
@@ -89,7 +104,9 @@ def test_an_official_read_that_overflows_is_flagged_and_swiftcuda_stays_finite()
 def _run_benchmark_script(name: str, report: Path, *options: str) -> str:
     """Run ``benchmarks/<name>`` in a quick smoke run and return the markdown table it wrote."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / name
-    subprocess.run([sys.executable, str(script), "--quick", "--markdown", str(report), *options], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--markdown", str(report), *options], check=True, capture_output=True
+    )
     return report.read_text()
 
 
@@ -125,9 +142,22 @@ def test_pointwise_fusion_benchmark_runs_or_says_why_not(tmp_path):
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pointwise_fusion.py"
     report = tmp_path / "fusion.md"
     run = subprocess.run(
-        [sys.executable, str(script), "--size", "64x96", "--objects", "1,2", "--frames", "5", "--warmup", "1",
-         "--markdown", str(report)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            str(script),
+            "--size",
+            "64x96",
+            "--objects",
+            "1,2",
+            "--frames",
+            "5",
+            "--warmup",
+            "1",
+            "--markdown",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
     )
     if not pointwise_fusion_available(torch.bfloat16):
         assert run.returncode != 0 and not report.exists()

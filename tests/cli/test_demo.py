@@ -17,8 +17,9 @@ def test_demo_writes_masks_overlay_strip_and_scores(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save(random_swiftnet(seed=0).state_dict(), weights)
     # float32 explicitly: "auto" is bfloat16 on CPUs with native bfloat16, and the score would move.
-    result = run_demo(tmp_path / "demo", weights=weights, size=(72, 128), max_frames=6, progress=False,
-                      dtype=torch.float32)
+    result = run_demo(
+        tmp_path / "demo", weights=weights, size=(72, 128), max_frames=6, progress=False, dtype=torch.float32
+    )
     out = tmp_path / "demo"
     masks = sorted((out / "masks" / result.sequence).glob("*.png"))
     assert len(masks) == result.frames == 6

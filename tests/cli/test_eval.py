@@ -55,9 +55,20 @@ def test_eval_davis_end_to_end(davis_root, checkpoint, tmp_path, capsys):
         first = read_mask(out / name / "00000.png")
         assert np.array_equal(first, read_mask(davis_root / "Annotations" / "480p" / name / "00000.png"))
         assert read_mask(out / name / "00002.png").shape == SIZE
-    assert rows(out / "global_results-val.csv")[0] == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+    assert rows(out / "global_results-val.csv")[0] == [
+        "J&F-Mean",
+        "J-Mean",
+        "J-Recall",
+        "J-Decay",
+        "F-Mean",
+        "F-Recall",
+        "F-Decay",
+    ]
     assert [r[0] for r in rows(out / "per-sequence_results-val.csv")[1:]] == [
-        "kite-surf_1", "kite-surf_2", "kite-surf_3", "blackswan_1",
+        "kite-surf_1",
+        "kite-surf_2",
+        "kite-surf_3",
+        "blackswan_1",
     ]
     timing = rows(out / "timing-val.csv")
     assert timing[0] == ["Sequence", "Frames", "Seconds", "FPS"]
@@ -65,15 +76,29 @@ def test_eval_davis_end_to_end(davis_root, checkpoint, tmp_path, capsys):
     assert timing[-1][1] == str(2 * FRAMES) and float(timing[-1][3]) > 0
     assert "FPS" in captured.out and "overall" in captured.out and "J&F-Mean" in captured.out
     # The results can be scored again on their own, with the same numbers.
-    code = main(["score", "--gt", str(davis_root), "--results", str(out), "--out", str(tmp_path / "again"), "--workers", "1"])
+    code = main(
+        ["score", "--gt", str(davis_root), "--results", str(out), "--out", str(tmp_path / "again"), "--workers", "1"]
+    )
     assert code == 0
     assert rows(tmp_path / "again" / "global_results-val.csv") == rows(out / "global_results-val.csv")
 
 
 def test_eval_davis_2016_is_single_object(davis_root, checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    code = main(["eval", "--davis", str(davis_root), "--year", "2016", "--sequences", "kite-surf", "--out", str(out),
-                 *engine_args(checkpoint)])
+    code = main(
+        [
+            "eval",
+            "--davis",
+            str(davis_root),
+            "--year",
+            "2016",
+            "--sequences",
+            "kite-surf",
+            "--out",
+            str(out),
+            *engine_args(checkpoint),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert [r[0] for r in rows(out / "per-sequence_results-val.csv")[1:]] == ["kite-surf_1"]
     assert set(np.unique(read_mask(out / "kite-surf" / "00000.png")).tolist()) == {0, 1}
@@ -93,10 +118,17 @@ def make_youtube(davis_root, root):
     write_mask(split / "Annotations" / "v1" / "00002.png", np.where(np.isin(later, (1, 3)), later, 0))
     swan = read_mask(source_masks / "blackswan" / "00001.png")
     write_mask(split / "Annotations" / "v2" / "00001.png", swan)
-    meta = {"videos": {
-        "v1": {"objects": {"1": {"category": "person", "frames": ["00000"]}, "3": {"category": "kite", "frames": ["00002"]}}},
-        "v2": {"objects": {"1": {"category": "bird", "frames": ["00001"]}}},
-    }}
+    meta = {
+        "videos": {
+            "v1": {
+                "objects": {
+                    "1": {"category": "person", "frames": ["00000"]},
+                    "3": {"category": "kite", "frames": ["00002"]},
+                }
+            },
+            "v2": {"objects": {"1": {"category": "bird", "frames": ["00001"]}}},
+        }
+    }
     (split / "meta.json").write_text(json.dumps(meta))
     return root
 
@@ -144,7 +176,9 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
     assert lines[-1].startswith("swiftcuda: error: 2 of 3 sequence(s) cannot be run")
     assert not (tmp_path / "out").exists()
 
-    code = main(["eval", "--davis", str(davis_root), "--set", "test", "--out", str(tmp_path / "out"), *engine_args(checkpoint)])
+    code = main(
+        ["eval", "--davis", str(davis_root), "--set", "test", "--out", str(tmp_path / "out"), *engine_args(checkpoint)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "ImageSets/2017/test.txt not found (sets there: val)" in err
 
@@ -154,7 +188,9 @@ def test_eval_bad_input_gets_a_message_per_sequence(davis_root, checkpoint, tmp_
     err = capsys.readouterr().err
     assert code == 2 and "no weights given" in err
 
-    code = main(["eval", "--youtube", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), *engine_args(checkpoint)])
+    code = main(
+        ["eval", "--youtube", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), *engine_args(checkpoint)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "YouTube-VOS folder not found" in err
 
@@ -166,9 +202,13 @@ def test_eval_ray_options_need_workers_and_davis(davis_root, checkpoint, tmp_pat
     for extra in (["--ray", "auto"], ["--gpus-per-worker", "1"], ["--videos-per-worker", "2"]):
         code = main(["eval", "--davis", str(davis_root), "--out", str(out), *extra, *engine_args(checkpoint)])
         assert code == 2 and f"{extra[0]} places Ray workers: add --workers N" in capsys.readouterr().err
-    code = main(["eval", "--youtube", str(tmp_path / "yt"), "--out", str(out), "--workers", "2", *engine_args(checkpoint)])
+    code = main(
+        ["eval", "--youtube", str(tmp_path / "yt"), "--out", str(out), "--workers", "2", *engine_args(checkpoint)]
+    )
     assert code == 2 and "--workers (Ray) works with --davis only" in capsys.readouterr().err
-    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--workers", "2", "--method", "copy-first-mask"])
+    code = main(
+        ["eval", "--davis", str(davis_root), "--out", str(out), "--workers", "2", "--method", "copy-first-mask"]
+    )
     assert code == 2 and "--workers runs the engine on Ray, not --method copy-first-mask" in capsys.readouterr().err
     assert not out.exists()
 
@@ -176,7 +216,9 @@ def test_eval_ray_options_need_workers_and_davis(davis_root, checkpoint, tmp_pat
 def test_eval_copy_first_mask_baseline(davis_root, tmp_path, capsys):
     """The no-tracking baseline needs no weights and writes every frame as the first mask."""
     out = tmp_path / "baseline"
-    code = main(["eval", "--davis", str(davis_root), "--out", str(out), "--method", "copy-first-mask", "--score-workers", "1"])
+    code = main(
+        ["eval", "--davis", str(davis_root), "--out", str(out), "--method", "copy-first-mask", "--score-workers", "1"]
+    )
     assert code == 0, capsys.readouterr().err
     first = read_mask(davis_root / "Annotations" / "480p" / "blackswan" / "00000.png")
     for t in range(FRAMES):

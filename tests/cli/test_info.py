@@ -9,9 +9,8 @@ import sys
 import torch
 
 import swiftcuda
-from swiftcuda.ops import extension
 from swiftcuda.cli import main
-from swiftcuda.ops import backends
+from swiftcuda.ops import backends, extension
 
 
 def test_info_prints_versions_backends_and_extension(capsys):

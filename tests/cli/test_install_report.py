@@ -38,7 +38,9 @@ def test_info_reports_an_install_without_the_extension():
     assert "WARNING: NO COMPILED KERNELS" in run.stdout
     # --require turns it into a failure with one line, for scripts (the GPU suite).
     for requirement in ("extension", "cuda"):
-        run = _run([sys.executable, "-m", "swiftcuda", "info", "--require", requirement], {"SWIFTCUDA_NO_EXTENSION": "1"})
+        run = _run(
+            [sys.executable, "-m", "swiftcuda", "info", "--require", requirement], {"SWIFTCUDA_NO_EXTENSION": "1"}
+        )
         assert run.returncode == 1
         lines = [line for line in run.stderr.splitlines() if line.startswith("swiftcuda info: ")]
         assert lines == [
@@ -61,8 +63,14 @@ def test_require_cuda_fails_without_cuda_kernels_and_passes_with_them():
             "auto_precision": {"cpu": "float32"},
             "backends": {},
             "extension": {
-                **loaded, "path": "p", "built_against_torch": "2", "openmp": None, "winograd_conv3x3": False,
-                "cuda_version": None, "cuda_archs": [], "ptx_archs": [],
+                **loaded,
+                "path": "p",
+                "built_against_torch": "2",
+                "openmp": None,
+                "winograd_conv3x3": False,
+                "cuda_version": None,
+                "cuda_archs": [],
+                "ptx_archs": [],
             },
         }
     )
@@ -160,7 +168,9 @@ def test_a_backend_that_cannot_launch_is_never_picked(fake_backend, caplog):
 
 def test_a_backend_with_wrong_results_is_not_available(monkeypatch):
     wrong = backends.Kernel(function=lambda probs: reference.soft_aggregate(probs) * 1.01)
-    fake = dataclasses.replace(backends.BACKENDS["cpu"], module="swiftcuda.ops.reference", kernels={"soft_aggregate": wrong})
+    fake = dataclasses.replace(
+        backends.BACKENDS["cpu"], module="swiftcuda.ops.reference", kernels={"soft_aggregate": wrong}
+    )
     monkeypatch.setitem(backends.BACKENDS, "cpu", fake)
     backends.probe_failure.cache_clear()
     try:

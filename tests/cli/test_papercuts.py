@@ -27,8 +27,8 @@ from swiftcuda.errors import FrameReadError, InputError, WeightsError
 from swiftcuda.io import read_mask, read_object_mask, write_mask
 from swiftcuda.io.frames import FrameSource
 from swiftcuda.weights import demo_weights_path, load_model
-from tests.models import random_swiftnet
 from tests.cli.test_segment import write_frames
+from tests.models import random_swiftnet
 from tests.videos import make_video, undecodable_png
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,9 @@ def test_console_entry_point_prints_one_line(tmp_path):
         ["segment", "frames", "--mask", "m.png", "--out", "o", "--capacity", "-5"],
         ["info", "--weights", str(tmp_path / "absent.pth")],
     ):
-        run = subprocess.run([sys.executable, "-m", "swiftcuda", *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        run = subprocess.run(
+            [sys.executable, "-m", "swiftcuda", *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
         assert run.returncode == 2, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr
 
@@ -217,15 +219,37 @@ def test_api_errors_name_api_arguments_and_the_cli_its_options(tmp_path, inputs,
 def test_make_testset_sizes_are_height_by_width(tmp_path, capsys, caplog):
     from swiftcuda.io.frames import read_image
 
-    assert cli(capsys, "make-testset", "--out", tmp_path / "a", "--sequences", "dog", "--frames", "2", "--size", "36x64")[0] == 0
+    assert (
+        cli(capsys, "make-testset", "--out", tmp_path / "a", "--sequences", "dog", "--frames", "2", "--size", "36x64")[
+            0
+        ]
+        == 0
+    )
     assert read_image(tmp_path / "a" / "JPEGImages" / "480p" / "dog" / "00000.jpg").shape == (36, 64, 3)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # A single number is the shorter side, as for --internal-size.
-    assert cli(capsys, "make-testset", "--out", tmp_path / "b", "--sequences", "dog", "--frames", "2", "--size", "36")[0] == 0
+    assert (
+        cli(capsys, "make-testset", "--out", tmp_path / "b", "--sequences", "dog", "--frames", "2", "--size", "36")[0]
+        == 0
+    )
     assert read_image(tmp_path / "b" / "JPEGImages" / "480p" / "dog" / "00000.jpg").shape == (36, 64, 3)
     # Sizes pasted in the old order turn the landscape sequences on their side: done, with one warning.
     caplog.clear()
-    assert cli(capsys, "make-testset", "--out", tmp_path / "c", "--sequences", "dog,camel", "--frames", "2", "--size", "64x36")[0] == 0
+    assert (
+        cli(
+            capsys,
+            "make-testset",
+            "--out",
+            tmp_path / "c",
+            "--sequences",
+            "dog,camel",
+            "--frames",
+            "2",
+            "--size",
+            "64x36",
+        )[0]
+        == 0
+    )
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "turns 2 of the 2 sequences on their side" in warnings[0], warnings
 
@@ -246,8 +270,23 @@ def test_an_internal_size_that_turns_the_video_sideways_is_warned_about(caplog):
 
 def test_the_run_summary_prints_height_by_width(tmp_path, inputs, weights, capsys):
     frames, mask = inputs
-    assert main(["segment", str(frames), "--mask", str(mask), "--out", str(tmp_path / "out"), "--weights", str(weights),
-                 "--internal-size", "32"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(frames),
+                "--mask",
+                str(mask),
+                "--out",
+                str(tmp_path / "out"),
+                "--weights",
+                str(weights),
+                "--internal-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert f"segmented at 32x45 (--internal-size none for {HEIGHT}x{WIDTH})" in capsys.readouterr().out
 
 
@@ -291,7 +330,9 @@ def test_a_black_and_white_mask_is_object_one(tmp_path, caplog):
     assert np.array_equal(read_object_mask(tmp_path / "labels.png"), labels)
 
 
-def test_segment_eval_and_segment_many_read_a_black_and_white_mask_as_object_one(tmp_path, inputs, weights, capsys, caplog, video):
+def test_segment_eval_and_segment_many_read_a_black_and_white_mask_as_object_one(
+    tmp_path, inputs, weights, capsys, caplog, video
+):
     from swiftcuda.data.davis import DavisDataset
     from swiftcuda.many.inputs import read_first_mask
 
@@ -342,7 +383,9 @@ def test_frames_are_checked_before_the_first_step(tmp_path, inputs, capsys):
     code, lines = cli(capsys, "segment", frames, "--mask", mask, "--out", tmp_path / "out", "--weights", absent)
     assert_one_line(code, lines, "cannot read frame", "00003.jpg")
     cv2.imwrite(str(frames / "00003.jpg"), np.zeros((HEIGHT, WIDTH + 2, 3), np.uint8))
-    with pytest.raises(InputError, match=f"frame 00003 is {HEIGHT}x{WIDTH + 2} but the first frame is {HEIGHT}x{WIDTH}"):
+    with pytest.raises(
+        InputError, match=f"frame 00003 is {HEIGHT}x{WIDTH + 2} but the first frame is {HEIGHT}x{WIDTH}"
+    ):
         FrameSource(frames)
     assert not (tmp_path / "out").exists()
 
@@ -373,8 +416,17 @@ def test_a_frame_that_fails_midway_keeps_the_masks_before_it(tmp_path, inputs, w
     (frames / "00003.jpg").write_bytes(undecodable_png(video.frames[3]))
     FrameSource(frames)  # its header reads: found only when reached
     out, overlay = tmp_path / "out", tmp_path / "overlay.mp4"
-    code, lines = cli(capsys, "segment", frames, "--mask", mask, "--out", out, "--weights", weights, "--no-tune", "--overlay", overlay)
-    assert_one_line(code, lines, "cannot read frame", "00003.jpg", f"the masks of the 3 frames before it are in {out}", "--overwrite")
+    code, lines = cli(
+        capsys, "segment", frames, "--mask", mask, "--out", out, "--weights", weights, "--no-tune", "--overlay", overlay
+    )
+    assert_one_line(
+        code,
+        lines,
+        "cannot read frame",
+        "00003.jpg",
+        f"the masks of the 3 frames before it are in {out}",
+        "--overwrite",
+    )
     assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
     for path in out.iterdir():
         assert np.array_equal(read_mask(path), read_mask(whole / path.name)), "the kept masks are the run's"
@@ -390,7 +442,12 @@ def test_segment_frames_delivers_the_masks_before_an_unreadable_frame(tmp_path, 
     source, labels = open_video(frames, mask)
     delivered = []
     with pytest.raises(FrameReadError) as error:
-        segment_frames(Segmenter(swiftcuda.prepare(random_swiftnet(seed=4), swiftcuda.PrepareOptions(tune=False))), source, labels, lambda f, _: delivered.append(f.name))
+        segment_frames(
+            Segmenter(swiftcuda.prepare(random_swiftnet(seed=4), swiftcuda.PrepareOptions(tune=False))),
+            source,
+            labels,
+            lambda f, _: delivered.append(f.name),
+        )
     assert error.value.frames_done == 2 and delivered == ["00000", "00001"]
 
 
@@ -409,7 +466,18 @@ def test_outputs_are_checked_before_anything_loads(tmp_path, inputs, capsys):
         code, lines = cli(capsys, "segment", frames, "--mask", mask, "--out", a_file, "--weights", absent, *overwrite)
         assert_one_line(code, lines, f"output folder {a_file} is a file: choose a folder path")
         code, lines = cli(
-            capsys, "segment", frames, "--mask", mask, "--out", tmp_path / "out", "--overlay", a_folder, "--weights", absent, *overwrite
+            capsys,
+            "segment",
+            frames,
+            "--mask",
+            mask,
+            "--out",
+            tmp_path / "out",
+            "--overlay",
+            a_folder,
+            "--weights",
+            absent,
+            *overwrite,
         )
         assert_one_line(code, lines, f"overlay {a_folder} is a folder: give a file path")
     assert a_file.read_text() == "keep me" and not (tmp_path / "out").exists()
@@ -423,7 +491,16 @@ def test_outputs_are_checked_before_anything_loads(tmp_path, inputs, capsys):
     assert_one_line(code, lines, "is a file")
     code, lines = cli(capsys, "train", "--data", davis, "--out", a_file, "--steps", "1", "--device", "cpu")
     assert_one_line(code, lines, f"output folder {a_file} is a file")
-    code, lines = cli(capsys, "score", "--gt", davis / "Annotations" / "480p", "--results", davis / "Annotations" / "480p", "--out", a_file)
+    code, lines = cli(
+        capsys,
+        "score",
+        "--gt",
+        davis / "Annotations" / "480p",
+        "--results",
+        davis / "Annotations" / "480p",
+        "--out",
+        a_file,
+    )
     assert_one_line(code, lines, f"--out {a_file} is a file")
 
 
@@ -434,10 +511,23 @@ def test_bench_accepts_internal_size_auto(capsys):
     from swiftcuda.bench.fps import internal_size_argument
 
     assert internal_size_argument("auto") == "auto"
-    code = main([
-        "bench", "--size", "40x56", "--frames", "3", "--warmup", "0", "--internal-size", "auto", "--threads", "1",
-        "--configs", "swiftcuda:fp32:reference:::direct:untuned",
-    ])
+    code = main(
+        [
+            "bench",
+            "--size",
+            "40x56",
+            "--frames",
+            "3",
+            "--warmup",
+            "0",
+            "--internal-size",
+            "auto",
+            "--threads",
+            "1",
+            "--configs",
+            "swiftcuda:fp32:reference:::direct:untuned",
+        ]
+    )
     assert code == 0
     assert "swiftcuda at internal size auto (40x56)" in capsys.readouterr().out
 
@@ -452,8 +542,15 @@ def test_info_require_cuda_says_it_checks_the_build(capsys, monkeypatch):
     def without_gpu() -> dict:
         found = real()
         found["gpu"] = None
-        found["extension"] = {**found["extension"], "loaded": True, "error": None, "cuda_kernels": True,
-                              "cuda_version": "12.8", "cuda_archs": ["sm_90"], "ptx_archs": []}
+        found["extension"] = {
+            **found["extension"],
+            "loaded": True,
+            "error": None,
+            "cuda_kernels": True,
+            "cuda_version": "12.8",
+            "cuda_archs": ["sm_90"],
+            "ptx_archs": [],
+        }
         return found
 
     monkeypatch.setattr(info, "collect", without_gpu)
@@ -478,9 +575,16 @@ def test_the_package_docstring_example_imports_what_it_uses():
         line[4:] for line in swiftcuda.__doc__.split("::", 1)[1].splitlines() if line.startswith("    ")
     )
     tree = ast.parse(example)
-    imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assigned = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.For)) for t in ast.walk(
-        node.targets[0] if isinstance(node, ast.Assign) else node.target) if isinstance(t, ast.Name)}
+    imported = {
+        alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    assigned = {
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.For))
+        for t in ast.walk(node.targets[0] if isinstance(node, ast.Assign) else node.target)
+        if isinstance(t, ast.Name)
+    }
     used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
     given = {"first_frame", "first_labels", "frames"}  # the reader's own data
     assert used - imported - assigned - given == set()

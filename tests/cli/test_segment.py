@@ -133,9 +133,13 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, inputs, weights, cap
 def test_missing_and_empty_input(tmp_path, inputs, weights, capsys):
     _, mask = inputs
     out = tmp_path / "out"
-    assert_refused(capsys, run_cli(tmp_path / "absent", "--mask", mask, "--out", out, "--weights", weights), "input not found", out)
+    assert_refused(
+        capsys, run_cli(tmp_path / "absent", "--mask", mask, "--out", out, "--weights", weights), "input not found", out
+    )
     (tmp_path / "empty").mkdir()
-    assert_refused(capsys, run_cli(tmp_path / "empty", "--mask", mask, "--out", out, "--weights", weights), "no frames in", out)
+    assert_refused(
+        capsys, run_cli(tmp_path / "empty", "--mask", mask, "--out", out, "--weights", weights), "no frames in", out
+    )
 
 
 def test_corrupt_frame_is_found_before_the_first_step(tmp_path, inputs, weights, capsys):
@@ -149,7 +153,12 @@ def test_frames_that_change_size(tmp_path, inputs, weights, capsys, video):
     frames, mask = inputs
     cv2.imwrite(str(frames / "00002.jpg"), np.zeros((HEIGHT + 2, WIDTH, 3), np.uint8))
     out = tmp_path / "out"
-    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", weights), "all frames must have one size", out)
+    assert_refused(
+        capsys,
+        run_cli(frames, "--mask", mask, "--out", out, "--weights", weights),
+        "all frames must have one size",
+        out,
+    )
 
 
 def test_bad_masks(tmp_path, inputs, weights, capsys, video):
@@ -157,14 +166,23 @@ def test_bad_masks(tmp_path, inputs, weights, capsys, video):
     out = tmp_path / "out"
     small = tmp_path / "small.png"
     write_mask(small, video.labels[0][:, :-3].astype(np.uint8))
-    assert_refused(capsys, run_cli(frames, "--mask", small, "--out", out, "--weights", weights), "give the first frame's mask", out)
+    assert_refused(
+        capsys, run_cli(frames, "--mask", small, "--out", out, "--weights", weights), "give the first frame's mask", out
+    )
     empty = tmp_path / "empty.png"
     write_mask(empty, np.zeros((HEIGHT, WIDTH), np.uint8))
     assert_refused(capsys, run_cli(frames, "--mask", empty, "--out", out, "--weights", weights), "has no objects", out)
     fake = tmp_path / "fake.png"
     fake.write_text("not a png at all")
-    assert_refused(capsys, run_cli(frames, "--mask", fake, "--out", out, "--weights", weights), "not a readable image", out)
-    assert_refused(capsys, run_cli(frames, "--mask", tmp_path / "none.png", "--out", out, "--weights", weights), "mask not found", out)
+    assert_refused(
+        capsys, run_cli(frames, "--mask", fake, "--out", out, "--weights", weights), "not a readable image", out
+    )
+    assert_refused(
+        capsys,
+        run_cli(frames, "--mask", tmp_path / "none.png", "--out", out, "--weights", weights),
+        "mask not found",
+        out,
+    )
 
 
 @pytest.mark.skipif(not demo_weights_path().is_file(), reason="the demo weights are not in this checkout")
@@ -184,9 +202,16 @@ def test_bad_weights_and_device(tmp_path, inputs, weights, capsys, monkeypatch):
     monkeypatch.undo()
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
-    assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a PyTorch checkpoint", out)
+    assert_refused(
+        capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", garbage), "not a PyTorch checkpoint", out
+    )
     if not torch.cuda.is_available():
-        assert_refused(capsys, run_cli(frames, "--mask", mask, "--out", out, "--weights", weights, "--device", "cuda"), "no CUDA GPU", out)
+        assert_refused(
+            capsys,
+            run_cli(frames, "--mask", mask, "--out", out, "--weights", weights, "--device", "cuda"),
+            "no CUDA GPU",
+            out,
+        )
 
 
 def test_output_must_not_replace_the_input(tmp_path, inputs, weights, capsys):
@@ -200,14 +225,30 @@ def test_console_script_exit_status(tmp_path, inputs, weights):
     """The installed entry point: a bad input exits non-zero with one line and no traceback."""
     frames, mask = inputs
     result = subprocess.run(
-        [sys.executable, "-m", "swiftcuda", "segment", str(frames), "--mask", str(tmp_path / "absent.png"), "--out", str(tmp_path / "o"), "--weights", str(weights)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "swiftcuda",
+            "segment",
+            str(frames),
+            "--mask",
+            str(tmp_path / "absent.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--weights",
+            str(weights),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"swiftcuda: error: mask not found: {tmp_path / 'absent.png'}"]
 
 
-@pytest.mark.parametrize("options", [[], ["--direct-convolutions"], ["--no-tune"], ["--no-tune", "--direct-convolutions"]])
+@pytest.mark.parametrize(
+    "options", [[], ["--direct-convolutions"], ["--no-tune"], ["--no-tune", "--direct-convolutions"]]
+)
 def test_convolution_options(options):
     """By default a CPU model's convolutions are tuned, Winograd among the candidates;
     --direct-convolutions leaves Winograd out; --no-tune keeps the fixed rules (Winograd 3x3 layers)."""

@@ -23,9 +23,19 @@ def _draw(generator: torch.Generator, dtype: torch.dtype, *shape: int) -> torch.
     return torch.randn(*shape, generator=generator).to(dtype)
 
 
-def check_memory_read(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, batch: int, key_dim: int,
-                      value_dim: int, entries: int, pixels: int, lengths: list[int] | None, multiprocessors: int,
-                      expect_splits: int | None = None) -> None:
+def check_memory_read(
+    emu: EmulatedKernels,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    batch: int,
+    key_dim: int,
+    value_dim: int,
+    entries: int,
+    pixels: int,
+    lengths: list[int] | None,
+    multiprocessors: int,
+    expect_splits: int | None = None,
+) -> None:
     """memory_read (B, Ck, N) x (B, Ck, P) with per-item valid lengths; NaN beyond the valid length."""
     mem_key = _draw(generator, dtype, batch, key_dim, entries)
     mem_val = _draw(generator, dtype, batch, value_dim, entries)
@@ -46,10 +56,20 @@ def check_memory_read(emu: EmulatedKernels, generator: torch.Generator, dtype: t
     assert_close_to_truth(out, truth, read_spec(mem_key, mem_val, q_key, q_val, valid, rounding=rounded_to(dtype)))
 
 
-def check_memory_update(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, key_dim: int,
-                        value_dim: int, capacity: int, starts: list[int], pixels: int, beta: float,
-                        multiprocessors: int, nan_pixels: tuple[int, ...] = (),
-                        expect_splits: int | None = None) -> None:
+def check_memory_update(
+    emu: EmulatedKernels,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    key_dim: int,
+    value_dim: int,
+    capacity: int,
+    starts: list[int],
+    pixels: int,
+    beta: float,
+    multiprocessors: int,
+    nan_pixels: tuple[int, ...] = (),
+    expect_splits: int | None = None,
+) -> None:
     """memory_update_ on capacity buffers: the k most novel pixels appended at each item's length.
 
     ``nan_pixels``: new pixels whose key holds a NaN (never the most novel, as in the reference).
@@ -76,31 +96,43 @@ def check_memory_update(emu: EmulatedKernels, generator: torch.Generator, dtype:
         assert int(n_valid[b]) == start + fits, "n_valid must advance by the appended count"
         assert torch.equal(key_buf[b, :, :start], before_keys[b, :, :start]), "the memory must stay unchanged"
         assert torch.equal(val_buf[b, :, :start], before_vals[b, :, :start])
-        assert key_buf[b, :, start + fits:].isnan().all() and val_buf[b, :, start + fits:].isnan().all(), \
+        assert key_buf[b, :, start + fits :].isnan().all() and val_buf[b, :, start + fits :].isnan().all(), (
             "nothing may be written past the appended entries"
+        )
         if fits == 0:
             continue
-        appended = key_buf[b, :, start:start + fits]
+        appended = key_buf[b, :, start : start + fits]
         # NaN columns compare unequal: locate them by their NaN pattern instead.
         finite = appended.isfinite().all(dim=0)
         assert finite.all(), "a pixel with a NaN key was appended, i.e. chosen as among the most novel"
         chosen = locate_columns(appended, new_key[b])
         assert (chosen[1:] > chosen[:-1]).all(), "appended pixels must be distinct and in ascending order"
-        assert torch.equal(val_buf[b, :, start:start + fits], new_val[b][:, chosen]), "values must follow their keys"
+        assert torch.equal(val_buf[b, :, start : start + fits], new_val[b][:, chosen]), "values must follow their keys"
         # The float64 choice: k lowest best matches (NaN sorted last), ties to the lower index, first `fits` kept.
-        similarity = similarity_truth(key_buf[b:b + 1, :, :start], new_key[b:b + 1])[0] if start > 0 else \
-            torch.full((pixels,), float("-inf"), dtype=torch.float64)
+        similarity = (
+            similarity_truth(key_buf[b : b + 1, :, :start], new_key[b : b + 1])[0]
+            if start > 0
+            else torch.full((pixels,), float("-inf"), dtype=torch.float64)
+        )
         order = torch.sort(similarity, stable=True).indices[:count]
         expected = order.sort().values[:fits]
         if not torch.equal(chosen, expected):  # allowed only for pixels tied with the k-th within rounding
             threshold = similarity.sort().values[count - 1]
             differing = torch.tensor(sorted(set(chosen.tolist()) ^ set(expected.tolist())))
-            assert (similarity[differing] - threshold).abs().max() <= TIE_TOLERANCE, \
+            assert (similarity[differing] - threshold).abs().max() <= TIE_TOLERANCE, (
                 f"chose {chosen.tolist()}, the float64 spec chooses {expected.tolist()}"
+            )
 
 
-def check_rsp(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, objects: int, height: int,
-              width: int, factor: int) -> None:
+def check_rsp(
+    emu: EmulatedKernels,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    objects: int,
+    height: int,
+    width: int,
+    factor: int,
+) -> None:
     """rsp (O, H, W) -> own and others (O, factor^2, H / factor, W / factor) against tests/ops' float64 truth."""
     probs = torch.rand(objects, height, width, generator=generator).to(dtype)
     own, others = emu.rsp(probs, factor)
@@ -110,8 +142,9 @@ def check_rsp(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dty
     assert_close_to_truth(others, others_truth, others_baseline)
 
 
-def check_soft_aggregate(emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, objects: int,
-                         height: int, width: int) -> None:
+def check_soft_aggregate(
+    emu: EmulatedKernels, generator: torch.Generator, dtype: torch.dtype, objects: int, height: int, width: int
+) -> None:
     """soft_aggregate (O, H, W) -> (O + 1, H, W) float32, against tests/ops' float64 truth."""
     probs = torch.rand(objects, height, width, generator=generator)
     probs[:, ::3] = probs[:, ::3].round()  # exact 0 and 1 exercise the clamp

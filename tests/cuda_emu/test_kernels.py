@@ -31,8 +31,19 @@ READ_CASES = {
 @pytest.mark.parametrize("case", READ_CASES.values(), ids=READ_CASES.keys())
 def test_memory_read(emu, case, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors, splits = case
-    checks.check_memory_read(emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths,
-                             multiprocessors, expect_splits=splits)
+    checks.check_memory_read(
+        emu,
+        generator,
+        dtype,
+        batch,
+        key_dim,
+        value_dim,
+        entries,
+        pixels,
+        lengths,
+        multiprocessors,
+        expect_splits=splits,
+    )
 
 
 # (key_dim, value_dim, capacity, per-item lengths, pixels, beta, multiprocessors, expected splits)
@@ -46,16 +57,18 @@ UPDATE_CASES = {
 @pytest.mark.parametrize("case", UPDATE_CASES.values(), ids=UPDATE_CASES.keys())
 def test_memory_update(emu, case, dtype, generator):
     key_dim, value_dim, capacity, starts, pixels, beta, multiprocessors, splits = case
-    checks.check_memory_update(emu, generator, dtype, key_dim, value_dim, capacity, starts, pixels, beta,
-                               multiprocessors, expect_splits=splits)
+    checks.check_memory_update(
+        emu, generator, dtype, key_dim, value_dim, capacity, starts, pixels, beta, multiprocessors, expect_splits=splits
+    )
 
 
 @pytest.mark.parametrize("multiprocessors", [1, 132], ids=["one-split", "splits"])
 def test_memory_update_never_picks_a_nan_key(emu, multiprocessors, generator):
     """Issue 14 item 5: a NaN in a new pixel's key makes its best match NaN, which sorts last (the
     reference's amax and sort); CUDA's fmaxf used to drop the NaN and choose that pixel first."""
-    checks.check_memory_update(emu, generator, torch.float32, 16, 8, 700, [40, 600], 100, 0.1, multiprocessors,
-                               nan_pixels=(3, 50, 99))
+    checks.check_memory_update(
+        emu, generator, torch.float32, 16, 8, 700, [40, 600], 100, 0.1, multiprocessors, nan_pixels=(3, 50, 99)
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

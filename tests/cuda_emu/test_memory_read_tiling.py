@@ -42,8 +42,9 @@ TILING_CASES = {
 @pytest.mark.parametrize("case", TILING_CASES.values(), ids=TILING_CASES.keys())
 def test_memory_read_tilings(emu, case, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors = case
-    checks.check_memory_read(emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths,
-                             multiprocessors)
+    checks.check_memory_read(
+        emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -65,15 +66,16 @@ def test_memory_read_views_of_a_wider_buffer(emu, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, width = 2, 32, 128, 150, 62, 201
     key_buf = torch.randn(batch, key_dim, width, generator=generator).to(dtype)
     val_buf = torch.randn(batch, value_dim, width, generator=generator).to(dtype)
-    mem_key, mem_val = key_buf[:, :, 1:1 + entries], val_buf[:, :, 1:1 + entries]
+    mem_key, mem_val = key_buf[:, :, 1 : 1 + entries], val_buf[:, :, 1 : 1 + entries]
     q_key = torch.randn(batch, key_dim, pixels, generator=generator).to(dtype)
     q_val = torch.randn(batch, value_dim, pixels, generator=generator).to(dtype)
     lengths = [150, 97]
     for b, length in enumerate(lengths):
         mem_key[b, :, length:] = float("nan")
         mem_val[b, :, length:] = float("nan")
-    out, _ = emu.memory_read(mem_key, mem_val, q_key, q_val, torch.tensor(lengths, dtype=torch.int64),
-                             multiprocessors=132)
+    out, _ = emu.memory_read(
+        mem_key, mem_val, q_key, q_val, torch.tensor(lengths, dtype=torch.int64), multiprocessors=132
+    )
     lengths = torch.tensor(lengths)
     truth = read_spec(mem_key, mem_val, q_key, q_val, lengths)
     assert_close_to_truth(out, truth, read_spec(mem_key, mem_val, q_key, q_val, lengths, rounding=rounded_to(dtype)))

@@ -57,11 +57,17 @@ def test_full_size_masks_are_the_source_masks(tmp_path):
     for t, source in enumerate([sources[0], sources[3]]):
         written = read_mask(tmp_path / "set" / "Annotations" / "480p" / "bike-packing" / f"{t:05d}.png")
         assert np.array_equal(written, read_mask(source))
-        assert read_image(tmp_path / "set" / "JPEGImages" / "480p" / "bike-packing" / f"{t:05d}.jpg").shape == (480, 910, 3)
+        assert read_image(tmp_path / "set" / "JPEGImages" / "480p" / "bike-packing" / f"{t:05d}.jpg").shape == (
+            480,
+            910,
+            3,
+        )
 
 
 def _files(root):
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "README.md"}
+    return {
+        p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "README.md"
+    }
 
 
 def test_deterministic_per_seed(tmp_path):
@@ -131,8 +137,23 @@ def test_background_moves_on_its_own():
 
 def test_cli_make_testset(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["make-testset", "--out", str(out), "--sequences", "camel,cows", "--frames", "2", "--size", "36x64",
-                 "--seed", "1", "--set", "mini"])
+    code = main(
+        [
+            "make-testset",
+            "--out",
+            str(out),
+            "--sequences",
+            "camel,cows",
+            "--frames",
+            "2",
+            "--size",
+            "36x64",
+            "--seed",
+            "1",
+            "--set",
+            "mini",
+        ]
+    )
     assert code == 0
     assert (out / "ImageSets" / "2017" / "mini.txt").read_text() == "camel\ncows\n"
     assert read_image(out / "JPEGImages" / "480p" / "cows" / "00001.jpg").shape == (36, 64, 3)
@@ -156,4 +177,6 @@ def test_masks_from_another_folder(tmp_path):
         write_mask(masks / f"f{t}.png", labels)
     testset = make_testset(tmp_path / "out", tmp_path / "masks")
     assert testset.sequences == ("blob",)
-    assert np.array_equal(read_mask(tmp_path / "out" / "Annotations" / "480p" / "blob" / "00002.png")[10:30, 15:35], np.ones((20, 20)))
+    assert np.array_equal(
+        read_mask(tmp_path / "out" / "Annotations" / "480p" / "blob" / "00002.png")[10:30, 15:35], np.ones((20, 20))
+    )

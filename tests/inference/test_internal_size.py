@@ -157,7 +157,9 @@ def test_internal_size_tracks_like_running_at_that_size(model):
 def test_batched_streams_at_internal_sizes(model):
     """Videos of different input sizes that share an internal size share a trunk pass and match
     their own Segmenter."""
-    videos = [make_video(num_frames=4, height=h, width=w, object_ids=(1,), seed=s) for h, w, s in ((96, 128, 1), (72, 96, 2))]
+    videos = [
+        make_video(num_frames=4, height=h, width=w, object_ids=(1,), seed=s) for h, w, s in ((96, 128, 1), (72, 96, 2))
+    ]
     batch = BatchedSegmenter(untuned(model), num_videos=2, internal_size=(48, 64))
     outputs = [batch.step([v.frames[0] for v in videos], masks=[v.labels[0] for v in videos])]
     outputs += [batch.step([v.frames[t] for v in videos]) for t in range(1, 4)]
@@ -215,7 +217,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, segmenter.running_size
 def _peak_kib(height: int, width: int, request: str) -> tuple[int, str]:
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT, str(height), str(width), request],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     peak, running = done.stdout.split(maxsplit=1)
     return int(peak), running.strip()
@@ -240,9 +244,26 @@ def test_the_internal_size_benchmark_scores_and_times_every_size(tmp_path):
     make_testset(tmp_path / "set", sequences=["dog"], seed=3, max_frames=5, size=(64, 96))
     markdown = tmp_path / "results.md"
     done = subprocess.run(
-        [sys.executable, "benchmarks/bench_internal_size.py", "--davis", str(tmp_path / "set"), "--sizes", "32,none",
-         "--weights", "demo", "--precision", "fp32", "--warmup", "1", "--markdown", str(markdown)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "benchmarks/bench_internal_size.py",
+            "--davis",
+            str(tmp_path / "set"),
+            "--sizes",
+            "32,none",
+            "--weights",
+            "demo",
+            "--precision",
+            "fp32",
+            "--warmup",
+            "1",
+            "--markdown",
+            str(markdown),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
     )
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 32 ") or line.startswith("| none")]
     assert len(rows) == 2, done.stdout

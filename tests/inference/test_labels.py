@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda.ops import extension
 from swiftcuda.inference.labels import labels_method, reference_labels, to_labels
+from swiftcuda.ops import extension
 
 needs_extension = pytest.mark.skipif(not extension.status().loaded, reason="the compiled extension is not loaded")
 
@@ -35,8 +35,13 @@ def test_fused_labels_match_the_reference(dtype, classes, height, width, ties):
 
 @needs_extension
 def test_nan_counts_as_the_maximum_and_the_first_nan_wins():
-    probs = torch.tensor([[[0.1, float("nan"), 0.9, float("nan")]], [[float("nan"), 0.8, 0.2, float("nan")]],
-                          [[0.5, 0.9, float("nan"), 0.1]]])
+    probs = torch.tensor(
+        [
+            [[0.1, float("nan"), 0.9, float("nan")]],
+            [[float("nan"), 0.8, 0.2, float("nan")]],
+            [[0.5, 0.9, float("nan"), 0.1]],
+        ]
+    )
     ids = torch.tensor([7, 8, 9])
     assert torch.equal(torch.ops.swiftcuda.labels(probs, ids), reference_labels(probs, ids))
     assert torch.ops.swiftcuda.labels(probs, ids).tolist() == [[8, 7, 9, 7]]

@@ -85,7 +85,9 @@ def test_pam_updates_on_variation_and_at_the_latest_after_max_gap(model):
         memorised.append(segmenter.last_memorized)
     assert [m for m in memorised if m is not None] == [0, 4, 8]
 
-    eager = Segmenter(model, memory="pam", pam=PamOptions(frame_threshold=0.0, mask_threshold=0.0, update_threshold=0.5))
+    eager = Segmenter(
+        model, memory="pam", pam=PamOptions(frame_threshold=0.0, mask_threshold=0.0, update_threshold=0.5)
+    )
     eager.step(moving.frames[0], mask=moving.labels[0])
     memorised = []
     for t in range(1, 12):  # every pixel of the object region varies: V = 1 per frame
@@ -95,7 +97,9 @@ def test_pam_updates_on_variation_and_at_the_latest_after_max_gap(model):
 
 
 def test_variation_trigger_formulas():
-    trigger = VariationAwareTrigger(PamOptions(frame_threshold=0.1, mask_threshold=0.5, update_threshold=0.6, min_area=0.0))
+    trigger = VariationAwareTrigger(
+        PamOptions(frame_threshold=0.1, mask_threshold=0.5, update_threshold=0.6, min_area=0.0)
+    )
     frame = torch.zeros(1, 3, 4, 4)
     probs = torch.zeros(1, 4, 4)
     probs[0, :2] = 1.0  # an object on the top half: 8 pixels
@@ -135,7 +139,11 @@ def test_image_formats_are_equivalent(model):
     video = make_video(num_frames=2, height=40, width=56, object_ids=(1,), seed=4)
     rgb = video.frames[1]
     outputs = []
-    for image in (rgb, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])):
+    for image in (
+        rgb,
+        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+        np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
+    ):
         segmenter = Segmenter(model)
         segmenter.step(video.frames[0], mask=video.labels[0])
         outputs.append(segmenter.step(image))
@@ -180,7 +188,10 @@ def test_device_decided_updates_match_host_decided_ones(model):
         # Untuned: a tuning run switches convolution algorithms once its layers are measured (a
         # rounding-level change), so two tuned runs compare bit for bit only with a warm cache.
         segmenter = Segmenter(
-            prepare(model, PrepareOptions(tune=False)), memory="pam", pam=options, capacity=30,
+            prepare(model, PrepareOptions(tune=False)),
+            memory="pam",
+            pam=options,
+            capacity=30,
             device_decisions=device_decisions,
         )
         probs = [segmenter.step(video.frames[0], mask=video.labels[0])]
@@ -189,7 +200,10 @@ def test_device_decided_updates_match_host_decided_ones(model):
             probs.append(segmenter.step(video.frames[t]))
             memorised.append(segmenter.last_memorized)
         runs.append((probs, memorised, segmenter.long_term_lengths, segmenter.memory))
-    (host_probs, host_memorised, host_lengths, host_store), (device_probs, device_memorised, device_lengths, device_store) = runs
+    (
+        (host_probs, host_memorised, host_lengths, host_store),
+        (device_probs, device_memorised, device_lengths, device_store),
+    ) = runs
     assert host_memorised == device_memorised and sum(m is not None for m in host_memorised) > 5
     assert host_lengths == device_lengths == [30, 30], "the small capacity forced evictions"
     for a, b in zip(host_probs, device_probs):

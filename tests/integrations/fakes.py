@@ -219,8 +219,9 @@ class CutieManager:
                 values = self._get_visual_values_by_ids(objects)  # (bs, n, Cv, N)
                 visual = torch.einsum("bocn,bnp->bocp", values.double(), weights)
                 visual = visual.view(*visual.shape[:3], height, width)
-                fused = network.pixel_fusion(pix_feat, visual, self._get_sensory_by_ids(objects),
-                                             self._get_mask_by_ids(last_mask, objects))
+                fused = network.pixel_fusion(
+                    pix_feat, visual, self._get_sensory_by_ids(objects), self._get_mask_by_ids(last_mask, objects)
+                )
                 readout, _ = network.readout_query(fused, None)
                 for index, obj in enumerate(objects):
                     out[obj] = readout[:, index]

@@ -64,7 +64,9 @@ def test_read_equals_the_maths_per_object_with_usage(install, generator, batch, 
     manager.chunk_size = chunk_size
     network = CutieNetwork()
     expected = manager.read(*inputs, network)
-    expected_usage = {name: {b: list(log) for b, log in getattr(manager, name).usage_log.items()} for name in ("work_mem", "long_mem")}
+    expected_usage = {
+        name: {b: list(log) for b, log in getattr(manager, name).usage_log.items()} for name in ("work_mem", "long_mem")
+    }
     manager.work_mem.usage_log.clear()
     manager.long_mem.usage_log.clear()
     with sc.patch():

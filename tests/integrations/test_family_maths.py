@@ -44,12 +44,24 @@ def _draw(generator, batch, entries, pixels, top_k, *, selection, shrinkage):
         ("full softmax (consolidation)", 1, 2, 90, 16, None, True, True),
     ],
 )
-def test_family_read_and_usage(backend, generator, family, batch, objects, entries, pixels, top_k, selection, shrinkage):
-    mem_key, q_key, sel, shr, logits = _draw(generator, batch, entries, pixels, top_k, selection=selection, shrinkage=shrinkage)
+def test_family_read_and_usage(
+    backend, generator, family, batch, objects, entries, pixels, top_k, selection, shrinkage
+):
+    mem_key, q_key, sel, shr, logits = _draw(
+        generator, batch, entries, pixels, top_k, selection=selection, shrinkage=shrinkage
+    )
     values = torch.randn(batch, objects * VALUE_DIM, entries, generator=generator)
     expected, expected_usage = fm.read(values, fm.softmax_weights(logits, top_k))
     readout, usage = ops.memory_read(
-        mem_key, values, q_key, affinity="l2", shrinkage=shr, selection=sel, top_k=top_k, return_usage=True, backend=backend
+        mem_key,
+        values,
+        q_key,
+        affinity="l2",
+        shrinkage=shr,
+        selection=sel,
+        top_k=top_k,
+        return_usage=True,
+        backend=backend,
     )
     assert readout.shape == (batch, objects * VALUE_DIM, pixels) and readout.dtype == torch.float32
     assert usage.shape == (batch, entries) and usage.dtype == torch.float32
@@ -75,7 +87,11 @@ def test_objects_as_channels_equals_one_read_per_object(generator):
     per_object = torch.randn(4, VALUE_DIM, 120, generator=generator)
     together, _ = fused_read(mem_key, objects_as_channels(per_object), q_key, shrinkage=shr, selection=sel, top_k=30)
     one_by_one = torch.cat(
-        [fused_read(mem_key, per_object[o : o + 1], q_key, shrinkage=shr, selection=sel, top_k=30)[0] for o in range(4)], 1
+        [
+            fused_read(mem_key, per_object[o : o + 1], q_key, shrinkage=shr, selection=sel, top_k=30)[0]
+            for o in range(4)
+        ],
+        1,
     )
     torch.testing.assert_close(together, one_by_one, rtol=1e-6, atol=1e-6)
 

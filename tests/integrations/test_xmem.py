@@ -164,5 +164,7 @@ def test_missing_or_unrecognised_modules_are_one_clear_error(install):
         raise AssertionError
 
     modules["inference.memory_manager"].MemoryManager = type("MemoryManager", (), {"match_memory": match_memory})
-    with pytest.raises(IntegrationError, match=r"takes \(self, key, selection\), expected \(self, query_key, selection\)"):
+    with pytest.raises(
+        IntegrationError, match=r"takes \(self, key, selection\), expected \(self, query_key, selection\)"
+    ):
         sx.patch()

@@ -23,7 +23,13 @@ from swiftcuda import PrepareOptions, Segmenter, load_model, prepare
 from swiftcuda.cli import main
 from swiftcuda.io import read_mask, write_mask
 from swiftcuda.live import (
-    LatencyHistogram, LiveCapture, open_live_source, open_preview, run_live, segment_live, warm_up,
+    LatencyHistogram,
+    LiveCapture,
+    open_live_source,
+    open_preview,
+    run_live,
+    segment_live,
+    warm_up,
 )
 from swiftcuda.weights import DEMO, demo_weights_path
 from tests.videos import make_video
@@ -159,7 +165,9 @@ def test_video_at_30_fps_drops_frames_with_bounded_latency_and_matches_the_segme
     labels = video.labels[0].astype(np.uint8)
     # Untuned: a tuned engine switches convolution strategy after its first steps, which the live
     # run's warm-up takes before the clock runs, so the two would differ in a few pixels.
-    masks, ready, _, seconds = run_timed(capture, SlowedSegmenter(prepare(model, PrepareOptions(tune=False)), internal_size=None), labels)
+    masks, ready, _, seconds = run_timed(
+        capture, SlowedSegmenter(prepare(model, PrepareOptions(tune=False)), internal_size=None), labels
+    )
 
     counts = capture.counts
     indices = [mask.index for mask in masks]
@@ -182,8 +190,20 @@ def test_video_at_30_fps_drops_frames_with_bounded_latency_and_matches_the_segme
 
 def test_cli_live_writes_the_masks_segment_writes_for_the_same_frames(tmp_path, clip, first_mask, capsys, monkeypatch):
     out, overlay = tmp_path / "live", tmp_path / "overlay.mp4"
-    command = ["segment", "--live", str(clip), "--mask", str(first_mask), "--out", str(out), "--overlay", str(overlay),
-               "--internal-size", "none", "--no-tune"]  # untuned, as the reference segment run below
+    command = [
+        "segment",
+        "--live",
+        str(clip),
+        "--mask",
+        str(first_mask),
+        "--out",
+        str(out),
+        "--overlay",
+        str(overlay),
+        "--internal-size",
+        "none",
+        "--no-tune",
+    ]  # untuned, as the reference segment run below
     step = Segmenter.step
 
     def slowed_step(self, image, mask=None):
@@ -206,8 +226,22 @@ def test_cli_live_writes_the_masks_segment_writes_for_the_same_frames(tmp_path, 
     for index in indices:
         cv2.imwrite(str(folder / f"{index:05d}.png"), cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR))
     reference = tmp_path / "reference"
-    assert main(["segment", str(folder), "--mask", str(first_mask), "--out", str(reference), "--internal-size", "none",
-                 "--no-tune"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "--mask",
+                str(first_mask),
+                "--out",
+                str(reference),
+                "--internal-size",
+                "none",
+                "--no-tune",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in reference.iterdir()) == names
     for name in names:
         assert np.array_equal(read_mask(out / name), read_mask(reference / name)), name

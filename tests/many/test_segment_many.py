@@ -71,7 +71,20 @@ def reference(davis, tmp_path_factory) -> Path:
     """Every video segmented by ``swiftcuda segment``: REF/<video>/."""
     ref = tmp_path_factory.mktemp("reference")
     for name in VIDEOS:
-        assert main(["segment", str(frames_of(davis, name)), "--mask", str(mask_of(davis, name)), "--out", str(ref / name), *ENGINE]) == 0
+        assert (
+            main(
+                [
+                    "segment",
+                    str(frames_of(davis, name)),
+                    "--mask",
+                    str(mask_of(davis, name)),
+                    "--out",
+                    str(ref / name),
+                    *ENGINE,
+                ]
+            )
+            == 0
+        )
     return ref
 
 
@@ -139,7 +152,9 @@ def test_davis_layout_masks_equal_segment_and_a_rerun_skips(cluster, davis, refe
         assert_same_masks(out / name, reference / name)
     records = summary(out)
     assert list(records) == list(VIDEOS)
-    assert all(r["status"] == "done" and r["frames"] == FRAMES and r["objects"] == 2 and r["host"] for r in records.values())
+    assert all(
+        r["status"] == "done" and r["frames"] == FRAMES and r["objects"] == 2 and r["host"] for r in records.values()
+    )
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     assert many(davis, out) == 0
     assert "segmented 0 videos (0 frames)" in (said := capsys.readouterr().out) and "4 done before" in said
@@ -224,12 +239,16 @@ def test_videos_stepped_together_equal_segment_and_a_corrupt_one_fails_alone(dav
     assert_same_masks(out / "bear", reference / "bear")
     assert not (out / "broken").exists()
     with lockstep.stream() as freed:  # the stream the corrupt video left first, reset for a new one
-        assert segment_item(freed, VideoItem("cat", frames_of(davis, "cat"), mask_of(davis, "cat")), out).status == "done"
+        assert (
+            segment_item(freed, VideoItem("cat", frames_of(davis, "cat"), mask_of(davis, "cat")), out).status == "done"
+        )
     assert_same_masks(out / "cat", reference / "cat")
     assert_no_leftovers(out)
 
 
-def test_videos_per_worker_on_ray_equal_segment_and_a_corrupt_one_is_reported(cluster, davis, reference, tmp_path, capsys):
+def test_videos_per_worker_on_ray_equal_segment_and_a_corrupt_one_is_reported(
+    cluster, davis, reference, tmp_path, capsys
+):
     """Two workers of two streams for five videos: the corrupt one fails inside its batch, its
     batch-mate finishes, and the fifth video takes the stream it frees."""
     names = ["bear", "broken", "cat", "dog", "eel"]
@@ -295,7 +314,9 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_does_only_the_rest(cluster, davis, r
     assert_no_leftovers(out)
     records = summary(out)
     finished = [name for name, r in records.items() if r["status"] == "done"]
-    assert 1 <= len(finished) < len(VIDEOS) and all(records[n]["status"] == "not run" for n in VIDEOS if n not in finished)
+    assert 1 <= len(finished) < len(VIDEOS) and all(
+        records[n]["status"] == "not run" for n in VIDEOS if n not in finished
+    )
     written = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert written >= set(finished)
     for name in written - set(finished):  # renamed into place just before its worker was killed
@@ -371,7 +392,9 @@ def test_bad_inputs_are_refused_before_any_worker_starts(davis, tmp_path, capsys
     assert many(davis, out) == 2 and "already exists: pass --overwrite" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep"
     twice = tmp_path / "twice.csv"
-    twice.write_text(f"frames,mask\n{frames_of(davis, 'bear')},{mask_of(davis, 'bear')}\n{frames_of(davis, 'bear')},{mask_of(davis, 'cat')}\n")
+    twice.write_text(
+        f"frames,mask\n{frames_of(davis, 'bear')},{mask_of(davis, 'bear')}\n{frames_of(davis, 'bear')},{mask_of(davis, 'cat')}\n"
+    )
     assert many(twice, tmp_path / "o") == 2 and "would both write bear/" in capsys.readouterr().err
     assert many(tmp_path / "nowhere", tmp_path / "o") == 2 and "input not found" in capsys.readouterr().err
     inside = frames_of(davis, "bear").parent

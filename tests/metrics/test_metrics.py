@@ -42,8 +42,10 @@ def test_boundary_of_a_square_is_the_ring_shifted_towards_the_origin():
     # corner (1, 1)), its own bottom row and its own right column.
     expected = pixels(
         (10, 10),
-        [(1, c) for c in range(1, 6)] + [(r, 1) for r in range(2, 6)]
-        + [(5, c) for c in range(2, 6)] + [(r, 5) for r in range(2, 5)],
+        [(1, c) for c in range(1, 6)]
+        + [(r, 1) for r in range(2, 6)]
+        + [(5, c) for c in range(2, 6)]
+        + [(r, 5) for r in range(2, 5)],
     )
     assert np.array_equal(boundary_map(square()), expected)
     assert boundary_map(square()).sum() == 16

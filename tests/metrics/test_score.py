@@ -56,19 +56,22 @@ def test_perfect_results_write_the_toolkit_tables(folders, capsys, tmp_path):
     code, out, _ = run_cli(["score", "--gt", str(gt), "--results", str(results), "--workers", "1"], capsys)
     assert code == 0
     assert (results / "global_results-val.csv").read_text() == (
-        "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n"
-        "1.000,1.000,1.000,0.000,1.000,1.000,0.000\n"
+        "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n1.000,1.000,1.000,0.000,1.000,1.000,0.000\n"
     )
     assert read_csv(results / "per-sequence_results-val.csv") == [
         ["Sequence", "J-Mean", "F-Mean"],
-        ["alpha_1", "1.000", "1.000"], ["alpha_2", "1.000", "1.000"],
-        ["beta_1", "1.000", "1.000"], ["beta_2", "1.000", "1.000"],
+        ["alpha_1", "1.000", "1.000"],
+        ["alpha_2", "1.000", "1.000"],
+        ["beta_1", "1.000", "1.000"],
+        ["beta_2", "1.000", "1.000"],
     ]
     assert "J&F-Mean" in out and "beta_2" in out
     # A second run does not overwrite the tables unless asked.
     code, _, err = run_cli(["score", "--gt", str(gt), "--results", str(results)], capsys)
     assert code == 2 and "--overwrite" in err
-    code, _, _ = run_cli(["score", "--gt", str(gt), "--results", str(results), "--overwrite", "--out", str(tmp_path / "t")], capsys)
+    code, _, _ = run_cli(
+        ["score", "--gt", str(gt), "--results", str(results), "--overwrite", "--out", str(tmp_path / "t")], capsys
+    )
     assert code == 0 and (tmp_path / "t" / "global_results-val.csv").is_file()
 
 
@@ -88,7 +91,15 @@ def test_known_sequence_statistics(tmp_path, capsys):
     assert np.array_equal(scores.f[0], [1.0] * 29 + [0.0] * 29)
     code, _, _ = run_cli(["score", "--gt", str(gt), "--results", str(results), "--set", "dogs"], capsys)
     assert code == 0
-    assert read_csv(results / "global_results-dogs.csv")[1] == ["0.500", "0.500", "0.500", "1.000", "0.500", "0.500", "1.000"]
+    assert read_csv(results / "global_results-dogs.csv")[1] == [
+        "0.500",
+        "0.500",
+        "0.500",
+        "1.000",
+        "0.500",
+        "0.500",
+        "1.000",
+    ]
     assert read_csv(results / "per-sequence_results-dogs.csv")[1] == ["dog_1", "0.500", "0.500"]
 
 
@@ -120,7 +131,9 @@ def test_davis_root_uses_its_annotations_and_sequence_list(tmp_path, capsys):
 
 def test_year_2016_scores_one_object(folders, capsys):
     gt, results = folders
-    code, _, _ = run_cli(["score", "--gt", str(gt), "--results", str(results), "--year", "2016", "--workers", "1"], capsys)
+    code, _, _ = run_cli(
+        ["score", "--gt", str(gt), "--results", str(results), "--year", "2016", "--workers", "1"], capsys
+    )
     assert code == 0
     assert [row[0] for row in read_csv(results / "per-sequence_results-val.csv")[1:]] == ["alpha_1", "beta_1"]
 
@@ -129,8 +142,14 @@ def test_year_2016_scores_one_object(folders, capsys):
     "damage, message",
     [
         ("missing_sequence", "beta: no results folder"),
-        ("missing_frame", "beta: frame count mismatch: the results have 5 frames and the ground truth 6 (missing 00003.png)"),
-        ("extra_frame", "beta: frame count mismatch: the results have 7 frames and the ground truth 6 (not in the ground truth: 00006.png)"),
+        (
+            "missing_frame",
+            "beta: frame count mismatch: the results have 5 frames and the ground truth 6 (missing 00003.png)",
+        ),
+        (
+            "extra_frame",
+            "beta: frame count mismatch: the results have 7 frames and the ground truth 6 (not in the ground truth: 00006.png)",
+        ),
         ("size", "beta: size mismatch: 00001.png is 12x16 in the results but 24x32 in the ground truth"),
         ("unknown_id", "beta: the results hold object id 7 (in 00002.png) that is not in the ground truth"),
         ("unreadable", "beta: "),

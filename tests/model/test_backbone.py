@@ -92,13 +92,14 @@ def test_blocks_compute_the_resnet_formula(generator):
     for block in (BasicBlock, Bottleneck):
         planes, stride = 8, 2
         downsample = torch.nn.Sequential(
-            torch.nn.Conv2d(6, planes * block.expansion, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(planes * block.expansion)
+            torch.nn.Conv2d(6, planes * block.expansion, 1, stride=stride, bias=False),
+            torch.nn.BatchNorm2d(planes * block.expansion),
         )
         module = block(6, planes, stride, downsample).eval()
         _randomise(module, generator)
         x = torch.randn(1, 6, 13, 11, generator=generator)
 
-        def bn(name: str, t: torch.Tensor) -> torch.Tensor:
+        def bn(name: str, t: torch.Tensor, module: torch.nn.Module = module) -> torch.Tensor:
             m = module.get_submodule(name)
             return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
 

@@ -36,7 +36,9 @@ def test_query_encoder_matches(model):
     for mine, theirs in zip(query.features, expected):
         torch.testing.assert_close(mine, theirs, rtol=RTOL, atol=ATOL)
     sd = model.state_dict()
-    torch.testing.assert_close(query.key, F.conv2d(expected[0], sd["KV_Q_r4.Key.weight"], sd["KV_Q_r4.Key.bias"], padding=1))
+    torch.testing.assert_close(
+        query.key, F.conv2d(expected[0], sd["KV_Q_r4.Key.weight"], sd["KV_Q_r4.Key.bias"], padding=1)
+    )
 
 
 @torch.no_grad()
@@ -73,7 +75,9 @@ def test_video_matches_official_loop(model, mem_every):
     video = make_video(num_frames=13, height=83, width=117, object_ids=(1, 2, 3), seed=4)
     frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
-        expected, memories = official.run_video(model.state_dict(), frames, torch.from_numpy(video.labels[0]), mem_every)
+        expected, memories = official.run_video(
+            model.state_dict(), frames, torch.from_numpy(video.labels[0]), mem_every
+        )
     segmenter = Segmenter(model, memory="official", mem_every=mem_every, backend="reference")
     segmenter.step(video.frames[0], mask=video.labels[0])
     pixels = 6 * 8  # 83x117 pads to 96x128: a 6x8 grid at 1/16

@@ -69,7 +69,9 @@ def test_the_reference_takes_every_option_and_a_check_adds_reasons():
     inputs = Inputs("cpu", torch.float64, {}, {"top_k": 30, "affinity": "l2"})
     assert backends.BACKENDS["reference"].input_reasons("memory_read", inputs) == []
     assert Kernel(options=EVERY_OPTION).not_supported_reasons(inputs) == ["it does not take torch.float64 tensors"]
-    strict = Kernel(options=EVERY_OPTION, dtypes=frozenset({torch.float64}), check=lambda i: [f"not with {i.device_type}"])
+    strict = Kernel(
+        options=EVERY_OPTION, dtypes=frozenset({torch.float64}), check=lambda i: [f"not with {i.device_type}"]
+    )
     assert strict.not_supported_reasons(inputs) == ["not with cpu"]
 
 
@@ -125,7 +127,9 @@ def test_naming_a_backend_that_cannot_take_the_inputs_is_one_clear_error(simulat
 def test_when_no_backend_takes_the_inputs_the_error_gives_every_reason(simulated_gpu, monkeypatch):
     refuse = Kernel(sizes={"key_dim": (1, 64)})
     for name in backends.PREFERENCE["cuda"]:
-        monkeypatch.setitem(backends.BACKENDS, name, dataclasses.replace(backends.BACKENDS[name], kernels={"rsp": refuse}))
+        monkeypatch.setitem(
+            backends.BACKENDS, name, dataclasses.replace(backends.BACKENDS[name], kernels={"rsp": refuse})
+        )
     with pytest.raises(BackendUnavailableError, match="no backend can run rsp on cuda tensors") as raised:
         backends.resolve("rsp", None, cuda_inputs(160))
     assert str(raised.value).count("not 160") == 3
@@ -141,7 +145,9 @@ def cpu_backend_up_to_128_keys(monkeypatch):
         pytest.skip(f"backend 'cpu' unavailable: {backends.unavailable_reason('cpu', 'cpu')}")
     cpu = backends.BACKENDS["cpu"]
     limited = dataclasses.replace(cpu.kernels["memory_read"], sizes={"key_dim": (1, 128)})
-    monkeypatch.setitem(backends.BACKENDS, "cpu", dataclasses.replace(cpu, kernels={**cpu.kernels, "memory_read": limited}))
+    monkeypatch.setitem(
+        backends.BACKENDS, "cpu", dataclasses.replace(cpu, kernels={**cpu.kernels, "memory_read": limited})
+    )
 
 
 def test_the_public_op_falls_back_per_input_and_warns_when_the_reference_runs(cpu_backend_up_to_128_keys, caplog):
@@ -161,7 +167,9 @@ def test_the_public_op_falls_back_per_input_and_warns_when_the_reference_runs(cp
 
 def test_an_unavailable_backend_named_gives_its_reason(monkeypatch):
     monkeypatch.setattr(backends, "unavailable_reason", lambda backend, device_type: "the extension is not built")
-    with pytest.raises(BackendUnavailableError, match="backend 'cpu' cannot run rsp: the extension is not built \\(backend=None"):
+    with pytest.raises(
+        BackendUnavailableError, match="backend 'cpu' cannot run rsp: the extension is not built \\(backend=None"
+    ):
         backends.resolve("rsp", "cpu", Inputs("cpu", torch.float32))
 
 

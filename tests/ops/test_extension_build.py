@@ -77,8 +77,15 @@ def test_binary_holds_machine_code_for_sm80_and_sm90():
     machine = {arch for kind, arch, _ in images if kind == "elf"}
     assert {80, 90} <= machine, f"machine code for sm_{sorted(machine)} only"
     # Every kernel of every op is in the machine code of both architectures.
-    kernels = ("read_mma_kernel", "read_simt_kernel", "read_combine_kernel", "best_match_kernel",
-               "select_append_kernel", "fill_kernel", "rsp_kernel")
+    kernels = (
+        "read_mma_kernel",
+        "read_simt_kernel",
+        "read_combine_kernel",
+        "best_match_kernel",
+        "select_append_kernel",
+        "fill_kernel",
+        "rsp_kernel",
+    )
     for arch in (80, 90):
         code = b"".join(body for kind, a, body in images if kind == "elf" and a == arch)
         missing = [k for k in kernels if k.encode() not in code]

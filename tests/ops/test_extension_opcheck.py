@@ -11,11 +11,19 @@ import torch
 
 from swiftcuda.ops import extension
 
-pytestmark = pytest.mark.skipif(not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}")
+pytestmark = pytest.mark.skipif(
+    not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}"
+)
+
 
 def memory(batch=2, key_dim=16, value_dim=12, entries=37, pixels=23, dtype=torch.float32):
     draw = lambda *shape: torch.randn(*shape, dtype=dtype)  # noqa: E731
-    return draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
+    return (
+        draw(batch, key_dim, entries),
+        draw(batch, value_dim, entries),
+        draw(batch, key_dim, pixels),
+        draw(batch, value_dim, pixels),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

@@ -50,7 +50,12 @@ def truth(mem_key, mem_val, q_key, q_val, n_valid=None, rounding=None):
 def random_inputs(shape, dtype, device, generator, scale=1.0):
     batch, key_dim, value_dim, entries, pixels = shape
     draw = lambda *s: (torch.randn(*s, generator=generator) * scale).to(dtype)  # noqa: E731
-    tensors = draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
+    tensors = (
+        draw(batch, key_dim, entries),
+        draw(batch, value_dim, entries),
+        draw(batch, key_dim, pixels),
+        draw(batch, value_dim, pixels),
+    )
     return [t.to(device) for t in tensors]
 
 
@@ -75,7 +80,9 @@ def test_valid_length_ignores_the_rest(backend_device, dtype, generator):
     """Entries past n_valid (here NaN) must not be read; an empty memory reads zeros."""
     backend, device = backend_device
     batch, key_dim, value_dim, capacity, pixels = 4, 32, 72, 403, 29
-    mem_key, mem_val, q_key, q_val = random_inputs((batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator)
+    mem_key, mem_val, q_key, q_val = random_inputs(
+        (batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator
+    )
     n_valid = torch.tensor([capacity, 1, 0, 250], dtype=torch.int32)
     for b, n in enumerate(n_valid.tolist()):
         mem_key[b, :, n:] = float("nan")

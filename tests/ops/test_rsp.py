@@ -22,9 +22,11 @@ def truth(probs: torch.Tensor, factor: int, rounding=None) -> tuple[torch.Tensor
     r = rounding or (lambda t: t)
     probs = probs.double()
     objects, height, width = probs.shape
-    others = r(torch.stack([
-        sum((probs[j] for j in range(objects) if j != o), torch.zeros_like(probs[o])) for o in range(objects)
-    ]).clamp(0, 1))
+    others = r(
+        torch.stack(
+            [sum((probs[j] for j in range(objects) if j != o), torch.zeros_like(probs[o])) for o in range(objects)]
+        ).clamp(0, 1)
+    )
 
     def unshuffle(maps):
         out = torch.empty(objects, factor * factor, height // factor, width // factor, dtype=torch.float64)

@@ -24,9 +24,7 @@ def read(mem_key, mem_val, q_key, q_val, n_valid=None, out=None, num_splits=0):
     return out
 
 
-@pytest.mark.parametrize(
-    "key_dim, value_dim", [(16, 1), (32, 200), (64, 512), (128, 77)], ids=lambda v: str(v)
-)
+@pytest.mark.parametrize("key_dim, value_dim", [(16, 1), (32, 200), (64, 512), (128, 77)], ids=lambda v: str(v))
 def test_every_key_width_and_value_widths_up_to_512(device, key_dim, value_dim, generator):
     inputs = random_inputs((2, key_dim, value_dim, 131, 21), torch.float32, device, generator, scale=1.5)
     assert_close_to_truth(read(*inputs).cpu(), truth(*[t.cpu() for t in inputs]))
@@ -55,7 +53,9 @@ def test_one_entry_and_one_pixel(device, num_splits, generator):
 def test_split_memory_with_valid_lengths(device, num_splits, dtype, generator):
     """Splits that get no entry (short or empty memories) must not disturb the merge."""
     batch, key_dim, value_dim, capacity, pixels = 5, 16, 24, 700, 19
-    mem_key, mem_val, q_key, q_val = random_inputs((batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator)
+    mem_key, mem_val, q_key, q_val = random_inputs(
+        (batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator
+    )
     lengths = torch.tensor([capacity, 0, 1, 65, 333], dtype=torch.int64)
     for b, n in enumerate(lengths.tolist()):
         mem_key[b, :, n:] = float("nan")

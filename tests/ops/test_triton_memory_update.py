@@ -47,8 +47,12 @@ def test_key_widths_and_memory_splits(device, key_dim, num_splits, generator):
     from swiftcuda.ops import _triton_ops
 
     batch, value_dim, entries, pixels, beta = 2, 24, 611, 150, 0.1
-    mem_key, mem_val, new_key, new_val = random_memory((batch, key_dim, value_dim, entries, pixels), torch.float32, generator)
-    keys, values = _triton_ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta, num_splits)
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (batch, key_dim, value_dim, entries, pixels), torch.float32, generator
+    )
+    keys, values = _triton_ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta, num_splits
+    )
     keys, values = keys.cpu(), values.cpu()
     count = novel_pixel_count(pixels, beta)
     assert torch.equal(keys[:, :, :entries], mem_key) and torch.equal(values[:, :, :entries], mem_val)
@@ -80,14 +84,18 @@ def test_memory_of_several_thousand_entries_in_place(device, dtype, generator):
     assert key_buf[0, :, n + count :].isnan().all()
     # The clipped item keeps the lowest-index pixels of its choice (the highest go first).
     n = lengths[1]
-    full_choice = ops.memory_update(mem_key[1:, :, :n], mem_val[1:, :, :n], new_key[1:], new_val[1:], beta=0.1, backend="reference")[1]
+    full_choice = ops.memory_update(
+        mem_key[1:, :, :n], mem_val[1:, :, :n], new_key[1:], new_val[1:], beta=0.1, backend="reference"
+    )[1]
     assert torch.equal(val_buf[1, :, n:], full_choice[0, :, n : n + 3])
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])
 def test_one_pixel_and_one_entry(device, beta, generator):
     mem_key, mem_val, new_key, new_val = random_memory((3, 32, 8, 1, 1), torch.float32, generator)
-    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton")
+    keys, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton"
+    )
     assert torch.equal(keys.cpu(), torch.cat([mem_key, new_key], dim=2))
     assert torch.equal(values.cpu(), torch.cat([mem_val, new_val], dim=2))
 
@@ -110,14 +118,16 @@ def test_zero_keys_tie_at_zero_and_go_by_index(device, generator):
     """Zero keys have cosine 0 (not NaN) to everything, whatever the sign of that zero."""
     mem_key, mem_val, new_key, new_val = random_memory((1, 32, 8, 20, 40), torch.float32, generator)
     zero_pixels = [3, 11, 12, 25, 39]
-    mem_key[:, :, :40 - 20] = 0.0  # zero memory keys too
+    mem_key[:, :, : 40 - 20] = 0.0  # zero memory keys too
     mem_key = torch.cat([mem_key, new_key.clone()], dim=2)  # every non-zero new key has a match of 1
     mem_val = torch.cat([mem_val, new_val.clone()], dim=2)
     new_key[:, :, zero_pixels] = 0.0
     new_key[:, 0, zero_pixels] = -0.0
     beta = 0.1  # count = 4 of the 5 zero pixels
     expected = ops.memory_update(mem_key, mem_val, new_key, new_val, beta=beta, backend="reference")
-    result = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton")
+    result = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton"
+    )
     chosen = locate_columns(result[1][0, :, mem_key.shape[2] :].cpu(), new_val[0])
     assert chosen.tolist() == zero_pixels[:4]
     assert torch.equal(result[0].cpu(), expected[0]) and torch.equal(result[1].cpu(), expected[1])
@@ -127,7 +137,9 @@ def test_zero_keys_tie_at_zero_and_go_by_index(device, generator):
 def test_in_place_equals_the_reference_exactly(device, trial, generator):
     """Random float32 memories: no near-ties, so the buffers match the reference bit for bit."""
     batch, key_dim, value_dim, capacity, pixels = 3, 32, 20, 400, 77
-    mem_key, mem_val, new_key, new_val = random_memory((batch, key_dim, value_dim, capacity, pixels), torch.float32, generator)
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (batch, key_dim, value_dim, capacity, pixels), torch.float32, generator
+    )
     lengths = torch.tensor([0, 150, capacity - 4], dtype=torch.int32)
     expected = [mem_key.clone(), mem_val.clone(), lengths.clone()]
     ops.memory_update_(*expected, new_key, new_val, beta=0.1, backend="reference")
@@ -149,7 +161,9 @@ def test_in_place_update_makes_no_host_read(device, generator):
 
 def test_reference_in_place_update_does_read_the_host():
     """The check above is able to fail: the reference reads n_valid on the host."""
-    mem_key, mem_val, new_key, new_val = random_memory((1, 8, 4, 10, 5), torch.float32, torch.Generator().manual_seed(0))
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (1, 8, 4, 10, 5), torch.float32, torch.Generator().manual_seed(0)
+    )
     with pytest.raises(AssertionError, match="host"), no_host_reads():
         ops.memory_update_(mem_key, mem_val, torch.tensor([3]), new_key, new_val, beta=0.5, backend="reference")
 

@@ -33,7 +33,10 @@ def _cases(device, generator):
     rand = lambda *s: torch.rand(*s, generator=generator).to(device)  # noqa: E731
     return {
         "memory_read": [(mem_key, mem_val, q_key, q_val, n_valid), (mem_key, mem_val, q_key, q_val, None)],
-        "memory_read.into": [(mem_key, mem_val, q_key, q_val, n_valid, out), (mem_key, mem_val, q_key, q_val, None, out)],
+        "memory_read.into": [
+            (mem_key, mem_val, q_key, q_val, n_valid, out),
+            (mem_key, mem_val, q_key, q_val, None, out),
+        ],
         "memory_update": [(mem_key, mem_val, q_key, q_val, 0.3), (mem_key, mem_val, q_key, q_val, 1.0)],
         "memory_update_": [(mem_key.clone(), mem_val.clone(), n_valid.clone(), q_key, q_val, 0.3)],
         "rsp": [(rand(3, 8, 12), 4)],
@@ -68,8 +71,13 @@ def test_compile_fullgraph_through_every_op(device, generator):
         read = ops.memory_read(key_buf, val_buf, q_key, q_val, n_valid=n_valid + pixels, backend="triton")
         keys, values = ops.memory_update(key_buf, val_buf, q_key, q_val, beta=0.25, backend="triton")
         ops.memory_update_(
-            key_buf[:, :, pixels:], val_buf[:, :, pixels:], n_valid,
-            key_buf[:, :, :pixels], val_buf[:, :, :pixels], beta=0.1, backend="triton",
+            key_buf[:, :, pixels:],
+            val_buf[:, :, pixels:],
+            n_valid,
+            key_buf[:, :, :pixels],
+            val_buf[:, :, :pixels],
+            beta=0.1,
+            backend="triton",
         )
         after = ops.memory_read(key_buf, val_buf, q_key, q_val, n_valid=n_valid + pixels, backend="triton")
         own, others = ops.rsp(probs, factor=8, backend="triton")
@@ -80,8 +88,16 @@ def test_compile_fullgraph_through_every_op(device, generator):
         return read * 2, after, keys, values, own + others, merged, counts
 
     def arguments():
-        return (mem_key.clone(), mem_val.clone(), torch.tensor([12, 5], dtype=torch.int32, device=device),
-                q_key, q_val, probs, probs.flip(1), frame)
+        return (
+            mem_key.clone(),
+            mem_val.clone(),
+            torch.tensor([12, 5], dtype=torch.int32, device=device),
+            q_key,
+            q_val,
+            probs,
+            probs.flip(1),
+            frame,
+        )
 
     eager_args, compiled_args = arguments(), arguments()
     expected = engine_like(*eager_args)

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from swiftcuda import ops
-from tests.ops.test_rsp import truth as rsp_truth
 from tests.ops.test_frame_variation import truth as variation_truth
+from tests.ops.test_rsp import truth as rsp_truth
 from tests.ops.tolerances import assert_close_to_truth, rounded_to
 
 
-@pytest.mark.parametrize("objects, height, width, factor", [(2, 9, 15, 3), (9, 16, 16, 16), (1, 5, 7, 1), (3, 12, 40, 4)])
+@pytest.mark.parametrize(
+    "objects, height, width, factor", [(2, 9, 15, 3), (9, 16, 16, 16), (1, 5, 7, 1), (3, 12, 40, 4)]
+)
 def test_rsp_any_factor_and_many_objects(device, objects, height, width, factor, generator):
     probs = torch.rand(objects, height, width, generator=generator)
     own, others = ops.rsp(probs.to(device), factor=factor, backend="triton")
@@ -62,7 +64,9 @@ def test_frame_variation_mixed_dtypes_and_views(device, generator):
     th_f, th_m = 0.2 + 1 / 48, 0.3 + 1 / 48
     result = ops.frame_variation(
         *[t.to(device) for t in (frame, previous, probs, previous_probs)],
-        frame_threshold=th_f, mask_threshold=th_m, backend="triton",
+        frame_threshold=th_f,
+        mask_threshold=th_m,
+        backend="triton",
     )
     assert result.dtype == torch.float32 and result.shape == (2,)
     assert result.cpu().tolist() == variation_truth(frame, previous, probs, previous_probs, th_f, th_m)

@@ -58,12 +58,14 @@ def assert_close_to_truth(result: Tensor, truth: Tensor, baseline: Tensor | None
     baseline_error = max_error(baseline, truth)
     assert baseline_error <= BASELINE_ULPS * eps * max(scale, 1.0), (
         f"the {result.dtype} baseline is {baseline_error:.3g} from float64, over {BASELINE_ULPS} ulp: "
-        "it does not compute the spec")
+        "it does not compute the spec"
+    )
     error = max_error(result, truth)
     # A tiny floor: where the baseline is exact by luck, allow the half-precision rounding of the output.
     floor = eps * max(scale, 1.0)
     assert error <= 2 * baseline_error + floor, (
-        f"error {error:.3g} > 2 x the {result.dtype} baseline's {baseline_error:.3g}")
+        f"error {error:.3g} > 2 x the {result.dtype} baseline's {baseline_error:.3g}"
+    )
 
 
 def poisoned(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:

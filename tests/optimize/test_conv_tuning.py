@@ -35,21 +35,39 @@ def _tuner(tmp_path, winograd=None) -> T.ConvTuner:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     "shape",
-    [dict(), dict(stride=2), dict(kernel=1, padding=0, bias=False), dict(padding=2, dilation=2), dict(kernel=7, stride=2, padding=3)],
+    [
+        dict(),
+        dict(stride=2),
+        dict(kernel=1, padding=0, bias=False),
+        dict(padding=2, dilation=2),
+        dict(kernel=7, stride=2, padding=3),
+    ],
 )
 def test_every_algorithm_computes_the_convolution(tmp_path, dtype, shape):
     conv = _conv(**shape).to(dtype)
     tuned = T.TunedConv2d(conv, _tuner(tmp_path))
     x = torch.randn(2, 13, 19, 23).to(dtype)
-    expected = F.conv2d(x.double(), conv.weight.double(), None if conv.bias is None else conv.bias.double(),
-                        conv.stride, conv.padding, conv.dilation)
-    algorithms = ["channels_last", "nchw"] + (["winograd"] if tuned.winograd_eligible and dtype == torch.float32 and winograd_available() else [])
+    expected = F.conv2d(
+        x.double(),
+        conv.weight.double(),
+        None if conv.bias is None else conv.bias.double(),
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+    )
+    algorithms = ["channels_last", "nchw"] + (
+        ["winograd"] if tuned.winograd_eligible and dtype == torch.float32 and winograd_available() else []
+    )
     for layout in (torch.contiguous_format, torch.channels_last):
         for algorithm in algorithms:
             got = tuned.run(algorithm, x.contiguous(memory_format=layout), layout)
             assert got.is_contiguous(memory_format=layout)  # returned in the model's layout
             scale = expected.abs().max().item()
-            tolerance = 1e-5 if dtype == torch.float32 and algorithm != "winograd" else (1e-4 if dtype == torch.float32 else 2e-2)
+            tolerance = (
+                1e-5
+                if dtype == torch.float32 and algorithm != "winograd"
+                else (1e-4 if dtype == torch.float32 else 2e-2)
+            )
             assert (got.double() - expected).abs().max().item() <= tolerance * scale, (algorithm, layout)
 
 
@@ -68,7 +86,7 @@ def test_the_fastest_candidate_is_chosen_and_cached(tmp_path, monkeypatch):
     tuned(x)  # the same input again: no new measurement
 
     data = json.loads((tmp_path / "tuning.json").read_text())
-    (key, entry), = data["choices"].items()
+    ((key, entry),) = data["choices"].items()
     assert set(entry["milliseconds"]) == {"fixed", "channels_last", "nchw"} and "13->9 3x3" in key and "threads=" in key
     assert timed.count("nchw") == 2  # once per model layout
 
@@ -96,10 +114,16 @@ def test_the_model_strategy_is_the_one_whose_layers_sum_lowest(tmp_path, monkeyp
     strategy with the lowest sum, every layer returning its layout (no op between them sees mixed
     layouts)."""
     speeds = {  # (layer's in_channels) -> per strategy, per candidate
-        13: {"fixed": {"as_is": 10.0}, "channels_last": {"channels_last": 1.0, "nchw": 5.0},
-             "nchw": {"channels_last": 2.0, "nchw": 3.0}},
-        9: {"fixed": {"as_is": 10.0}, "channels_last": {"channels_last": 9.0, "nchw": 8.0},
-            "nchw": {"channels_last": 9.0, "nchw": 2.0}},
+        13: {
+            "fixed": {"as_is": 10.0},
+            "channels_last": {"channels_last": 1.0, "nchw": 5.0},
+            "nchw": {"channels_last": 2.0, "nchw": 3.0},
+        },
+        9: {
+            "fixed": {"as_is": 10.0},
+            "channels_last": {"channels_last": 9.0, "nchw": 8.0},
+            "nchw": {"channels_last": 9.0, "nchw": 2.0},
+        },
     }
     measuring: list[int] = []
     original_choose = T.ConvTuner.choose
@@ -110,6 +134,7 @@ def test_the_model_strategy_is_the_one_whose_layers_sum_lowest(tmp_path, monkeyp
 
     layouts = iter(["fixed", "channels_last", "nchw"] * 2)
     monkeypatch.setattr(T.ConvTuner, "choose", choose)
+
     def fake_measure(runs):
         layout = next(layouts)  # measured per strategy: the fixed rule first
         return {name: speeds[measuring[0]][layout][name] for name in runs}

@@ -47,7 +47,9 @@ def _lively(module: nn.Module, seed: int) -> nn.Module:
                 m.bias.data = torch.randn(m.bias.shape, generator=generator) * 0.1
         elif isinstance(m, nn.BatchNorm2d):
             for tensor in (m.weight, m.bias, m.running_mean):
-                tensor.data = torch.randn(tensor.shape, generator=generator) * 0.3 + (1.0 if tensor is m.weight else 0.0)
+                tensor.data = torch.randn(tensor.shape, generator=generator) * 0.3 + (
+                    1.0 if tensor is m.weight else 0.0
+                )
             m.running_var.data = torch.rand(m.running_var.shape, generator=generator) + 0.5
     module.eval()
     for parent in [module, *module.modules()]:
@@ -130,8 +132,12 @@ def test_an_unfolded_block_is_refused():
 
 @pytest.mark.parametrize(
     "dtype, options, fused",
-    [(torch.bfloat16, {}, FUSED_BF16), (torch.float32, {}, False), (torch.float32, {"pointwise": True}, True),
-     (torch.bfloat16, {"pointwise": False}, False)],
+    [
+        (torch.bfloat16, {}, FUSED_BF16),
+        (torch.float32, {}, False),
+        (torch.float32, {"pointwise": True}, True),
+        (torch.bfloat16, {"pointwise": False}, False),
+    ],
 )
 def test_preparation_fuses_cpu_models_in_16_bits(dtype, options, fused):
     model = SwiftNet("r18").eval().to(dtype)

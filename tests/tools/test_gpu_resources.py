@@ -44,10 +44,7 @@ if not _tool_available():  # pragma: no cover - Triton wheels bundle ptxas
 def hot_results() -> list[R.Resources]:
     """The read, merge and best-match launches at every model, dtype and object count, both arches."""
     launches = [
-        launch
-        for arch in R.ARCHES
-        for launch in R.record_engine_launches(arch)
-        if launch.kernel in R.HOT_KERNELS
+        launch for arch in R.ARCHES for launch in R.record_engine_launches(arch) if launch.kernel in R.HOT_KERNELS
     ]
     return R.compile_all(launches)
 
@@ -87,8 +84,14 @@ def test_every_hot_launch_is_recorded(hot_results):
     assert any(r.case.endswith("O=2") for r in hot_results)
     for arch in R.ARCHES:
         for model in R.MODELS:
-            one_object = [r for r in hot_results if r.kernel == "memory_read_kernel" and r.arch == arch
-                          and r.case.startswith(model) and r.case.endswith("O=1")]
+            one_object = [
+                r
+                for r in hot_results
+                if r.kernel == "memory_read_kernel"
+                and r.arch == arch
+                and r.case.startswith(model)
+                and r.case.endswith("O=1")
+            ]
             assert any("NUM_SPLITS=1 " in r.specialization + " " for r in one_object), (arch, model)
 
 
@@ -111,8 +114,13 @@ def test_half_dots_reach_the_tensor_cores(hot_results):
 
 def test_other_kernels_compile(other_results):
     kernels = {r.kernel for r in other_results}
-    assert {"select_novel_kernel", "append_kernel", "rsp_kernel", "soft_aggregate_kernel",
-            "frame_variation_kernel"} <= kernels
+    assert {
+        "select_novel_kernel",
+        "append_kernel",
+        "rsp_kernel",
+        "soft_aggregate_kernel",
+        "frame_variation_kernel",
+    } <= kernels
     failed = [r for r in other_results if R.problems(r)]
     assert not failed, _describe(failed)
 
@@ -133,8 +141,11 @@ def test_every_family_launch_is_recorded(family_results):
     seen = {(r.kernel, r.arch, r.case.split()[0]) for r in family_results}
     for arch in R.ARCHES:
         for model in R.FAMILY_MODELS:
-            kernels = ("family_read_kernel", "family_usage_kernel") if model.endswith("full") else \
-                ("topk_sweep_kernel", "topk_readout_kernel")
+            kernels = (
+                ("family_read_kernel", "family_usage_kernel")
+                if model.endswith("full")
+                else ("topk_sweep_kernel", "topk_readout_kernel")
+            )
             for kernel in kernels:
                 assert (kernel, arch, model) in seen
 
@@ -155,8 +166,13 @@ def test_family_half_dots_reach_the_tensor_cores(family_results):
 def test_cuda_family_kernels_spill_nothing():
     results = [r for arch in R.ARCHES for r in R.compile_cuda(arch, names=["memory_read_family.cu"])]
     assert {r.kernel.split("<")[0] for r in results} >= {
-        "topk_sweep_kernel", "topk_select_kernel", "topk_gather_kernel", "softmax_sweep_kernel",
-        "softmax_combine_kernel", "softmax_usage_kernel"}, _describe(results)
+        "topk_sweep_kernel",
+        "topk_select_kernel",
+        "topk_gather_kernel",
+        "softmax_sweep_kernel",
+        "softmax_combine_kernel",
+        "softmax_usage_kernel",
+    }, _describe(results)
     failed = [r for r in results if R.problems(r) or r.local_instructions]
     assert not failed, _describe(failed)
 
@@ -177,8 +193,17 @@ def test_ptxas_report_is_parsed():
 
 
 def test_checks_flag_spills_low_occupancy_and_missed_tensor_cores():
-    spilling = R.Resources("memory_read_kernel", "", 90, registers=255, spill_stores=8, threads=128, shared=32768,
-                           mma="HGMMA", half_dot=True)
+    spilling = R.Resources(
+        "memory_read_kernel",
+        "",
+        90,
+        registers=255,
+        spill_stores=8,
+        threads=128,
+        shared=32768,
+        mma="HGMMA",
+        half_dot=True,
+    )
     assert "spills" in R.problems(spilling)
     assert "<16 warps/SM" in R.problems(spilling)  # 255 registers x 128 threads: 2 blocks, 8 warps
     off_tensor_cores = R.Resources("best_match_kernel", "", 80, registers=96, threads=128, half_dot=True)
@@ -188,8 +213,9 @@ def test_checks_flag_spills_low_occupancy_and_missed_tensor_cores():
     assert R.problems(R.Resources("rsp_kernel", "", 80, error="CompilationError: x")) == ["error: CompilationError: x"]
     spilling_family = R.Resources("topk_sweep_kernel", "", 90, registers=255, spill_stores=4, threads=128)
     assert "spills" in R.problems(spilling_family)
-    spilling_cuda = R.Resources("topk_sweep_kernel<float, true>", "memory_read_family.cu", 80, registers=64,
-                                spill_loads=8, threads=256)
+    spilling_cuda = R.Resources(
+        "topk_sweep_kernel<float, true>", "memory_read_family.cu", 80, registers=64, spill_loads=8, threads=256
+    )
     assert R.problems(spilling_cuda) == ["spills"]
 
 

@@ -32,7 +32,9 @@ def test_suite_without_a_gpu_stops_at_once_with_one_line(tmp_path):
     started = time.monotonic()
     run = subprocess.run(
         ["bash", str(ROOT / "scripts/gpu_suite.sh")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "RESULTS": str(tmp_path / "r.md")},
     )
     assert run.returncode == 3, run.stdout + run.stderr
@@ -50,7 +52,9 @@ def test_ci_runs_the_dry_run():
 def test_sanitizer_target_runs_every_op_on_the_cpu():
     run = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/sanitizer_target.py"), "--device", "cpu", "--dtypes", "fp32"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if "backend 'cpu' cannot run" in run.stderr:
         pytest.skip("the extension's CPU kernels are not built here")

@@ -22,7 +22,9 @@ def test_attention_on_object_is_the_memory_reads_softmax_weighted_by_object_frac
     for p in range(pixels):
         exps = [math.exp(float(mem_key[:, j] @ q_key[:, p]) / math.sqrt(key_dim)) for j in range(entries)]
         expected.append(sum(e * float(w) for e, w in zip(exps, weight)) / sum(exps))
-    torch.testing.assert_close(attention_on_object(mem_key, q_key, weight), torch.tensor(expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        attention_on_object(mem_key, q_key, weight), torch.tensor(expected), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_a_matching_read_and_a_collapsed_read_score_apart():

@@ -21,7 +21,9 @@ def data(tmp_path_factory):
 
 
 def tiny_options(**changes) -> TrainOptions:
-    clip = ClipOptions(length=3, max_skip=2, crop=(48, 64), max_objects=2, scale_range=(1.0, 1.0), flip=False, colour_jitter=0.0)
+    clip = ClipOptions(
+        length=3, max_skip=2, crop=(48, 64), max_objects=2, scale_range=(1.0, 1.0), flip=False, colour_jitter=0.0
+    )
     defaults = dict(steps=12, batch_size=2, clip=clip, lr=1e-3, warmup=1, save_every=4, seed=3)
     defaults.update(changes)
     return TrainOptions(**defaults)
@@ -71,7 +73,21 @@ def test_workers_train_the_same_clips(data, tmp_path):
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(data, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64", "--device", "cpu"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop",
+        "48x64",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     assert main(args) == 2 and "pass --resume" in capsys.readouterr().err
     assert main(args + ["--out", str(tmp_path / "other"), "--resume"]) == 2
@@ -84,8 +100,28 @@ def test_cli_clip_options_are_recorded(data, tmp_path, capsys):
     import json
 
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "1", "--crop", "48x64",
-            "--device", "cpu", "--matching-loss", "0.5", "--scale-range", "0.6,0.9", "--no-colour-shuffle", "--keep", "3"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop",
+        "48x64",
+        "--device",
+        "cpu",
+        "--matching-loss",
+        "0.5",
+        "--scale-range",
+        "0.6,0.9",
+        "--no-colour-shuffle",
+        "--keep",
+        "3",
+    ]
     assert main(args) == 0
     recorded = json.loads((out / "train.json").read_text())["options"]
     assert recorded["clip"]["scale_range"] == [0.6, 0.9] and recorded["clip"]["colour_shuffle"] is False
@@ -135,8 +171,9 @@ def test_fine_tune_from_weights(data, tmp_path):
     # AdamW's first step moves each weight by at most about lr (plus the decay, lr x 1e-4 x |w|).
     assert max(steps.values()) <= 1.5 * lr, max(steps.items(), key=lambda item: item[1])
     assert sum(step > 0 for step in steps.values()) > len(steps) // 2, "most weights must move with lr > 0"
-    assert max((own_start[name] - given[name]).abs().max().item() for name in parameters) > 100 * lr, \
+    assert max((own_start[name] - given[name]).abs().max().item() for name in parameters) > 100 * lr, (
         "the trainer's own initialisation must be far from the given weights (else this proves nothing)"
+    )
     for name, tensor in given.items():
         if "running_" in name or name.endswith("num_batches_tracked"):
             assert torch.equal(moved[name], tensor), f"frozen statistic {name} changed"

@@ -15,8 +15,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo.sh"
 def test_train_demo_script_trains_exports_and_scores(tmp_path):
     env = dict(
         os.environ,
-        DEVICE="cpu", STEPS="2", BATCH="1", CROP="48x64", SHAPES="2", SIZE="48x80", FRAMES="4",
-        TRAIN_SEQUENCES="camel,goat", HELD_OUT="dog", RUN="tiny",
+        DEVICE="cpu",
+        STEPS="2",
+        BATCH="1",
+        CROP="48x64",
+        SHAPES="2",
+        SIZE="48x80",
+        FRAMES="4",
+        TRAIN_SEQUENCES="camel,goat",
+        HELD_OUT="dog",
+        RUN="tiny",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     )
     work = tmp_path / "work"
