@@ -78,7 +78,8 @@ TORCH_LIBRARY(swiftcuda, m) {
       "memory_read_family.into(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor? q_val, Tensor? n_valid, "
       "Tensor? shrinkage, Tensor? selection, str affinity, float? scale, int? top_k, Tensor(a!) out, "
       "Tensor(b!)? usage) -> ()");
-  m.def("memory_update(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)");
+  m.def(
+      "memory_update(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)");
   m.def(
       "memory_update_(Tensor(a!) key_buf, Tensor(b!) val_buf, Tensor(c!) n_valid, Tensor new_key, Tensor new_val, "
       "float beta) -> ()");
@@ -101,7 +102,14 @@ TORCH_LIBRARY(swiftcuda, m) {
 // `import swiftcuda._C` loads this library, which registers the ops above with the dispatcher;
 // the module itself is empty (everything is reached through torch.ops.swiftcuda).
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "swiftcuda's C++/CUDA ops (torch.ops.swiftcuda)",
-                                      -1, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,
+                                      "_C",
+                                      "swiftcuda's C++/CUDA ops (torch.ops.swiftcuda)",
+                                      -1,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr};
   return PyModule_Create(&module);
 }

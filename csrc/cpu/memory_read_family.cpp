@@ -229,8 +229,7 @@ struct Chosen {
 };
 
 // Steps 1 and 2: the k best logits of every query and their softmax.
-Chosen choose_top_k(const KeySource& keys, const at::Tensor& queries, const std::vector<int64_t>& lengths,
-                    int64_t k) {
+Chosen choose_top_k(const KeySource& keys, const at::Tensor& queries, const std::vector<int64_t>& lengths, int64_t k) {
   const int64_t batch = queries.size(0), dim = keys.dim(), pixels = queries.size(2);
   const int64_t query_tiles = (pixels + kQueryTile - 1) / kQueryTile;
   const int64_t longest = batch ? *std::max_element(lengths.begin(), lengths.end()) : 0;
@@ -282,12 +281,15 @@ Chosen choose_top_k(const KeySource& keys, const at::Tensor& queries, const std:
       candidates.clear();
       for (int64_t z = 0; z < splits; ++z) {
         const int64_t at = (b * splits + z) * pixels + p;
-        for (int32_t j = 0; j < part_size[at]; ++j) candidates.emplace_back(part_value[at * k + j], part_entry[at * k + j]);
+        for (int32_t j = 0; j < part_size[at]; ++j)
+          candidates.emplace_back(part_value[at * k + j], part_entry[at * k + j]);
       }
       const int64_t size = std::min<int64_t>(k, static_cast<int64_t>(candidates.size()));
       // Largest first; of equal logits the lower entry (a deterministic choice among ties).
       std::partial_sort(candidates.begin(), candidates.begin() + size, candidates.end(),
-                        [](const auto& x, const auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+                        [](const auto& x, const auto& y) {
+                          return x.first > y.first || (x.first == y.first && x.second < y.second);
+                        });
       float total = 0.0f;
       float* weight = chosen.weight.data() + query * k;
       for (int64_t j = 0; j < size; ++j) {
@@ -345,8 +347,8 @@ ByEntry group_by_entry(const Chosen& chosen, int64_t b, int64_t pixels, int64_t 
 
 // Step 4: readout[b, c, p] = sum over p's chosen entries n of weight * values[b, c, n].
 template <typename scalar_t>
-void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped,
-                   const std::vector<int64_t>& lengths, const at::Tensor& readout) {
+void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped, const std::vector<int64_t>& lengths,
+                   const at::Tensor& readout) {
   const int64_t batch = values.size(0), value_dim = values.size(1), pixels = readout.size(2);
   const int64_t blocks = (value_dim + kGatherChannels - 1) / kGatherChannels;
   const scalar_t* data = values.data_ptr<scalar_t>();
@@ -369,8 +371,8 @@ void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped
         }
         for (int64_t n = n0; n < n1; ++n) {
           for (int64_t at = by_entry.offset[n]; at < by_entry.offset[n + 1]; ++at)
-            add_scaled(acc.data() + by_entry.query[at] * width, columns.data() + (n - n0) * width,
-                       by_entry.weight[at], width);
+            add_scaled(acc.data() + by_entry.query[at] * width, columns.data() + (n - n0) * width, by_entry.weight[at],
+                       width);
         }
       }
       for (int64_t c = 0; c < width; ++c) {
@@ -452,9 +454,8 @@ void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_va
         grouped[b] = group_by_entry(chosen, b, pixels, lengths[b],
                                     usage_data == nullptr ? nullptr : usage_data + b * capacity, capacity);
     });
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mem_val.scalar_type(), "memory_read_family", [&] {
-      gather_values<scalar_t>(mem_val, grouped, lengths, readout);
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mem_val.scalar_type(), "memory_read_family",
+                                    [&] { gather_values<scalar_t>(mem_val, grouped, lengths, readout); });
   } else {
     // Dot-product keys are used as they are (a view when float32).
     const at::Tensor keys = options.l2 ? augmented_keys(mem_key, options, longest) : float_prefix(mem_key, longest);

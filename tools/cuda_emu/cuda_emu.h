@@ -79,9 +79,7 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) {
   return ::swiftcuda_emu::warp_ballot(mask, predicate != 0);
 }
 inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
-inline int __all_sync(unsigned mask, int predicate) {
-  return (__ballot_sync(mask, predicate) & mask) == mask;
-}
+inline int __all_sync(unsigned mask, int predicate) { return (__ballot_sync(mask, predicate) & mask) == mask; }
 
 // ---- integer and float intrinsics ------------------------------------------------------------
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
@@ -112,7 +110,9 @@ inline float __logf(float x) { return std::log(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __saturatef(float x) { return x != x ? 0.0f : (x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x)); }
 template <typename T>
-inline T __ldg(const T* at) { return *at; }
+inline T __ldg(const T* at) {
+  return *at;
+}
 
 // ---- atomics: fibers switch only at barriers and collectives, so a plain read-modify-write is atomic
 template <typename T>

@@ -81,10 +81,10 @@ int swiftcuda_emu_memory_read(int dtype, const int64_t* sizes, const void* mem_k
 // order mem_key, mem_val, q_key, q_val, selection, out, then the shrinkage's batch stride (unused
 // tensors: anything). q_val, selection, shrinkage, n_valid and usage may be null. options: l2, top_k.
 int swiftcuda_emu_memory_read_family(int dtype, const int64_t* sizes, const void* mem_key, const void* mem_val,
-                                     const void* q_key, const void* q_val, const void* selection,
-                                     const void* shrinkage, const void* n_valid, int n_valid_int64, void* out,
-                                     float* usage, const int64_t* strides, const int* options, float scale,
-                                     int multiprocessors, int* splits_out) {
+                                     const void* q_key, const void* q_val, const void* selection, const void* shrinkage,
+                                     const void* n_valid, int n_valid_int64, void* out, float* usage,
+                                     const int64_t* strides, const int* options, float scale, int multiprocessors,
+                                     int* splits_out) {
   swiftcuda::MemoryReadFamilyParams params{};
   params.dtype = static_cast<DType>(dtype);
   params.batch = sizes[0];

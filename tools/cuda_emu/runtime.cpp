@@ -49,7 +49,6 @@
 
 namespace swiftcuda_emu {
 
-
 namespace {
 
 #if EMU_ASAN
@@ -265,9 +264,7 @@ Launch& current_launch() {
 }
 
 // Blocks the calling fiber until the scheduler resumes it; an error ends it for good.
-void block_here(Launch& launch) {
-  yield(launch);
-}
+void block_here(Launch& launch) { yield(launch); }
 
 [[noreturn]] void stop_thread(Launch& launch) {
   Fiber& self = *launch.current;
@@ -439,8 +436,8 @@ void collective(Op op, uint32_t mask) {
   for (int lane = 0; lane < 32; ++lane) {
     if (!((mask >> lane) & 1u)) continue;
     if (self.warp * 32 + lane >= threads) {
-      fail(launch, "%s: mask 0x%08x names lane %d, which does not exist (block of %d threads)", op_name(op), mask,
-           lane, threads);
+      fail(launch, "%s: mask 0x%08x names lane %d, which does not exist (block of %d threads)", op_name(op), mask, lane,
+           threads);
       stop_thread(launch);
     }
     const Fiber& other = lanes[lane];
