@@ -167,7 +167,7 @@ def _bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
         "text": (text, "is not a PyTorch checkpoint"),
         "empty": (empty, "is not a PyTorch checkpoint: the file is empty"),
         "truncated": (truncated, "is not a readable PyTorch checkpoint: its archive is damaged or cut short"),
-        "objects": (objects, "holds Python objects besides tensors (tests.test_papercuts._Settings)"),
+        "objects": (objects, "holds Python objects besides tensors (tests.cli.test_papercuts._Settings)"),
         "plain pickle": (plain_pickle, "is not a PyTorch checkpoint: it is a Python pickle"),
         "a list": (whole, "holds no SwiftNet weights: it holds a list"),
         "not tensors": (options, "holds no SwiftNet weights"),
@@ -508,7 +508,7 @@ def test_outputs_are_checked_before_anything_loads(tmp_path, inputs, capsys):
 
 
 def test_bench_accepts_internal_size_auto(capsys):
-    from swiftcuda.bench.fps import internal_size_argument
+    from swiftcuda.cli.bench import internal_size_argument
 
     assert internal_size_argument("auto") == "auto"
     code = main(
