@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 #: The sidecar's file name inside an export folder.
 SIDECAR = "swiftcuda-onnx.json"
 #: Its format version: a runner refuses a sidecar of another version.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Precisions an export may have (ONNX Runtime has no bfloat16 convolutions).
 EXPORT_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -64,10 +64,10 @@ _STATE = {
 _STATE_MEANING = {
     "previous_keys": "the previous frame's memory keys, read in full (encode_memory's keys)",
     "previous_values": "the previous frame's memory values (encode_memory's values)",
-    "long_term_keys": "long-term keys per object; entries [0, long_term_length[o]) valid, its first frame first",
+    "long_term_keys": "long-term keys per object; entries [0, long_term_length[o]) valid, its given frames first",
     "long_term_values": "long-term values per object, same entries",
     "long_term_length": "valid long-term entries per object (int64)",
-    "first_length": "entries of each object's first memorised frame, never evicted (int64)",
+    "first_length": "entries of each object's given frames (a prefix of its long-term memory), never evicted (int64)",
 }
 
 #: How a runner carries out one step with the four graphs (what OnnxSegmenter does).
@@ -80,7 +80,8 @@ PROTOCOL = [
     "object updates): in_full for the objects whose mask was given at the previous frame, novel for "
     "the others when the previous frame was chosen (the official schedule chooses frames 0, n, 2n, ...; "
     "novel_count = P - int(P * (1 - beta)) for P = h * w, computed in float64 as Python does); update "
-    "the state from its outputs.",
+    "the state from its outputs. Before an in_full update, check that first_length + 2 P fits in N "
+    "(the given frames must leave room for one more frame): otherwise stop, the memory is too small.",
     "When a mask is given: new objects get zero rows in every state tensor (lengths 0); pixels the mask "
     "labels take probability 1 for their object and 0 for the others; the background is 1 minus the "
     "objects' sum, clamped at 0.",

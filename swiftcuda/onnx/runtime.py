@@ -22,7 +22,7 @@ from torch import Tensor
 
 from swiftcuda.errors import InputError
 from swiftcuda.inference.inputs import merge_given_labels
-from swiftcuda.inference.memory import default_capacity
+from swiftcuda.inference.memory import check_room_for_given, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
 from swiftcuda.inference.stream import VideoStream
@@ -278,6 +278,10 @@ class OnnxSegmenter(VideoStream):
         self._memorized = (previous.index, happened)
         if not happened:
             return
+        if in_full.any():  # the given frames must leave room for one more frame, as the engine checks
+            pixels = int(np.prod(self._state["previous_keys"].shape()[2:]))
+            for protected in self._state["first_length"].numpy()[in_full]:
+                check_room_for_given(int(protected) + pixels, pixels, pixels, self._capacity)
         names = ("long_term_keys", "long_term_values", "long_term_length", "first_length", "previous_keys", "previous_values")
         feeds = {name: self._state[name] for name in names}
         feeds.update(in_full=in_full, novel=novel, novel_count=self._novel_count)
