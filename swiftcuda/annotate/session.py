@@ -202,8 +202,10 @@ class AnnotationSession:
                 return GIVEN
             if index not in self._predicted:
                 return NONE
+            # A frame's prediction depends on the given masks before it only: an edit at frame k
+            # leaves frame k's own prediction (shown again if k's given mask is removed) valid.
             chain, dirty = self.chain, self.dirty_from
-            fresh = chain is not None and chain.start <= index <= chain.end and (dirty is None or index < dirty)
+            fresh = chain is not None and chain.start <= index <= chain.end and (dirty is None or index <= dirty)
             return PREDICTED if fresh else STALE
 
     def mask_payload(self, index: int) -> tuple[str, bytes | None]:
@@ -418,8 +420,11 @@ class AnnotationSession:
     def publish(self, index: int, labels: np.ndarray) -> None:
         """The engine's masks of frame ``index`` (the chain's next frame)."""
         with self._lock:
-            if index not in self._given:  # at a given frame the engine returns the given mask
+            if index not in self._given:
                 self._store_predicted(index, labels)
+            elif index in self._predicted:  # at a given frame the engine returns the given mask: an
+                del self._predicted[index]  # earlier prediction there is out of date
+                self._predicted_path(index).unlink(missing_ok=True)
             self.chain.end = index
             self._changed()
             if _now() - self._last_save >= RUN_SAVE_INTERVAL:

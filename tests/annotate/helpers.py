@@ -60,5 +60,6 @@ def kinds(status: dict) -> list[str]:
     return result
 
 
-def decompressed(payload: bytes) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(HEIGHT, WIDTH)
+def decompressed(payload: bytes, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """Labels from a mask response's deflate-encoded body."""
+    return np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(shape)

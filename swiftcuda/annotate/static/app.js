@@ -41,7 +41,9 @@ class App {
     this.lastError = null;
     this.tools = new ToolController(this);
     this.wire();
-    $("video-name").textContent = `${this.info.input} · ${this.count} frames · ${width}x${height}`;
+    const name = this.info.input.split(/[\\/]/).filter(Boolean).pop() ?? this.info.input;
+    $("video-name").textContent = `${name} · ${this.count} frames · ${width}x${height}`;
+    $("video-name").title = `${this.info.input}\nsession and exports: ${this.info.out}`;
     this.fit();
     await this.refresh();
     if (this.objects.length === 0) await this.addObject();
@@ -137,7 +139,7 @@ class App {
 
   failed(error) {
     console.error(error);
-    this.toast(error instanceof ApiError ? error.message : `Something went wrong: ${error.message ?? error}`);
+    this.toast(error instanceof ApiError ? sentence(error.message) : `Something went wrong: ${error.message ?? error}`);
   }
 
   // -- frames --------------------------------------------------------------------------------
@@ -464,7 +466,7 @@ class App {
     } catch (error) {
       $("export-info").textContent = "";
       if (error instanceof ApiError && error.status === 409 && !overwrite
-          && window.confirm(`${error.message}\n\nReplace the earlier export?`)) {
+          && window.confirm(`${sentence(error.message)}\n\nReplace the earlier export?`)) {
         $("export").disabled = false;
         return this.exportMasks(true);
       }
@@ -525,7 +527,7 @@ class App {
     const button = $("propagate");
     button.disabled = run.running || plan.start === undefined;
     button.textContent = plan.start === undefined ? "▶ Propagate" : `▶ Propagate from frame ${plan.start + 1}`;
-    button.title = plan.error ?? "Run the engine from this frame to the end of the video";
+    button.title = sentence(plan.error ?? "Run the engine from the frames you drew on to the end of the video");
     $("stop").disabled = !run.running || run.stopping;
     const progress = $("progress");
     const info = $("run-info");
@@ -538,7 +540,7 @@ class App {
       info.textContent = parts.join(" · ");
     } else {
       progress.value = run.finished === "completed" ? progress.max : progress.value;
-      info.textContent = run.error ? `Stopped by an error: ${run.error}` : (plan.error ?? "");
+      info.textContent = run.error ? `Stopped by an error: ${run.error}` : sentence(plan.error ?? "");
     }
   }
 
@@ -555,6 +557,12 @@ class App {
     else text = "Scrub to check the masks; draw on any frame to correct it, then Propagate again. Export when done.";
     $("hint").textContent = text;
   }
+}
+
+/** The server's one-line messages, as sentences. */
+function sentence(text) {
+  if (!text) return text;
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
 }
 
 function formatSeconds(seconds) {
