@@ -55,6 +55,7 @@ COMPRESSION_LEVEL = 1
 RUN_SAVE_INTERVAL = 1.0
 
 GIVEN, PREDICTED, STALE, NONE = "given", "predicted", "stale", "none"
+_KINDS = (GIVEN, PREDICTED, STALE, NONE)
 
 
 @dataclass
@@ -231,16 +232,21 @@ class AnnotationSession:
             return self._given.get(index)
 
     def frame_runs(self) -> list[list]:
-        """Every frame's kind, run-length encoded: [[kind, first, last], ...] in frame order."""
-        runs: list[list] = []
+        """Every frame's kind (as :meth:`kind` says), run-length encoded: [[kind, first, last], ...]
+        in frame order. Computed with array operations: the page asks several times a second."""
         with self._lock:
-            for index in range(len(self.frames)):
-                kind = self.kind(index)
-                if runs and runs[-1][0] == kind and runs[-1][2] == index - 1:
-                    runs[-1][2] = index
-                else:
-                    runs.append([kind, index, index])
-        return runs
+            count = len(self.frames)
+            codes = np.full(count, 3, np.int8)  # indices into _KINDS
+            predicted = np.fromiter(self._predicted, dtype=np.int64, count=len(self._predicted))
+            codes[predicted] = 2
+            if self.chain is not None:
+                stop = self.chain.end + 1 if self.dirty_from is None else min(self.chain.end, self.dirty_from) + 1
+                fresh = predicted[(predicted >= self.chain.start) & (predicted < stop)]
+                codes[fresh] = 1
+            codes[np.fromiter(self._given, dtype=np.int64, count=len(self._given))] = 0
+        starts = np.flatnonzero(np.diff(codes, prepend=-1))
+        stops = np.append(starts[1:], count) - 1
+        return [[_KINDS[codes[a]], int(a), int(b)] for a, b in zip(starts, stops)]
 
     def describe(self) -> dict:
         """The session as the page's status shows it."""
@@ -394,6 +400,8 @@ class AnnotationSession:
             if chain is None or chain.start != first or (dirty is not None and dirty <= chain.start):
                 return Plan(start=first, chain_start=first, fresh=True)
             start = chain.end + 1 if dirty is None else min(dirty, chain.end + 1)
+            if start == chain.start:  # nothing of the chain is left: it starts anew
+                return Plan(start=first, chain_start=first, fresh=True)
             if start >= len(self.frames):
                 raise Conflict("every frame is up to date: edit a frame to propagate again from it")
             return Plan(start=start, chain_start=chain.start, fresh=False)
