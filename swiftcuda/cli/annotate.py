@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         try:
             server.run(sockets=[listener])
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how the server is stopped (uvicorn raises it again once it has shut down)
         finally:
             propagator.stop(wait=True)
             session.save()
