@@ -62,14 +62,14 @@ def test_restore_then_continue_equals_never_interrupted(model, video, memory, in
         run(segmenter, video, detour, start=cut, stop=cut + 3)
         segmenter.restore_state(state)
         resumed = run(segmenter, video, masks, start=cut, complete={7})
-        for t, (got, expected) in enumerate(zip(resumed, uninterrupted[cut:]), start=cut):
+        for t, (got, expected) in enumerate(zip(resumed, uninterrupted[cut:], strict=True), start=cut):
             assert torch.equal(got, expected), f"{memory}: cut at {cut}, frame {t} differs"
         # The state is unchanged by what ran after it: restoring it again, into another segmenter
         # of the same model and options, gives the same frames again.
         other = make_segmenter(model, memory, internal_size)
         other.restore_state(state)
         again = run(other, video, masks, start=cut, complete={7})
-        assert all(torch.equal(a, b) for a, b in zip(again, uninterrupted[cut:])), f"{memory}: second restore at {cut}"
+        assert all(torch.equal(a, b) for a, b in zip(again, uninterrupted[cut:], strict=True)), f"{memory}: second restore at {cut}"
         assert other.object_ids == segmenter.object_ids and other.long_term_lengths == segmenter.long_term_lengths
 
 
@@ -90,7 +90,7 @@ def test_states_share_an_unchanged_long_term_memory(model, video):
     segmenter.restore_state(states[5])
     resumed = run(segmenter, video, {}, start=6)
     full = run(make_segmenter(model, "official", None), video, {0: video.labels[0]})
-    assert all(torch.equal(a, b) for a, b in zip(resumed, full[6:]))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, full[6:], strict=True))
 
 
 def test_restoring_a_fresh_state_forgets_the_video(model, video):

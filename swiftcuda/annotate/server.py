@@ -95,8 +95,9 @@ class TokenGate:
             )
             await response(scope, receive, send)
             return
-        if scope["type"] not in ("http", "lifespan"):
-            return  # no websockets here
+        if scope["type"] == "websocket":  # none here
+            await send({"type": "websocket.close", "code": 1008})
+            return
         await self.app(scope, receive, send)
 
     def _allowed(self, scope) -> bool:

@@ -139,6 +139,21 @@ class AnnotationSession:
             session.save()
         return session
 
+    @staticmethod
+    def check_owner(folder: str | os.PathLike, source: str | os.PathLike) -> None:
+        """Refuse a folder holding the session of another input (before anything is written there).
+
+        Raises:
+            InputError: the folder's session is of another input.
+        """
+        saved = Path(folder) / SESSION_FILE
+        try:
+            owner = json.loads(saved.read_text())["input"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no session yet, or an unreadable one (open() says so)
+        if owner != str(Path(source).resolve()):
+            raise InputError(f"{Path(folder)} holds the session of another video ({owner}): choose another --out")
+
     def _identity(self) -> dict:
         return {"input": str(self.frames.path.resolve()), "frames": len(self.frames), "size": list(self.frames.size)}
 
@@ -246,7 +261,7 @@ class AnnotationSession:
             codes[np.fromiter(self._given, dtype=np.int64, count=len(self._given))] = 0
         starts = np.flatnonzero(np.diff(codes, prepend=-1))
         stops = np.append(starts[1:], count) - 1
-        return [[_KINDS[codes[a]], int(a), int(b)] for a, b in zip(starts, stops)]
+        return [[_KINDS[codes[a]], int(a), int(b)] for a, b in zip(starts, stops, strict=True)]
 
     def describe(self) -> dict:
         """The session as the page's status shows it."""

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file: choose a folder")
     folder = out / SESSION_FOLDER
+    AnnotationSession.check_owner(folder, args.input)
     listener = _listen(args.host, args.port)  # first: a taken port fails before the slow parts
     try:
         with tqdm(unit="frame", desc="reading frames", disable=None, leave=False) as bar:

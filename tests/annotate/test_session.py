@@ -140,7 +140,7 @@ def test_a_video_file_decodes_as_segment_decodes_it(tmp_path):
     expected = list(FrameSource(path))
     got = list(frames.iter_from(2))
     assert [f.index for f in got] == [2, 3, 4, 5] and [f.name for f in got] == [f.name for f in expected[2:]]
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, expected[2:])), "the engine's frames are segment's"
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, expected[2:], strict=True)), "the engine's frames are segment's"
     picture, media_type = frames.picture(4)
     assert media_type == "image/jpeg" and cv2.imread(str(picture)).shape == (HEIGHT, WIDTH, 3)
     made = picture.stat().st_mtime_ns

@@ -10,6 +10,9 @@ const $ = (id) => document.getElementById(id);
 const PICTURES_KEPT = 64; // decoded frames kept for instant scrubbing
 const PREFETCH = 3; // frames decoded ahead of the one shown
 const UNDO_DEPTH = 40;
+// While the engine runs, the page shows its newest frame this often (milliseconds): live, while
+// leaving the CPU to the engine (on a small machine the browser's drawing competes with it).
+const FOLLOW_INTERVAL = 500;
 const KIND_NAMES = { given: "drawn by you", predicted: "propagated", stale: "out of date", none: "no mask" };
 
 class App {
@@ -101,7 +104,10 @@ class App {
   }
 
   key(event) {
-    if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
+    if (event.target instanceof HTMLInputElement) {
+      // Text fields keep their keys; sliders keep the ones that move them.
+      if (event.target.type !== "range" || /^(Arrow|Home|End|Page)/.test(event.key)) return;
+    }
     const ctrl = event.ctrlKey || event.metaKey;
     const key = event.key;
     let handled = true;
@@ -182,7 +188,7 @@ class App {
     this.viewer.showPicture(bitmap);
     this.setMask(mask.labels, mask.kind);
     this.loaded = true;
-    document.body.dataset.frame = String(index);
+    setData("frame", String(index));
     for (let next = index + 1; next <= Math.min(this.count - 1, index + PREFETCH); next++) this.picture(next).catch(() => {});
   }
 
@@ -203,7 +209,7 @@ class App {
     kind.className = `kind ${this.kind}`;
     kind.textContent = KIND_NAMES[this.kind] ?? this.kind;
     badge.append(bold, ` of ${this.count} · ${name}`, kind);
-    document.body.dataset.kind = this.kind;
+    setData("kind", this.kind);
   }
 
   // -- editing (the tools call these) --------------------------------------------------------
@@ -488,7 +494,7 @@ class App {
         if (error instanceof TypeError) this.toast("Lost the server: is swiftcuda annotate still running?");
         else this.failed(error);
       })
-      .finally(() => setTimeout(() => this.poll(), this.status?.run?.running ? 250 : 700));
+      .finally(() => setTimeout(() => this.poll(), this.status?.run?.running ? FOLLOW_INTERVAL : 700));
   }
 
   applyStatus(status) {
@@ -503,8 +509,8 @@ class App {
     this.timeline.setEngineFrame(run.running ? run.frame : null);
     this.runPanel(run, plan);
     this.hint(session, run, plan);
-    document.body.dataset.running = String(run.running);
-    $("tool-canvas").classList.toggle("busy", run.running);
+    setData("running", String(run.running));
+    if ($("tool-canvas").classList.contains("busy") !== run.running) $("tool-canvas").classList.toggle("busy", run.running);
     const follow = run.running && $("follow").checked && run.frame !== null && run.frame !== undefined;
     if (follow && run.frame !== this.index && !this.editing) {
       this.show(run.frame).catch(() => {});
@@ -525,22 +531,22 @@ class App {
 
   runPanel(run, plan) {
     const button = $("propagate");
-    button.disabled = run.running || plan.start === undefined;
-    button.textContent = plan.start === undefined ? "▶ Propagate" : `▶ Propagate from frame ${plan.start + 1}`;
-    button.title = sentence(plan.error ?? "Run the engine from the frames you drew on to the end of the video");
-    $("stop").disabled = !run.running || run.stopping;
+    setProperty(button, "disabled", run.running || plan.start === undefined);
+    setProperty(button, "textContent", plan.start === undefined ? "▶ Propagate" : `▶ Propagate from frame ${plan.start + 1}`);
+    setProperty(button, "title", sentence(plan.error ?? "Run the engine from the frames you drew on to the end of the video"));
+    setProperty($("stop"), "disabled", !run.running || run.stopping);
     const progress = $("progress");
     const info = $("run-info");
     if (run.running) {
-      progress.max = Math.max(1, run.total);
-      progress.value = run.done;
+      setProperty(progress, "max", Math.max(1, run.total));
+      setProperty(progress, "value", run.done);
       const parts = [run.replaying ? "Resuming the engine…" : `Frame ${(run.frame ?? run.start) + 1} of ${this.count}`];
       if (run.fps) parts.push(`${run.fps.toFixed(1)} frames/s`);
       if (run.eta_s !== null && run.eta_s !== undefined) parts.push(`${formatSeconds(run.eta_s)} left`);
-      info.textContent = parts.join(" · ");
+      setProperty(info, "textContent", parts.join(" · "));
     } else {
-      progress.value = run.finished === "completed" ? progress.max : progress.value;
-      info.textContent = run.error ? `Stopped by an error: ${run.error}` : sentence(plan.error ?? "");
+      if (run.finished === "completed") setProperty(progress, "value", progress.max);
+      setProperty(info, "textContent", run.error ? `Stopped by an error: ${run.error}` : sentence(plan.error ?? ""));
     }
   }
 
@@ -555,8 +561,18 @@ class App {
     else if (kinds.has("stale")) text = "Frames after your correction are out of date: press ▶ Propagate.";
     else if (plan.start !== undefined) text = `Press ▶ Propagate to carry on from frame ${plan.start + 1}.`;
     else text = "Scrub to check the masks; draw on any frame to correct it, then Propagate again. Export when done.";
-    $("hint").textContent = text;
+    setProperty($("hint"), "textContent", text);
   }
+}
+
+// The page is polled several times a second while the engine runs: writing only what changed
+// spares the browser style and layout work (CPU the engine needs on a small machine).
+function setProperty(element, name, value) {
+  if (element[name] !== value) element[name] = value;
+}
+
+function setData(name, value) {
+  if (document.body.dataset[name] !== value) document.body.dataset[name] = value;
 }
 
 /** The server's one-line messages, as sentences. */

@@ -38,6 +38,7 @@ export class Timeline {
   }
 
   setRuns(runs) {
+    if (JSON.stringify(runs) === JSON.stringify(this.runs)) return;
     this.runs = runs;
     this.draw();
   }
@@ -49,6 +50,7 @@ export class Timeline {
   }
 
   setEngineFrame(index) {
+    if (index === this.engineFrame) return;
     this.engineFrame = index;
     this.draw();
   }

@@ -67,25 +67,28 @@ export class Viewer {
     x1 = Math.min(width, Math.ceil(x1) + 1);
     y1 = Math.min(height, Math.ceil(y1) + 1);
     if (x1 <= x0 || y1 <= y0) return;
-    const data = this.rgba.data;
+    // One 32-bit write a pixel, from two 256-entry tables: fill and outline colours.
     const fill = Math.round(255 * this.opacity * (this.dimmed ? 0.55 : 1));
-    const edge = this.dimmed ? 150 : 255;
+    const [inside, outline] = [rgbaTable(fill), rgbaTable(this.dimmed ? 150 : 255)];
+    const pixels = new Uint32Array(this.rgba.data.buffer);
     for (let y = y0; y < y1; y++) {
       let p = y * width + x0;
+      if (labels === null) {
+        pixels.fill(0, p, p + x1 - x0);
+        continue;
+      }
+      const up = y > 0 ? -width : 0;
+      const down = y < height - 1 ? width : 0;
       for (let x = x0; x < x1; x++, p++) {
-        const q = p * 4;
-        const label = labels === null ? 0 : labels[p];
+        const label = labels[p];
         if (label === 0) {
-          data[q + 3] = 0;
+          pixels[p] = 0;
           continue;
         }
         // A pixel is on an outline when a 4-neighbour holds another label.
-        const outline = (x > 0 && labels[p - 1] !== label) || (x < width - 1 && labels[p + 1] !== label)
-          || (y > 0 && labels[p - width] !== label) || (y < height - 1 && labels[p + width] !== label);
-        data[q] = PALETTE[label * 3];
-        data[q + 1] = PALETTE[label * 3 + 1];
-        data[q + 2] = PALETTE[label * 3 + 2];
-        data[q + 3] = outline ? edge : fill;
+        const edge = (x > 0 && labels[p - 1] !== label) || (x < width - 1 && labels[p + 1] !== label)
+          || labels[p + up] !== label || labels[p + down] !== label;
+        pixels[p] = edge ? outline[label] : inside[label];
       }
     }
     this.maskContext.putImageData(this.rgba, 0, 0, x0, y0, x1 - x0, y1 - y0);
@@ -109,4 +112,18 @@ export class Viewer {
   clearTools() {
     this.toolContext.clearRect(0, 0, this.width, this.height);
   }
+}
+
+const tables = new Map();
+
+/** The 256 palette colours with alpha `alpha`, as the 32-bit words ImageData holds (little-endian RGBA). */
+function rgbaTable(alpha) {
+  if (!tables.has(alpha)) {
+    const table = new Uint32Array(256);
+    for (let label = 1; label < 256; label++) {
+      table[label] = ((alpha << 24) | (PALETTE[label * 3 + 2] << 16) | (PALETTE[label * 3 + 1] << 8) | PALETTE[label * 3]) >>> 0;
+    }
+    tables.set(alpha, table);
+  }
+  return tables.get(alpha);
 }
