@@ -255,8 +255,9 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir={"swiftcuda.kernels": "kernels", "swiftcuda.kernels.triton": "kernels/triton"},
-    # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/.
-    package_data={"swiftcuda": ["assets/**/*"]},
+    # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/; the annotation
+    # page (HTML, CSS, JavaScript modules) under swiftcuda/annotate/static/.
+    package_data={"swiftcuda": ["assets/**/*"], "swiftcuda.annotate": ["static/*"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     install_requires=[
@@ -268,12 +269,16 @@ setup(
         "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        # ruff and clang-format: the lint and format checks of scripts/lint.sh (CI runs it).
-        "test": ["pytest", "ruff", "clang-format"],
+        # ruff and clang-format: the lint and format checks of scripts/lint.sh (CI runs it). httpx2:
+        # Starlette's test client; playwright: the annotation page's browser test (it drives the
+        # system's Chromium, /usr/bin/chromium; `playwright install` is never needed).
+        "test": ["pytest", "ruff", "clang-format", "httpx2", "playwright"],
         # Optional pieces, each its own extra; CI installs and tests them all.
         "ray": ["ray>=2.9"],
         # onnxscript: torch.onnx.export(dynamo=True) translates to ONNX with it.
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
+        # swiftcuda annotate: a small ASGI application (Starlette) on an ASGI server (uvicorn).
+        "gui": ["starlette>=1.0", "uvicorn>=0.30"],
     },
     entry_points={"console_scripts": ["swiftcuda = swiftcuda.cli:main"]},
 )

@@ -30,9 +30,11 @@ from swiftcuda.onnx.cache import cache_folder  # noqa: E402
 
 HEIGHT, WIDTH, FRAMES = 96, 128, 20
 GRID_PIXELS = (HEIGHT // 16) * (WIDTH // 16)  # 48 memory pixels per frame
-#: Two frames and a little: the frame-7 mask that names object 1 again (memorised in full, 48
-#: entries) overflows object 1's memory, and every later update evicts.
-CAPACITY = 100
+#: Three frames: the frame-7 mask that names object 1 again keeps a second frame of it in full
+#: (the given frames must leave room for one more), and with an update at every frame
+#: (mem_every=1) object 1's memory overflows from frame 11 on, evicting after its given frames.
+CAPACITY = 3 * GRID_PIXELS
+MEM_EVERY = 1
 LATE_FRAME = 7
 GRAPHS = ("encode_query", "read_and_decode", "encode_memory", "update_memory")
 
@@ -52,7 +54,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def video():
-    return make_video(num_frames=FRAMES, height=HEIGHT, width=WIDTH, object_ids=(1, 2, 3), appear={3: LATE_FRAME}, seed=3)
+    return make_video(
+        num_frames=FRAMES, height=HEIGHT, width=WIDTH, object_ids=(1, 2, 3), appear={3: LATE_FRAME}, seed=3
+    )
 
 
 def given_masks(video) -> dict[int, np.ndarray]:
@@ -75,9 +79,18 @@ def test_export_writes_checked_standard_graphs_and_a_sidecar(exported):
     assert {"MatMul", "Softmax"} <= ops["read_and_decode"], "the memory read as MatMul and Softmax"
     assert {"TopK", "ScatterElements", "GatherElements"} <= ops["update_memory"], "the top-beta update"
     frame = sidecar["graphs"]["encode_query"]["inputs"][0]
-    assert frame["name"] == "frame" and frame["shape"][:2] == [1, 3] and all(isinstance(d, str) for d in frame["shape"][2:])
+    assert (
+        frame["name"] == "frame"
+        and frame["shape"][:2] == [1, 3]
+        and all(isinstance(d, str) for d in frame["shape"][2:])
+    )
     state = {entry["name"]: entry for entry in sidecar["state"]}
-    assert state["long_term_keys"]["shape"] == ["O", 32, "N"] and state["previous_values"]["shape"] == ["O", 128, "h", "w"]
+    assert state["long_term_keys"]["shape"] == ["O", 32, "N"] and state["previous_values"]["shape"] == [
+        "O",
+        128,
+        "h",
+        "w",
+    ]
     assert state["long_term_length"]["dtype"] == "int64" and state["long_term_keys"]["dtype"] == "float32"
     update_inputs = {v["name"] for v in sidecar["graphs"]["update_memory"]["inputs"]}
     assert set(state) <= update_inputs and sidecar["capacity"] == CAPACITY and sidecar["precision"] == "fp32"
@@ -105,19 +118,22 @@ def assert_same_steps(reference: Segmenter, exported_runner: OnnxSegmenter, fram
 
 def test_step_reproduces_the_engine_frame_by_frame(exported, model, video):
     """Official schedule, a late object, a re-given object and capacity eviction."""
-    reference = Segmenter(prepare(model, PrepareOptions(tune=False)), capacity=CAPACITY, internal_size=None)
-    runner = OnnxSegmenter(exported, capacity=CAPACITY, internal_size=None)
+    reference = Segmenter(
+        prepare(model, PrepareOptions(tune=False)), capacity=CAPACITY, mem_every=MEM_EVERY, internal_size=None
+    )
+    runner = OnnxSegmenter(exported, capacity=CAPACITY, mem_every=MEM_EVERY, internal_size=None)
     lengths = assert_same_steps(reference, runner, video.frames, given_masks(video))
-    assert runner.object_ids == (1, 2, 3) and lengths[LATE_FRAME] == [53, 53, 0]
-    assert lengths[LATE_FRAME + 1] == [CAPACITY, 53, GRID_PIXELS], "object 1 memorised in full again, evicting"
-    assert lengths[-1] == [CAPACITY, 63, 58], "updates at frames 5, 10, 15 (mem_every=5); object 1 stays full"
+    novel = 5  # of 48 pixels, beta = 0.1
+    assert runner.object_ids == (1, 2, 3) and lengths[LATE_FRAME] == [78, 78, 0], "frame 0 in full, frames 1-6 novel"
+    assert lengths[LATE_FRAME + 1] == [78 + GRID_PIXELS, 78 + novel, GRID_PIXELS], "object 1 memorised in full again"
+    assert lengths[-1] == [CAPACITY, 83 + 11 * novel, GRID_PIXELS + 11 * novel], "object 1 full and evicting"
     # The memory itself: every valid long-term entry equals the engine's, eviction order included.
     state, store = runner.state, reference.memory
     for obj, length in enumerate(lengths[-1]):
         for name, buffer in (("long_term_keys", store.keys), ("long_term_values", store.values)):
             expected = buffer[obj, :, store.frame_pixels : store.frame_pixels + length].numpy()
             np.testing.assert_allclose(state[name][obj, :, :length], expected, atol=1e-4, rtol=1e-4)
-    assert list(state["first_length"]) == [GRID_PIXELS] * 3
+    assert list(state["first_length"]) == [2 * GRID_PIXELS, GRID_PIXELS, GRID_PIXELS], "given frames are kept"
 
 
 def test_pam_trigger_decided_by_the_runner(exported, model, video):
@@ -137,8 +153,19 @@ def test_segment_runtime_onnx_exports_once_and_matches_torch(tmp_path, monkeypat
     write_mask(mask, small.labels[0].astype(np.uint8))
 
     def segment(out, runtime):
-        common = ["--mask", mask, "--out", tmp_path / out, "--no-tune", "--precision", "fp32", "--internal-size", "none",
-                  "--runtime", runtime]
+        common = [
+            "--mask",
+            mask,
+            "--out",
+            tmp_path / out,
+            "--no-tune",
+            "--precision",
+            "fp32",
+            "--internal-size",
+            "none",
+            "--runtime",
+            runtime,
+        ]
         assert main(["segment", str(frames), *map(str, common)]) == 0
         return capsys.readouterr().err
 
@@ -185,7 +212,9 @@ def test_bad_input_is_one_line(tmp_path, exported, capsys, monkeypatch, video):
     segment = ["segment", str(frames), "--mask", str(first), "--out", str(tmp_path / "masks"), "--runtime", "onnx"]
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "onnxruntime", None)
-        with pytest.raises(InputError, match=r"needs the onnxruntime package, which is not installed: pip install swiftcuda\[onnx\]"):
+        with pytest.raises(
+            InputError, match=r"needs the onnxruntime package, which is not installed: pip install swiftcuda\[onnx\]"
+        ):
             OnnxSegmenter(exported)
         assert main(segment) == 2 and last_error_line().endswith("pip install swiftcuda[onnx]")
     assert main([*segment, "--precision", "bf16"]) == 2 and "no bfloat16 convolutions" in last_error_line()
