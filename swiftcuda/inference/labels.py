@@ -1,8 +1,8 @@
 """Probabilities to a label map: ``ids[probs.max(dim=0).indices]``, fast on every device.
 
 The spec is :func:`reference_labels`. On the CPU, torch reduces across the outer (class) dimension
-on one thread: about 6 ms for two objects at 480x854, a few percent of a bfloat16 step on a CPU with
-native bfloat16. The extension's ``labels`` kernel walks the class rows side by side over runs of
+on one thread, a few percent of a bfloat16 step on a CPU with native bfloat16
+(``benchmarks/bench_fps.py`` reports the labels' own time). The extension's ``labels`` kernel walks the class rows side by side over runs of
 pixels, split across the OpenMP threads, in one pass. On a GPU, torch's reduction is already one
 kernel at memory speed, so it is used as it is.
 """

@@ -2,7 +2,7 @@
 
 Which way of computing a convolution is fastest depends on the CPU (AVX2, AVX-512, AMX), the
 layer's shape, the dtype and the thread count: NNPACK's Winograd kernels beat oneDNN's direct
-convolution at 64 channels on a 2-core Zen 4 and lose to it on AMX in bfloat16, and whether oneDNN
+convolution on some CPUs and lose to it on others (AMX in bfloat16), and whether oneDNN
 prefers the input channels-last or NCHW changes from layer to layer. So no rule of thumb is kept:
 the first time a :class:`TunedConv2d` sees an input (shape, dtype, threads), it times every
 candidate that can compute it once, and records the times in an on-disk cache per CPU model,

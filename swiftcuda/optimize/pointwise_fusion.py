@@ -2,16 +2,15 @@
 16-bit inference): the ResNet blocks, the stem, the LAE and the decoder's residual blocks.
 
 In a bfloat16 step on a CPU the convolutions are fast enough (AMX, AVX-512 BF16) that the passes
-over memory between them cost a large share of the step: profiled on a 2-core Xeon at 480x864 with
-one object, the adds and ReLUs took about 20 of 84 ms, each a full read and write of a map that is
-no longer in cache. oneDNN applies them as post-ops while the convolution's output is still in
+over memory between them cost a large share of the step: each add and ReLU is a full read and write
+of a map that is no longer in cache. oneDNN applies them as post-ops while the convolution's output is still in
 registers (``torch.ops.mkldnn._convolution_pointwise``, what TorchInductor emits for the same
 pattern), without compiling anything. In float32 the convolutions dominate (the adds and ReLUs are
 about 5% of the step) and the convolution tuner may pick Winograd or NCHW layers, which these calls
-would bypass, so float32 models are left alone. ``benchmarks/bench_pointwise_fusion.py`` measures it:
-1.06x-1.29x the unfused engine on that Xeon (AMX), 0.98x-1.00x on a Zen 4 (AVX-512 BF16, no AMX),
-whose slower convolutions leave the passes a small share; never slower beyond noise, so it is on
-for every CPU rather than decided per machine.
+would bypass, so float32 models are left alone. ``benchmarks/bench_pointwise_fusion.py`` measures it
+(figures per CPU in benchmarks/RESULTS.md): faster where the convolutions are fast (AMX), neutral
+where they take most of the step, never slower beyond noise, so it is on for every CPU rather than
+decided per machine.
 
 The ResNet blocks are rewritten (their batch norms, folded, sit between convolution and ReLU in the
 training model); elsewhere the model's forward already goes through

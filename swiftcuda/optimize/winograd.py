@@ -3,9 +3,9 @@
 Most of a SwiftNet step on a CPU is 3x3, stride-1 convolutions (the trunk's residual blocks, the
 LAE's fusion layers, the key/value heads and the decoder). oneDNN computes them directly; the
 extension's ``conv3x3`` computes them with NNPACK's Winograd F(6x6, 3x3) kernels, which need about
-a fifth of the multiplications, split over the OpenMP threads (``csrc/cpu/winograd_conv.cpp``). On
-the 2-core development machine that is 1.7x to 3.0x faster per convolution at SwiftNet's shapes
-(``benchmarks/bench_conv3x3.py``) and 1.2x to 1.3x per step (``benchmarks/bench_fps.py``).
+a fifth of the multiplications, split over the OpenMP threads (``csrc/cpu/winograd_conv.cpp``).
+``benchmarks/bench_conv3x3.py`` measures the gain per convolution at SwiftNet's shapes and
+``benchmarks/bench_fps.py`` per step (figures per CPU in benchmarks/RESULTS.md).
 
 Winograd is exact in exact arithmetic; in float32 its results differ from a direct convolution by
 about 1e-5 of the output's magnitude (the transforms add rounding), against about 1e-6 for oneDNN.
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 #: Convolutions with fewer outputs than this from more inputs than this stay with oneDNN (the
 #: 32-channel key heads on 256-channel maps): each thread then transforms the whole wide input for
 #: few multiplications saved (`benchmarks/bench_conv3x3.py`). A narrow input is cheap to transform,
-#: so the decoder's 2-channel prediction from 64 channels still gains (1.7 ms against 2.5 ms).
+#: so the decoder's 2-channel prediction from 64 channels still gains.
 MIN_CHANNELS = 64
 
 

@@ -1,6 +1,6 @@
 """An install without the compiled extension (or without its CUDA kernels) is reported loudly:
 by the build, by ``swiftcuda info``, and once by the first op that falls back; and a backend that
-cannot launch is never picked (issue 19).
+cannot launch is never picked.
 
 ``SWIFTCUDA_NO_EXTENSION=1`` in the environment simulates such an install at run time.
 """
@@ -122,7 +122,7 @@ def test_setup_refuses_a_build_without_torch_and_announces_an_install_without_ex
 
 def test_pyproject_names_the_backend_so_editable_builds_see_torch():
     """Without [build-system], pip ran `setup.py develop`, which setuptools >= 80 runs as an
-    isolated build without torch: no extension, no message (issue 19)."""
+    isolated build without torch: no extension, no message."""
     text = (ROOT / "pyproject.toml").read_text()
     assert 'build-backend = "setuptools.build_meta"' in text
     assert '"setuptools>=70.1"' in text and "torch" not in text.split("requires")[1].split("]")[0]

@@ -1,4 +1,4 @@
-"""Segmenting at an internal size (issue 18): sizes chosen, masks back at the input's size,
+"""Segmenting at an internal size: sizes chosen, masks back at the input's size,
 ``None`` bit-identical, small objects kept, the recommendation stored with a checkpoint."""
 
 from __future__ import annotations

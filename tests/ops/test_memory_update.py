@@ -120,7 +120,7 @@ def test_a_nan_key_is_never_the_most_novel_pixel(backend_device, dtype, generato
     """A NaN in a new pixel's key makes its similarity to every memory entry NaN. The spec's best
     match (amax) is then NaN, and NaN sorts after every score, so that pixel is the LEAST novel and
     is never chosen while finite pixels remain. A max that drops NaN (fmaxf(-inf, NaN) = -inf)
-    would instead make it the most novel of all, appended first (issue 14, item 5)."""
+    would instead make it the most novel of all, appended first."""
     backend, device = backend_device
     pixels, count = 30, novel_pixel_count(30, 0.2)  # 6 of 30
     mem_key, mem_val, new_key, new_val = random_memory((2, 16, 8, 40, pixels), dtype, generator)
