@@ -56,7 +56,7 @@ CHROMIUM_ARGS = [
 
 def make_video(folder: Path, sequence: str, frames: int, seed: int) -> np.ndarray:
     """Write the sequence's frames at 480p as JPEGs into ``folder``; returns its first labels."""
-    labels = load_mask_sequence(bundled_masks_root() / sequence, max_frames=frames, size=854)
+    labels = load_mask_sequence(bundled_masks_root() / sequence, max_frames=frames, size=480)
     folder.mkdir(parents=True)
     for index, frame in enumerate(render_video(labels, sequence_rng(seed, sequence))):
         cv2.imwrite(

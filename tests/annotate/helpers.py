@@ -19,7 +19,7 @@ HEIGHT, WIDTH, FRAMES = 72, 128, 9
 def goat_video() -> tuple[np.ndarray, np.ndarray]:
     """A short generated video of a real object's shape and motion (the bundled DAVIS goat masks,
     generated textures): (T, H, W, 3) frames and (T, H, W) labels, the goat labelled 1."""
-    labels = load_mask_sequence(bundled_masks_root() / "goat", max_frames=FRAMES, size=WIDTH)
+    labels = load_mask_sequence(bundled_masks_root() / "goat", max_frames=FRAMES, size=(HEIGHT, WIDTH))
     return render_video(labels, sequence_rng(0, "goat")), labels
 
 

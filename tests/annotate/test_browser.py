@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SEQUENCE, FRAMES, WIDTH, SEED = "horsejump-high", 12, 432, 105  # held out of the demo weights' training
+HEIGHT = 243  # the 480x854 sequence at WIDTH
 CORRECTED = 6
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "annotate.png"
 
@@ -145,7 +146,7 @@ def listening_addresses(port: int) -> set[str]:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    labels = load_mask_sequence(bundled_masks_root() / SEQUENCE, max_frames=FRAMES, size=WIDTH)
+    labels = load_mask_sequence(bundled_masks_root() / SEQUENCE, max_frames=FRAMES, size=(HEIGHT, WIDTH))
     frames = render_video(labels, sequence_rng(SEED, SEQUENCE))
     folder = tmp_path_factory.mktemp("browser") / "frames"
     folder.mkdir()
