@@ -15,6 +15,7 @@ such queries stay rare, so the check never depends on how a backend breaks a tie
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -278,6 +279,11 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
 @pytest.mark.parametrize("shape", FAMILY_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_float32_matches_truth(backend_device, shape, variant, top_k, generator):
     backend, device = backend_device
+    interpreted = backend == "triton" and torch.device(device).type == "cpu"
+    diagonal = (FAMILY_SHAPES.index(shape) + VARIANTS.index(variant) + TOP_KS.index(top_k)) % 3 == 0
+    if interpreted and not diagonal and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
+        # The interpreter is slow: a third of the grid still pairs every shape, variant and top-k.
+        pytest.skip("interpreted Triton runs a third of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     with_q_val = (TOP_KS.index(top_k) + VARIANTS.index(variant)) % 2 == 0  # both forms, across the grid
     run_case(backend, device, shape, torch.float32, variant, top_k, with_q_val, generator)
 
