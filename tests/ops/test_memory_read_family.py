@@ -280,10 +280,10 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
 def test_float32_matches_truth(backend_device, shape, variant, top_k, generator):
     backend, device = backend_device
     interpreted = backend == "triton" and torch.device(device).type == "cpu"
-    diagonal = (FAMILY_SHAPES.index(shape) + VARIANTS.index(variant) + TOP_KS.index(top_k)) % 3 == 0
+    diagonal = (FAMILY_SHAPES.index(shape) + VARIANTS.index(variant) + TOP_KS.index(top_k)) % 5 == 0
     if interpreted and not diagonal and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
-        # The interpreter is slow: a third of the grid still pairs every shape, variant and top-k.
-        pytest.skip("interpreted Triton runs a third of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
+        # The interpreter is slow: a fifth of the grid still meets every shape, variant and top-k.
+        pytest.skip("interpreted Triton runs a fifth of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     with_q_val = (TOP_KS.index(top_k) + VARIANTS.index(variant)) % 2 == 0  # both forms, across the grid
     run_case(backend, device, shape, torch.float32, variant, top_k, with_q_val, generator)
 
@@ -292,6 +292,9 @@ def test_float32_matches_truth(backend_device, shape, variant, top_k, generator)
 @pytest.mark.parametrize("top_k", [None, 7, 30], ids=str)
 @pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1], VARIANTS[4]], ids=variant_id)
 def test_half_precision_within_twice_torchs_error(backend_device, variant, top_k, dtype, generator):
+    if backend_device[0] == "triton" and torch.device(backend_device[1]).type == "cpu":
+        if (top_k != 30 or dtype != torch.float16) and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
+            pytest.skip("interpreted Triton runs the fp16 top-30 row of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     backend, device = backend_device
     run_case(backend, device, FAMILY_SHAPES[0], dtype, variant, top_k, top_k != 7, generator)
 
