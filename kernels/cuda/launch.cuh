@@ -21,7 +21,7 @@ inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
 #if defined(SWIFTCUDA_EMU)
   ::swiftcuda_emu::launch(kernel, grid, block, shared, stream, args...);
 #else
-  kernel<<<grid, block, shared, stream> > >(args...);
+  kernel<<<grid, block, shared, stream>>>(args...);
 #endif
 }
 
