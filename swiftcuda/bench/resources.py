@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib
 import io
@@ -275,10 +276,7 @@ def record_family_launches(arch: int, models: Iterable[str] = FAMILY_MODELS, dty
                 case = f"{model} {dtype_name} O={count}"
                 with _recording(case, arch) as rec:
                     device = torch.device("cuda", 0)
-
-                    def shared(*size: int) -> Any:
-                        return torch.empty((1, *size), device=device, dtype=dtype).expand(count, *size)
-
+                    shared = functools.partial(_shared_by_objects, count=count, device=device, dtype=dtype)
                     mem_key = shared(shape.key_dim, shape.entries)
                     mem_val = torch.empty((count, shape.value_dim, shape.entries), device=device, dtype=dtype)
                     q_key = shared(shape.key_dim, pixels)
@@ -297,6 +295,13 @@ def record_family_launches(arch: int, models: Iterable[str] = FAMILY_MODELS, dty
                         )
                 launches += rec.launches
     return _unique(launches)
+
+
+def _shared_by_objects(*size: int, count: int, device: Any, dtype: Any) -> Any:
+    """A (count, *size) tensor whose objects share one (1, *size) tensor (batch stride 0)."""
+    import torch
+
+    return torch.empty((1, *size), device=device, dtype=dtype).expand(count, *size)
 
 
 def _update_views(store: Any, count: int) -> tuple[Any, ...]:
@@ -559,7 +564,7 @@ def _source_hash(module: str) -> str:
         seen.add(path)
         text = path.read_bytes()
         hasher.update(path.name.encode() + text)
-        todo += [path.with_name(f"{name}.py") for name in re.findall(rb"^from \.(\w+) import", text, re.M)
+        todo += [path.with_name(f"{name}.py") for name in re.findall(rb"^from \.(\w+) import", text, re.MULTILINE)
                  for name in [name.decode()]]
     return hasher.hexdigest()
 

@@ -39,7 +39,7 @@ def check_family_read(run: Runner, shape: tuple[int, int, int, int, int], dtype:
     inputs = draw_inputs(*shape, generator, q_val=with_q_val, selection=selection, shrinkage=shrinkage)
     inputs = {name: None if t is None else t.to(dtype).double() for name, t in inputs.items()}  # representable
     n_valid = ragged_lengths(batch, entries, generator) if lengths is None else torch.tensor(lengths)
-    options = dict(affinity=affinity, scale=scale)
+    options = {"affinity": affinity, "scale": scale}
     inputs = without_near_ties(inputs, n_valid, top_k, **options, selection=inputs["selection"],
                                shrinkage=inputs["shrinkage"])
     expected, expected_usage = truth(inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid,
@@ -56,7 +56,7 @@ def check_family_read(run: Runner, shape: tuple[int, int, int, int, int], dtype:
         low["mem_val"][b, :, n:] = float("nan")
         if shrinkage:
             low["shrinkage"][b, n:] = float("nan")
-    out, usage = run(low, n_valid, dict(options, top_k=top_k))
+    out, usage = run(low, n_valid, {**options, "top_k": top_k})
     assert usage.dtype == torch.float32 and usage.shape == (batch, entries)
     assert_family_close(out.cpu(), expected, torch_result)
     assert_family_close(usage.cpu(), expected_usage, torch_usage)
