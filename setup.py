@@ -54,7 +54,7 @@ def _sources(folder: str, suffix: str) -> list[str]:
 
 
 def _parse_archs(spec: str) -> tuple[list[str], list[str]]:
-    """"8.0;9.0+PTX" -> (["80", "90"], ["90"]): SASS targets and PTX targets."""
+    """ "8.0;9.0+PTX" -> (["80", "90"], ["90"]): SASS targets and PTX targets."""
     sass, ptx = [], []
     for item in re.split(r"[;,\s]+", spec.strip()):
         if not item:
@@ -109,7 +109,10 @@ def _cuda_build_possible(cuda_home: str | None) -> bool:
     if cuda_home is None:
         return False
     if not _has_cuda_headers(cuda_home):
-        print(f"swiftcuda: no CUDA headers under {cuda_home}: building the CPU kernels only (set CUDA_HOME)", file=sys.stderr)
+        print(
+            f"swiftcuda: no CUDA headers under {cuda_home}: building the CPU kernels only (set CUDA_HOME)",
+            file=sys.stderr,
+        )
         return False
     if torch.version.cuda is None:
         print("swiftcuda: this torch has no CUDA support: building the CPU kernels only", file=sys.stderr)
@@ -198,7 +201,7 @@ def extension_build() -> tuple[list, dict]:
             "    pip install --no-build-isolation .        (or -e . for an editable install)",
             "To install without the compiled kernels on purpose, set SWIFTCUDA_NO_EXTENSION=1.",
         )
-        raise SystemExit("swiftcuda: torch is not importable: build with --no-build-isolation (see above)")
+        raise SystemExit("swiftcuda: torch is not importable: build with --no-build-isolation (see above)") from None
 
     mode = os.environ.get("SWIFTCUDA_CUDA", "auto").lower()
     with_cuda = mode in ("1", "on", "true") or (mode == "auto" and _cuda_build_possible(CUDA_HOME))
@@ -246,14 +249,15 @@ setup(
     name="swiftcuda",
     version="0.1.0",
     description="Real-time video object segmentation (SwiftNet) with fused Triton and CUDA kernels",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),  # noqa: SIM115  (read once at build)
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir={"swiftcuda.kernels": "kernels", "swiftcuda.kernels.triton": "kernels/triton"},
-    # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/.
-    package_data={"swiftcuda": ["assets/**/*"]},
+    # Shipped data (mask sequences, demo weights) lives under swiftcuda/assets/; the annotation
+    # page (HTML, CSS, JavaScript modules) under swiftcuda/annotate/static/.
+    package_data={"swiftcuda": ["assets/**/*"], "swiftcuda.annotate": ["static/*"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     install_requires=[
@@ -265,11 +269,16 @@ setup(
         "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest"],
+        # ruff and clang-format: the lint and format checks of scripts/lint.sh (CI runs it). httpx2:
+        # Starlette's test client; playwright: the annotation page's browser test (it drives the
+        # system's Chromium, /usr/bin/chromium; `playwright install` is never needed).
+        "test": ["pytest", "ruff", "clang-format", "httpx2", "playwright"],
         # Optional pieces, each its own extra; CI installs and tests them all.
         "ray": ["ray>=2.9"],
         # onnxscript: torch.onnx.export(dynamo=True) translates to ONNX with it.
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
+        # swiftcuda annotate: a small ASGI application (Starlette) on an ASGI server (uvicorn).
+        "gui": ["starlette>=1.0", "uvicorn>=0.30"],
     },
     entry_points={"console_scripts": ["swiftcuda = swiftcuda.cli:main"]},
 )

@@ -193,7 +193,11 @@ def cpu_peak_bytes(script: Path, case: Case) -> int | None:
     """Run ``case`` in a fresh ``python script --memory-case`` and return its peak RSS growth."""
     completed = subprocess.run(
         [sys.executable, str(script), "--device", "cpu", "--memory-case", case.to_json()],
-        capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        check=False,
     )
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith("{"):
@@ -229,10 +233,8 @@ def run_cases(
 
 def environment(device: torch.device) -> dict[str, str]:
     """Device, library versions, git commit and date, printed above every table."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = describe()  # model, ISA level, native bfloat16 and threads: numbers differ by CPU
+    # On a CPU: model, ISA level, native bfloat16 and threads, since the numbers differ by CPU.
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else describe()
     try:
         import triton
 
@@ -278,20 +280,29 @@ def markdown_table(results: Sequence[Result], size_keys: Sequence[str], throughp
     return "\n".join(lines)
 
 
-def report(title: str, results: Sequence[Result], device: torch.device, size_keys: Sequence[str], throughput: str,
-           notes: Sequence[str], markdown: Path | None) -> str:
+def report(
+    title: str,
+    results: Sequence[Result],
+    device: torch.device,
+    size_keys: Sequence[str],
+    throughput: str,
+    notes: Sequence[str],
+    markdown: Path | None,
+) -> str:
     """Print the table with its environment to stdout and append it to ``markdown`` if given."""
     env = environment(device)
-    text = "\n".join([
-        f"### {title}",
-        "",
-        ", ".join(f"{k}: {v}" for k, v in env.items()),
-        "",
-        markdown_table(results, size_keys, throughput),
-        "",
-        *[f"- {note}" for note in notes],
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"### {title}",
+            "",
+            ", ".join(f"{k}: {v}" for k, v in env.items()),
+            "",
+            markdown_table(results, size_keys, throughput),
+            "",
+            *[f"- {note}" for note in notes],
+            "",
+        ]
+    )
     print(text)
     if markdown is not None:
         with markdown.open("a", encoding="utf-8") as handle:
@@ -327,8 +338,9 @@ def dtypes_from(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def random_tensor(shape: Sequence[int], dtype: str, device: torch.device, generator: torch.Generator,
-                  scale: float = 1.0) -> torch.Tensor:
+def random_tensor(
+    shape: Sequence[int], dtype: str, device: torch.device, generator: torch.Generator, scale: float = 1.0
+) -> torch.Tensor:
     """Random normal values drawn on the device in the target dtype (no large host temporaries)."""
     tensor = torch.randn(*shape, generator=generator, device=device, dtype=DTYPES[dtype])
     return tensor.mul_(scale) if scale != 1.0 else tensor

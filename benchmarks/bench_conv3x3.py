@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 
-from swiftcuda import _extension  # noqa: E402
+from swiftcuda.ops import extension  # noqa: E402
 
 #: (B, C, K, H, W) of SwiftNet-R18's 3x3 stride-1 convolutions at 480 x 864 (B = 3: the decoder's
 #: per-object layers with three objects).
@@ -55,7 +55,7 @@ def build(case: h.Case, device: torch.device):
     moved = x.element_size() * (x.numel() + weight.numel() + batch * cout * height * width)
     flops = 2 * batch * cout * cin * 9 * height * width
     if case.impl == "winograd":
-        _extension.status()  # loads the extension (also in the memory-measuring subprocess)
+        extension.status()  # loads the extension (also in the memory-measuring subprocess)
         return (lambda: torch.ops.swiftcuda.conv3x3(x, weight, bias)), moved, flops
     if case.impl == "onednn-cl":
         x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -75,15 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type != "cpu":
         raise SystemExit("conv3x3 is a CPU op: run with --device cpu")
-    impls = ["reference", "onednn-cl"] + (["winograd"] if _extension.status().winograd else [])
+    impls = ["reference", "onednn-cl"] + (["winograd"] if extension.status().winograd else [])
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    cases = [
-        h.Case("conv3x3", impl, "fp32", dict(zip("BCKHW", shape)))
-        for shape in shapes for impl in impls
-    ]
+    cases = [h.Case("conv3x3", impl, "fp32", dict(zip("BCKHW", shape))) for shape in shapes for impl in impls]
     results = h.run_cases(cases, build, device, args, Path(__file__).resolve())
     h.report(
-        "conv3x3 (float32, stride 1, padding 1)", results, device, ["B", "C", "K", "H", "W"], "tflops",
+        "conv3x3 (float32, stride 1, padding 1)",
+        results,
+        device,
+        ["B", "C", "K", "H", "W"],
+        "tflops",
         [
             "reference: oneDNN direct, NCHW; onednn-cl: oneDNN direct, channels-last; winograd: swiftcuda.conv3x3.",
             "FLOPs of the direct convolution for every row.",

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="240,360,none", help="internal sizes: S, HxW or none, comma-separated")
     parser.add_argument("--weights", default="demo", help="checkpoint (default: the demo weights)")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    parser.add_argument("--davis", type=Path, default=None, help="a DAVIS-layout folder (default: generate the held-out set)")
+    parser.add_argument(
+        "--davis", type=Path, default=None, help="a DAVIS-layout folder (default: generate the held-out set)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="appearance seed of the generated held-out set")
     parser.add_argument("--frames", type=int, default=30, help="frames per generated video")
     parser.add_argument("--warmup", type=int, default=2, help="untimed frames at the start of each video")

@@ -23,16 +23,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments
-from swiftcuda.cli.segment_many import worker_options
+from swiftcuda.cli._arguments import add_engine_arguments, engine_options, notify
 from swiftcuda.cpu import describe
 from swiftcuda.data import make_testset
-from swiftcuda.many.driver import ManyRun, cluster_plan, require_ray
+from swiftcuda.many.driver import ManyRun, cluster_plan, require_ray, worker_engine_options
 from swiftcuda.many.inputs import discover
 from swiftcuda.many.job import prepare_output
 
-SEQUENCES = ("bike-packing", "blackswan", "camel", "cows", "dog", "goat", "kite-surf", "libby", "parkour",
-             "breakdance", "car-roundabout", "car-shadow", "dance-twirl", "drift-chicane", "horsejump-high", "scooter-black")
+SEQUENCES = (
+    "bike-packing",
+    "blackswan",
+    "camel",
+    "cows",
+    "dog",
+    "goat",
+    "kite-surf",
+    "libby",
+    "parkour",
+    "breakdance",
+    "car-roundabout",
+    "car-shadow",
+    "dance-twirl",
+    "drift-chicane",
+    "horsejump-high",
+    "scooter-black",
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,10 +55,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     parser.add_argument("--videos", type=int, default=8, help=f"generated videos (at most {len(SEQUENCES)})")
     parser.add_argument("--frames", type=int, default=20, help="frames per video")
-    parser.add_argument("--size", default="432x240", help="frame size WxH")
+    parser.add_argument("--size", default="240x432", help="frame size HxW")
     parser.add_argument("--gpus-per-worker", type=float, default=None)
     parser.add_argument(
-        "--videos-per-worker", default=None,
+        "--videos-per-worker",
+        default=None,
         help="videos each worker steps together, e.g. 1,4 (default: 4 on a GPU, 1 on a CPU)",
     )
     add_engine_arguments(parser)
@@ -55,12 +71,14 @@ def main() -> int:
     ray = require_ray()
     counts = [int(n) for n in args.workers.split(",")]
     batches = [int(n) for n in args.videos_per_worker.split(",")] if args.videos_per_worker else [None]
-    width, height = (int(v) for v in args.size.split("x"))
+    height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-many-") as folder:
         root = Path(folder) / "davis"
-        make_testset(root, sequences=list(SEQUENCES[: args.videos]), max_frames=args.frames, size=(width, height), seed=0)
+        make_testset(
+            root, sequences=list(SEQUENCES[: args.videos]), max_frames=args.frames, size=(height, width), seed=0
+        )
         items = discover(root)
-        engine = worker_options(args)
+        engine = worker_engine_options(engine_options(args), notify)
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         try:
             rows = []
@@ -94,14 +112,20 @@ def main() -> int:
     # Other processes on the machine change the picture: a worker of several threads waits at every
     # parallel region for a thread that is not running; one-thread workers do not.
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
-    print(f"{len(items)} videos x {args.frames} frames at {width}x{height}, device {args.device or 'auto'}, "
-          f"precision {args.precision}, memory {args.memory}{', no tuning' if args.no_tune else ''}")
-    print("| workers | videos each | threads each | start (s) | videos (s) | total (s) | videos/min | frames/s | speed-up |")
+    print(
+        f"{len(items)} videos x {args.frames} frames at {height}x{width}, device {args.device or 'auto'}, "
+        f"precision {args.precision}, memory {args.memory}{', no tuning' if args.no_tune else ''}"
+    )
+    print(
+        "| workers | videos each | threads each | start (s) | videos (s) | total (s) | videos/min | frames/s | speed-up |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     base = rows[0][5]
     for count, batch, threads, start, videos, total, frames in rows:
-        print(f"| {count} | {batch} | {threads} | {start:.1f} | {videos:.1f} | {total:.1f} | "
-              f"{len(items) * 60 / total:.1f} | {frames / total:.1f} | {base / total:.2f}x |")
+        print(
+            f"| {count} | {batch} | {threads} | {start:.1f} | {videos:.1f} | {total:.1f} | "
+            f"{len(items) * 60 / total:.1f} | {frames / total:.1f} | {base / total:.2f}x |"
+        )
     return 0
 
 

@@ -48,7 +48,9 @@ def build(case: h.Case, device: torch.device):
     q_key = h.random_tensor((batch, key_dim, pixels), case.dtype, device, gen)
     q_val = h.random_tensor((batch, value_dim, pixels), case.dtype, device, gen)
     out = torch.empty((batch, 2 * value_dim, pixels), dtype=h.DTYPES[case.dtype], device=device)
-    moved = element * batch * (entries * (key_dim + value_dim) + pixels * (key_dim + value_dim) + pixels * 2 * value_dim)
+    moved = (
+        element * batch * (entries * (key_dim + value_dim) + pixels * (key_dim + value_dim) + pixels * 2 * value_dim)
+    )
     return (lambda: ops.memory_read(mem_key, mem_val, q_key, q_val, out=out, backend=case.impl)), moved, flops
 
 
@@ -65,13 +67,21 @@ def main(argv: list[str] | None = None) -> None:
     impls = h.implementations(ops.available_backends(device.type), device) + ["sdpa"]
     cases = [
         h.Case("memory_read", impl, dtype, {**DIMS, "N": n})
-        for dtype in h.dtypes_from(args) for n in sizes for impl in impls
+        for dtype in h.dtypes_from(args)
+        for n in sizes
+        for impl in impls
     ]
     results = h.run_cases(cases, build, device, args, Path(__file__).resolve())
     h.report(
-        "memory_read", results, device, ["B", "Ck", "Cv", "P", "N"], "both",
-        ["FLOPs 2·B·P·N·(Ck+Cv); bytes: inputs read once, output written once.",
-         "sdpa: scaled_dot_product_attention in its preferred (B, 1, len, C) layout, without the concat."],
+        "memory_read",
+        results,
+        device,
+        ["B", "Ck", "Cv", "P", "N"],
+        "both",
+        [
+            "FLOPs 2·B·P·N·(Ck+Cv); bytes: inputs read once, output written once.",
+            "sdpa: scaled_dot_product_attention in its preferred (B, 1, len, C) layout, without the concat.",
+        ],
         args.markdown,
     )
 

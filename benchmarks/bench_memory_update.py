@@ -64,13 +64,21 @@ def main(argv: list[str] | None = None) -> None:
     impls = h.implementations(ops.available_backends(device.type), device)
     cases = [
         h.Case("memory_update_", impl, dtype, {**DIMS, "N": n})
-        for dtype in h.dtypes_from(args) for n in sizes for impl in impls
+        for dtype in h.dtypes_from(args)
+        for n in sizes
+        for impl in impls
     ]
     results = h.run_cases(cases, build, device, args, Path(__file__).resolve())
     h.report(
-        "memory_update_ (in place, beta 0.1)", results, device, ["B", "Ck", "Cv", "P", "N"], "both",
-        ["FLOPs 2·B·P·N·Ck; bytes: memory and new keys read, chosen columns read and written.",
-         "n_valid is reset before each call (a (B,) copy, timed)."],
+        "memory_update_ (in place, beta 0.1)",
+        results,
+        device,
+        ["B", "Ck", "Cv", "P", "N"],
+        "both",
+        [
+            "FLOPs 2·B·P·N·Ck; bytes: memory and new keys read, chosen columns read and written.",
+            "n_valid is reset before each call (a (B,) copy, timed).",
+        ],
         args.markdown,
     )
 

@@ -26,9 +26,9 @@ from swiftcuda.bench.fps import (
     benchmark_video,
     environment,
     load_bench_model,
-    parse_size,
     run_swiftcuda,
 )
+from swiftcuda.cli._arguments import parse_size
 from swiftcuda.onnx import OnnxSegmenter, export_onnx
 
 CPU = torch.device("cpu")
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, row in [(r.config.label, r) for r in torch_rows] + [("ONNX Runtime, fp32 export (4 graphs)", onnx_row)]:
         same = agreement(row.labels, reference.labels)
-        lines.append(f"| {label} | {row.fps:.2f} | {1000 / row.fps:.0f} | {row.fps / reference.fps:.2f}x | {100 * same:.2f}% |")
+        lines.append(
+            f"| {label} | {row.fps:.2f} | {1000 / row.fps:.0f} | {row.fps / reference.fps:.2f}x | {100 * same:.2f}% |"
+        )
     command = "python benchmarks/bench_onnx.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines += ["", f"Command: `{command.strip()}`; {args.frames} frames, {args.warmup} warm-up frames untimed."]
     if export_seconds is not None:

@@ -1,5 +1,5 @@
 """CPU frames per second with and without the residual blocks' ReLUs and adds fused into their
-oneDNN convolutions (swiftcuda/model/pointwise_fusion.py), in one run.
+oneDNN convolutions (swiftcuda/optimize/pointwise_fusion.py), in one run.
 
 Both engines are tuned (the default) and step the same video, taking turns frame by frame, so a
 busy shared machine slows them alike and the ratio holds. Labels of the fused engine are compared
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from swiftcuda.bench.fps import agreement, benchmark_video, environment, load_bench_model, parse_size, publish
-from swiftcuda.inference import Segmenter
-from swiftcuda.model.fuse import inference_copy
-from swiftcuda.model.fused_conv import pointwise_fusion_available
+from swiftcuda.bench.fps import agreement, benchmark_video, environment, load_bench_model, publish
+from swiftcuda.cli._arguments import parse_size
+from swiftcuda.engine import build_segmenter
+from swiftcuda.optimize.fused_conv import pointwise_fusion_available
+from swiftcuda.options import EngineOptions
 from swiftcuda.precision import dtype_name, resolve_precision
 
 VARIANTS = (("plain", False), ("fused", True))
@@ -31,8 +32,10 @@ def measure(model, objects: int, frames: int, size: tuple[int, int], warmup: int
     frame's labels). The median, not the total: on a shared machine a neighbour's burst lands on
     whichever engine is running, and the median leaves such frames out."""
     video = benchmark_video(objects, frames, *size)
-    engines = {name: Segmenter(inference_copy(model, tune=True, pointwise=flag), optimize=False, internal_size=None)
-               for name, flag in VARIANTS}
+    engines = {
+        name: build_segmenter(EngineOptions(winograd=False, tune=True, pointwise=flag, internal_size=None), model)
+        for name, flag in VARIANTS
+    }
     seconds: dict[str, list[float]] = {name: [] for name in engines}
     labels: dict[str, list] = {name: [] for name in engines}
     with torch.inference_mode():

@@ -48,18 +48,20 @@ def main(argv: list[str] | None = None) -> None:
         h.measure_memory_case_here(args.memory_case, build)
         return
     device = torch.device(args.device)
+    counts = QUICK_OBJECTS if args.quick else OBJECTS
     if args.objects:
         counts = [int(n) for n in args.objects.split(",")]
-    else:
-        counts = QUICK_OBJECTS if args.quick else OBJECTS
     impls = h.implementations(ops.available_backends(device.type), device)
     cases = [
-        h.Case("rsp", impl, dtype, {**SIZE, "O": o})
-        for dtype in h.dtypes_from(args) for o in counts for impl in impls
+        h.Case("rsp", impl, dtype, {**SIZE, "O": o}) for dtype in h.dtypes_from(args) for o in counts for impl in impls
     ]
     results = h.run_cases(cases, build, device, args, Path(__file__).resolve())
     h.report(
-        "rsp (factor 16)", results, device, ["O", "H", "W"], "gbps",
+        "rsp (factor 16)",
+        results,
+        device,
+        ["O", "H", "W"],
+        "gbps",
         ["Bytes: the maps read once, both unshuffled outputs written once."],
         args.markdown,
     )

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swiftcuda.bench import resources as R  # noqa: E402
+from tools import gpu_resources as R  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default=",".join(R.DTYPES))
     parser.add_argument("--objects", default=",".join(map(str, R.OBJECTS)))
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA C++ kernels")
-    parser.add_argument("--no-family", action="store_true",
-                        help="skip the STM family's reads (XMem, Cutie, STCN shapes)")
+    parser.add_argument(
+        "--no-family", action="store_true", help="skip the STM family's reads (XMem, Cutie, STCN shapes)"
+    )
     parser.add_argument("--hot", action="store_true", help="only the memory read, merge and best-match kernels")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")

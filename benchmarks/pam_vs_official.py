@@ -50,7 +50,11 @@ def main() -> None:
     parser.add_argument("--weights", default="demo")
     defaults = PamOptions()
     for field in dataclasses.fields(PamOptions):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=type(getattr(defaults, field.name)),
+            default=getattr(defaults, field.name),
+        )
     args = parser.parse_args()
     options = PamOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PamOptions)})
     model = load_model(args.weights, dtype=torch.float32)

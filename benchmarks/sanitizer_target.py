@@ -1,6 +1,6 @@
 """A small run of every compiled op, for compute-sanitizer (memcheck, racecheck, synccheck).
 
-``benchmarks/gpu_suite.sh`` runs ``compute-sanitizer --tool T python benchmarks/sanitizer_target.py
+``scripts/gpu_suite.sh`` runs ``compute-sanitizer --tool T python benchmarks/sanitizer_target.py
 --device cuda``: each op of the extension's "cuda" backend (or "cpu" with ``--device cpu``, which
 the suite's dry run uses to prove the script runs) once per dtype at ragged sizes (pixels and
 memory lengths not multiples of the kernels' tiles, per-item valid lengths, a one-entry memory),

@@ -18,8 +18,8 @@ void check_float(const char* name, const at::Tensor& tensor, int64_t dims) {
 
 void check_like(const char* name, const at::Tensor& tensor, const at::Tensor& like) {
   TORCH_CHECK(tensor.scalar_type() == like.scalar_type() && tensor.device() == like.device(), "swiftcuda: ", name,
-              " is ", tensor.scalar_type(), " on ", tensor.device(), " but the other inputs are ",
-              like.scalar_type(), " on ", like.device());
+              " is ", tensor.scalar_type(), " on ", tensor.device(), " but the other inputs are ", like.scalar_type(),
+              " on ", like.device());
 }
 
 }  // namespace
@@ -34,13 +34,12 @@ ReadShape check_memory_read(const at::Tensor& mem_key, const at::Tensor& mem_val
   check_like("q_key", q_key, mem_key);
   check_like("q_val", q_val, mem_key);
   ReadShape shape{mem_key.size(0), mem_key.size(1), mem_val.size(1), mem_key.size(2), q_key.size(2)};
-  TORCH_CHECK(mem_val.size(0) == shape.batch && mem_val.size(2) == shape.entries,
-              "swiftcuda: memory keys ", mem_key.sizes(), " and values ", mem_val.sizes(),
-              " must agree in batch and length");
+  TORCH_CHECK(mem_val.size(0) == shape.batch && mem_val.size(2) == shape.entries, "swiftcuda: memory keys ",
+              mem_key.sizes(), " and values ", mem_val.sizes(), " must agree in batch and length");
   TORCH_CHECK(q_key.size(0) == shape.batch && q_key.size(1) == shape.key_dim && q_val.size(0) == shape.batch &&
                   q_val.size(1) == shape.value_dim && q_val.size(2) == shape.pixels,
-              "swiftcuda: query shapes q_key ", q_key.sizes(), ", q_val ", q_val.sizes(),
-              " do not match memory keys ", mem_key.sizes(), " and values ", mem_val.sizes());
+              "swiftcuda: query shapes q_key ", q_key.sizes(), ", q_val ", q_val.sizes(), " do not match memory keys ",
+              mem_key.sizes(), " and values ", mem_val.sizes());
   if (n_valid.has_value()) check_lengths(*n_valid, shape.batch, mem_key);
   return shape;
 }
@@ -49,8 +48,8 @@ void check_read_out(const at::Tensor& out, const ReadShape& shape, const at::Ten
   check_float("out", out, 3);
   check_like("out", out, q_val);
   TORCH_CHECK(out.size(0) == shape.batch && out.size(1) == 2 * shape.value_dim && out.size(2) == shape.pixels,
-              "swiftcuda: out must have shape (", shape.batch, ", ", 2 * shape.value_dim, ", ", shape.pixels,
-              "), got ", out.sizes());
+              "swiftcuda: out must have shape (", shape.batch, ", ", 2 * shape.value_dim, ", ", shape.pixels, "), got ",
+              out.sizes());
 }
 
 ReadShape check_memory_read_family(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
@@ -64,9 +63,8 @@ ReadShape check_memory_read_family(const at::Tensor& mem_key, const at::Tensor& 
   check_like("mem_val", mem_val, mem_key);
   check_like("q_key", q_key, mem_key);
   ReadShape shape{mem_key.size(0), mem_key.size(1), mem_val.size(1), mem_key.size(2), q_key.size(2)};
-  TORCH_CHECK(mem_val.size(0) == shape.batch && mem_val.size(2) == shape.entries,
-              "swiftcuda: memory keys ", mem_key.sizes(), " and values ", mem_val.sizes(),
-              " must agree in batch and length");
+  TORCH_CHECK(mem_val.size(0) == shape.batch && mem_val.size(2) == shape.entries, "swiftcuda: memory keys ",
+              mem_key.sizes(), " and values ", mem_val.sizes(), " must agree in batch and length");
   TORCH_CHECK(q_key.size(0) == shape.batch && q_key.size(1) == shape.key_dim, "swiftcuda: q_key ", q_key.sizes(),
               " does not match memory keys ", mem_key.sizes());
   if (q_val.has_value()) {
@@ -134,9 +132,8 @@ UpdateShape check_memory_update(const at::Tensor& keys, const at::Tensor& values
   UpdateShape shape{keys.size(0), keys.size(1), values.size(1), keys.size(2), new_key.size(2), 0};
   TORCH_CHECK(values.size(0) == shape.batch && values.size(2) == shape.capacity, "swiftcuda: memory keys ",
               keys.sizes(), " and values ", values.sizes(), " must agree in batch and length");
-  TORCH_CHECK(new_key.size(0) == shape.batch && new_key.size(1) == shape.key_dim &&
-                  new_val.size(0) == shape.batch && new_val.size(1) == shape.value_dim &&
-                  new_val.size(2) == shape.pixels,
+  TORCH_CHECK(new_key.size(0) == shape.batch && new_key.size(1) == shape.key_dim && new_val.size(0) == shape.batch &&
+                  new_val.size(1) == shape.value_dim && new_val.size(2) == shape.pixels,
               "swiftcuda: new keys ", new_key.sizes(), " / values ", new_val.sizes(),
               " must match the memory's batch and channels ", keys.sizes(), " / ", values.sizes());
   TORCH_CHECK(shape.pixels < (int64_t{1} << 31), "swiftcuda: at most 2^31 - 1 new pixels per update");
@@ -146,8 +143,8 @@ UpdateShape check_memory_update(const at::Tensor& keys, const at::Tensor& values
 void check_lengths(const at::Tensor& n_valid, int64_t batch, const at::Tensor& like) {
   const auto type = n_valid.scalar_type();
   TORCH_CHECK(n_valid.dim() == 1 && n_valid.size(0) == batch && (type == at::kInt || type == at::kLong),
-              "swiftcuda: n_valid must be an int32 or int64 tensor of shape (", batch, "), got ", type,
-              " of shape ", n_valid.sizes());
+              "swiftcuda: n_valid must be an int32 or int64 tensor of shape (", batch, "), got ", type, " of shape ",
+              n_valid.sizes());
   TORCH_CHECK(n_valid.device() == like.device(), "swiftcuda: n_valid is on ", n_valid.device(),
               " but the memory is on ", like.device());
 }
@@ -155,8 +152,7 @@ void check_lengths(const at::Tensor& n_valid, int64_t batch, const at::Tensor& l
 void check_rsp(const at::Tensor& probs, int64_t factor) {
   check_float("probs", probs, 3);
   TORCH_CHECK(factor >= 1 && probs.size(1) % factor == 0 && probs.size(2) % factor == 0, "swiftcuda: probs of shape ",
-              probs.sizes(), " cannot be unshuffled by ", factor,
-              ": height and width must be multiples of the factor");
+              probs.sizes(), " cannot be unshuffled by ", factor, ": height and width must be multiples of the factor");
 }
 
 void check_soft_aggregate(const at::Tensor& object_probs) {

@@ -14,8 +14,8 @@ namespace swiftcuda {
 // forms, so the functional op inherits every property of the in-place one.
 template <typename InPlace>
 std::tuple<at::Tensor, at::Tensor> functional_update(const at::Tensor& mem_key, const at::Tensor& mem_val,
-                                                     const at::Tensor& new_key, const at::Tensor& new_val,
-                                                     double beta, InPlace in_place) {
+                                                     const at::Tensor& new_key, const at::Tensor& new_val, double beta,
+                                                     InPlace in_place) {
   const UpdateShape shape = check_memory_update(mem_key, mem_val, new_key, new_val, beta);
   const int64_t total = shape.capacity + novel_pixel_count(shape.pixels, beta);
   at::Tensor keys = at::empty({shape.batch, shape.key_dim, total}, mem_key.options());
@@ -43,9 +43,8 @@ template <typename Into>
 std::tuple<at::Tensor, at::Tensor> functional_read_family(
     const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
     const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
-    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection,
-    std::string_view affinity, std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage,
-    Into into) {
+    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection, std::string_view affinity,
+    std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage, Into into) {
   ReadOptions options;
   const ReadShape shape = check_memory_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection,
                                                    affinity, scale, top_k, &options);

@@ -1,8 +1,10 @@
 // The swiftcuda op library: schemas (TORCH_LIBRARY), build facts, and the Python module stub.
 //
 // Kernels are registered per dispatch key in cpu/register_cpu.cpp and cuda/register_cuda.cpp.
-// Fake (meta) implementations are registered from Python (swiftcuda/_extension.py). The Triton
-// backend adds its own *_triton ops to this namespace as Python fragments.
+// Fake (meta) implementations are registered from Python (swiftcuda/ops/extension.py). The schemas
+// of the ops that several backends implement are declared in swiftcuda/ops/schema.py, which the
+// Triton backend registers as torch.ops.swiftcuda_triton; tests/ops/test_schema.py holds the ones
+// here equal to them.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -21,7 +23,7 @@
 namespace swiftcuda {
 namespace {
 
-// JSON facts about this build, read by swiftcuda._extension and `swiftcuda info`.
+// JSON facts about this build, read by swiftcuda.ops.extension and `swiftcuda info`.
 std::string build_info() {
   std::string info = "{";
 #if defined(SWIFTCUDA_WITH_CUDA)
@@ -76,7 +78,8 @@ TORCH_LIBRARY(swiftcuda, m) {
       "memory_read_family.into(Tensor mem_key, Tensor mem_val, Tensor q_key, Tensor? q_val, Tensor? n_valid, "
       "Tensor? shrinkage, Tensor? selection, str affinity, float? scale, int? top_k, Tensor(a!) out, "
       "Tensor(b!)? usage) -> ()");
-  m.def("memory_update(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)");
+  m.def(
+      "memory_update(Tensor mem_key, Tensor mem_val, Tensor new_key, Tensor new_val, float beta) -> (Tensor, Tensor)");
   m.def(
       "memory_update_(Tensor(a!) key_buf, Tensor(b!) val_buf, Tensor(c!) n_valid, Tensor new_key, Tensor new_val, "
       "float beta) -> ()");
@@ -99,7 +102,14 @@ TORCH_LIBRARY(swiftcuda, m) {
 // `import swiftcuda._C` loads this library, which registers the ops above with the dispatcher;
 // the module itself is empty (everything is reached through torch.ops.swiftcuda).
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "swiftcuda's C++/CUDA ops (torch.ops.swiftcuda)",
-                                      -1, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,
+                                      "_C",
+                                      "swiftcuda's C++/CUDA ops (torch.ops.swiftcuda)",
+                                      -1,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr,
+                                      nullptr};
   return PyModule_Create(&module);
 }

@@ -8,7 +8,7 @@
 #    torch==TORCH (the registry's build, with its CUDA) and triton==TRITON, plus the runtime and
 #    test requirements, and NOT torchvision (the GPU machine does not promise it);
 # 2. a copy of the project (tracked and untracked-not-ignored files; the working tree is never
-#    touched), built exactly as benchmarks/gpu_suite.sh builds it: the suite's --dry-run runs every
+#    touched), built exactly as scripts/gpu_suite.sh builds it: the suite's --dry-run runs every
 #    stage (machine checks, prerequisites, build, `swiftcuda info --require cuda`, test selections,
 #    the sanitizer target, quick CPU benchmarks) with the GPU parts skipped;
 # 3. an explicit assertion that `swiftcuda info --json` lists the extension and its CUDA kernels;
@@ -121,7 +121,7 @@ step copy copy_project || finish
 # The suite exactly as the GPU session runs it, with --dry-run (no GPU here): its build stage is
 # the build; its info stage requires the CUDA kernels (a toolkit is here).
 step gpu_suite_dry_run env PATH="$VENV/bin:$PATH" OUT="$WORK/suite" SUITE_BUDGET=3600 BUILD_LIMIT=3000 \
-    bash "$PROJECT/benchmarks/gpu_suite.sh" --dry-run
+    bash "$PROJECT/scripts/gpu_suite.sh" --dry-run
 
 check_info() {
     cd "$PROJECT" && "$VENV/bin/python" - <<'EOF'

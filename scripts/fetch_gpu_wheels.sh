@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download, on a machine with network, the wheels that benchmarks/gpu_suite.sh may need on a GPU
+# Download, on a machine with network, the wheels that scripts/gpu_suite.sh may need on a GPU
 # machine that has none: Python 3.12, manylinux x86-64, into .whl/ at the repository root.
 #
 #   scripts/fetch_gpu_wheels.sh                 # the build prerequisites and runtime requirements

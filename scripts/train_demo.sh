@@ -23,7 +23,7 @@ LR=${LR:-2e-4}
 MATCHING=${MATCHING:-0.5}
 WORKERS=${WORKERS:-}             # empty: swiftcuda's default (up to 8 on a GPU)
 SHAPES=${SHAPES:-600}             # random-shape videos per shapes set (two sets)
-SIZE=${SIZE:-}                    # e.g. 160x90 to render every video small (tests)
+SIZE=${SIZE:-}                    # e.g. 90x160 (HxW) to render every video small (tests)
 FRAMES=${FRAMES:-}                # at most this many frames per real-shape video (tests)
 RUN=${RUN:-run-gpu}
 

@@ -87,7 +87,7 @@ def run_demo(
     """Generate the demo video, segment it, write the outputs, and score them.
 
     Args:
-        size, max_frames: shrink the video (width or (width, height), frame count); the demo
+        size, max_frames: shrink the video ((height, width) or the shorter side, frame count); the demo
             itself uses the full 480p sequence.
         internal_size: what the engine runs at (see :class:`~swiftcuda.inference.Segmenter`);
             "auto" is the weights' recommended size.
@@ -95,7 +95,7 @@ def run_demo(
     Raises:
         InputError / WeightsError: unusable output folder, device or weights.
     """
-    check_writable_target(Path(out), overwrite, "output folder")  # before the slow parts
+    check_writable_target(Path(out), overwrite, "output folder", folder=True)  # before the slow parts
     model = load_model(weights, device=device, dtype=dtype)
     with staged_directory(out, overwrite=overwrite) as staging:
         testset = make_testset(

@@ -2,10 +2,10 @@
 
 - On a GPU: float16 (tensor cores; SwiftNet's activations stay well inside its range).
 - On a CPU with native bfloat16 (AVX512-BF16 or AMX, see :mod:`swiftcuda.cpu`): bfloat16, which
-  oneDNN runs at two to three times the float32 speed with at least 99% of labels unchanged
+  oneDNN runs faster than float32 with at least 99% of labels unchanged
   (``benchmarks/bench_fps.py`` measures both).
 - On any other CPU: float32. There PyTorch computes bfloat16 convolutions in slow fallback loops
-  (0.16x the official float32 code on an AVX2 EPYC), so an explicit bfloat16 still runs, as asked,
+  (``benchmarks/bench_fps.py`` shows the cost), so an explicit bfloat16 still runs, as asked,
   with one :class:`SlowPrecisionWarning` that names the cost and the fix.
 """
 
@@ -24,7 +24,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    """"bfloat16" for torch.bfloat16: how tables and messages name a dtype."""
+    """ "bfloat16" for torch.bfloat16: how tables and messages name a dtype."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -79,7 +79,7 @@ def slow_precision_reason(device: torch.device, dtype: torch.dtype, cpu: CpuInfo
     if dtype == torch.float16 and not info.native_fp16:
         return (
             f"float16 on this CPU ({info.model}, {info.isa}) has no native float16 convolutions: they run "
-            "slower than float32 (1.6x slower on a Sapphire Rapids Xeon); use precision 'auto' or 'fp32'"
+            "slower than float32; use precision 'auto' or 'fp32'"
         )
     return None
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -63,14 +65,50 @@ def resolve_weights(source: str | os.PathLike) -> Path:
     return path
 
 
+#: The first bytes of a ``torch.save`` file (a zip archive); older checkpoints are bare pickles.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL = 0x80
+#: How ``weights_only=True`` names a class or function it refused to unpickle.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
 def _read_checkpoint(path: Path) -> object:
+    """What ``torch.load`` reads from ``path`` with ``weights_only=True``.
+
+    Raises:
+        WeightsError: naming why the file cannot be read, in this project's words (torch's own
+            message would suggest ``weights_only=False``, which runs the file's code).
+    """
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}")
+    with open(path, "rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if not head:
+        raise WeightsError(f"{path} is not a PyTorch checkpoint: the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's remarks on the pickle protocol concern how the file was written, not the user.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a file that is not a checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+        raise WeightsError(_unreadable_reason(path, head, error)) from None
+
+
+def _unreadable_reason(path: Path, head: bytes, error: Exception) -> str:
+    refused = _REFUSED_GLOBAL.search(str(error))
+    if refused is not None:
+        return (
+            f"{path} holds Python objects besides tensors ({refused.group(1)}), and checkpoints are read "
+            "without running code: save the model's state_dict() with torch.save and pass that file"
+        )
+    if head == _ZIP_MAGIC:
+        return f"{path} is not a readable PyTorch checkpoint: its archive is damaged or cut short; save or download it again"
+    if head[0] == _PICKLE_PROTOCOL:
+        return (
+            f"{path} is not a PyTorch checkpoint: it is a Python pickle that torch.save did not write; "
+            "save the model's state_dict() with torch.save and pass that file"
+        )
+    return f"{path} is not a PyTorch checkpoint (the file torch.save writes, usually .pth or .pt)"
 
 
 def extract_state_dict(checkpoint: object, origin: str = "checkpoint") -> dict[str, Tensor]:
@@ -89,12 +127,20 @@ def extract_state_dict(checkpoint: object, origin: str = "checkpoint") -> dict[s
                 checkpoint = checkpoint[key]
                 break
     if not isinstance(checkpoint, Mapping) or not checkpoint:
-        raise WeightsError(f"{origin} holds no state dict (found {type(checkpoint).__name__})")
+        raise WeightsError(f"{origin} holds no SwiftNet weights: it holds {_described(checkpoint)}, not a state dict")
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in checkpoint.items()):
-        raise WeightsError(f"{origin} is not a state dict: it maps something other than names to tensors")
+        raise WeightsError(
+            f"{origin} holds no SwiftNet weights: it maps names to other things than tensors, not a state dict"
+        )
     if all(key.startswith(_PREFIX) for key in checkpoint):
         return {key[len(_PREFIX) :]: value for key, value in checkpoint.items()}
     return dict(checkpoint)
+
+
+def _described(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "an empty mapping" if not value else f"a mapping of {', '.join(map(repr, list(value)[:3]))}"
+    return f"a {type(value).__name__}"
 
 
 def recommended_internal_size(checkpoint: object) -> int:
@@ -134,7 +180,7 @@ def read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
 
 
 def detect_variant(state_dict: Mapping[str, Tensor]) -> str | None:
-    """"r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
+    """ "r18" or "r50" judging by layer3's channel count, or None when the checkpoint does not say."""
     probe = state_dict.get(_VARIANT_PROBE)
     if probe is None or probe.dim() != 4:
         return None
@@ -156,9 +202,16 @@ def check_state_dict(model: SwiftNet, state_dict: Mapping[str, Tensor], origin: 
     if found is not None and found != variant:
         raise WeightsError(
             f"{origin} is a SwiftNet-{found.upper()} checkpoint (layer3 has {CONFIGS[found].r4_channels} "
-            f"channels) but variant={variant!r} was asked: pass variant={found!r}"
+            f"channels) but variant={variant!r} was asked: pass variant={found!r}",
+            cli_message=f"{origin} is a SwiftNet-{found.upper()} checkpoint but --variant {variant} was given: "
+            f"pass --variant {found}",
         )
     expected = model.state_dict()
+    if not any(k in expected for k in state_dict):
+        raise WeightsError(
+            f"{origin} holds no SwiftNet weights: none of its {len(state_dict)} tensors "
+            f"({_listed(list(state_dict))}) is a SwiftNet parameter"
+        )
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [
@@ -185,12 +238,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InputError(f"unknown device {device!r}: use 'cpu' or 'cuda' ({error})") from None
+    except (RuntimeError, TypeError):
+        raise InputError(
+            f"unknown device {device!r}: pass device='cpu' or device='cuda'",
+            cli_message=f"unknown device {device!r}: use --device cpu or --device cuda",
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked but no CUDA GPU is available here: use --device cpu")
+        raise InputError(
+            f"device={str(device)!r} was asked but no CUDA GPU is available here: pass device='cpu'",
+            cli_message=f"--device {device} was asked but no CUDA GPU is available here: use --device cpu",
+        )
     if device.type not in ("cpu", "cuda"):
-        raise InputError(f"device {device.type!r} is not supported: use 'cpu' or 'cuda'")
+        raise InputError(
+            f"device {device.type!r} is not supported: pass device='cpu' or device='cuda'",
+            cli_message=f"device {device.type!r} is not supported: use --device cpu or --device cuda",
+        )
     return device
 
 

@@ -2,10 +2,22 @@
 
 Without a GPU, Triton kernels run on the CPU under the interpreter. TRITON_INTERPRET must be set
 before triton is first imported, hence here, at collection time.
+
+Random inputs: every test runs with one seed, ``$SWIFTCUDA_TEST_SEED`` when set, else a stable hash
+of the test's node id. Before each test's set-up the global generators (torch, numpy, random) are
+seeded with it; the ``generator`` fixture is a ``torch.Generator`` seeded with it and the ``seed``
+fixture is the number itself (for subprocesses and the CUDA emulator's shuffled schedule). A failing
+test's report ends with a section naming its seed and the command that reruns it identically::
+
+    SWIFTCUDA_TEST_SEED=1234567 python -m pytest 'tests/ops/test_memory_read.py::test_matches_spec[...]'
 """
 
+import hashlib
 import os
+import random
 
+import numpy as np
+import pytest
 import torch
 
 if not torch.cuda.is_available():
@@ -19,3 +31,52 @@ if "SWIFTCUDA_TEST_CACHE" not in os.environ:
 
     os.environ["SWIFTCUDA_TEST_CACHE"] = tempfile.mkdtemp(prefix="swiftcuda-test-cache-")
 os.environ["XDG_CACHE_HOME"] = os.environ["SWIFTCUDA_TEST_CACHE"]
+
+#: Environment variable that fixes every test's seed (a non-negative integer).
+SEED_VARIABLE = "SWIFTCUDA_TEST_SEED"
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def seed_for(nodeid: str) -> int:
+    """The seed of the test ``nodeid``: ``$SWIFTCUDA_TEST_SEED``, else a stable 31-bit hash of the id."""
+    value = os.environ.get(SEED_VARIABLE, "").strip()
+    if value:
+        if not value.isdigit():
+            raise pytest.UsageError(f"{SEED_VARIABLE}={value!r}: expected a non-negative integer")
+        return int(value)
+    return int.from_bytes(hashlib.sha256(nodeid.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Seed the global generators before any fixture of the test is set up (module-scoped ones
+    created for it included), so unseeded draws and parameter initialisations replay too."""
+    seed = seed_for(item.nodeid)
+    item.stash[_SEED_KEY] = seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Add the seed and the rerun command to a failing test's report."""
+    report = yield
+    if report.failed and _SEED_KEY in item.stash:
+        seed = item.stash[_SEED_KEY]
+        report.sections.append(
+            ("swiftcuda test seed", f"seed {seed}; rerun: {SEED_VARIABLE}={seed} python -m pytest '{item.nodeid}'")
+        )
+    return report
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """This test's seed (see the module docstring)."""
+    return request.node.stash[_SEED_KEY] if _SEED_KEY in request.node.stash else seed_for(request.node.nodeid)
+
+
+@pytest.fixture
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with this test's seed: the test's random inputs come from it."""
+    return torch.Generator().manual_seed(seed)

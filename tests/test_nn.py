@@ -34,8 +34,7 @@ def backend(request) -> str:
     return request.param
 
 
-def test_matches_the_official_module(backend):
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+def test_matches_the_official_module(backend, generator):
     objects, key_dim, value_dim, entries, height, width = 3, 32, 128, 301, 5, 7
     m_in = torch.randn(objects, key_dim, entries, generator=generator)
     m_out = torch.randn(objects, value_dim, entries, generator=generator)

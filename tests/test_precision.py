@@ -15,10 +15,17 @@ import swiftcuda
 from swiftcuda import precision
 from swiftcuda.cpu import CpuInfo, cpu_info, describe
 from swiftcuda.model import SwiftNet
+from swiftcuda.optimize import mark_prepared
 
 AVX2_EPYC = CpuInfo(
-    model="AMD EPYC 7B13 64-Core Processor", capability="AVX2", avx2=True, avx512=False,
-    avx512_bf16=False, amx=False, amx_fp16=False, onednn=True,
+    model="AMD EPYC 7B13 64-Core Processor",
+    capability="AVX2",
+    avx2=True,
+    avx512=False,
+    avx512_bf16=False,
+    amx=False,
+    amx_fp16=False,
+    onednn=True,
 )
 ZEN4 = dataclasses.replace(AVX2_EPYC, model="AMD EPYC 9R14", capability="AVX512", avx512=True, avx512_bf16=True)
 SAPPHIRE_RAPIDS = dataclasses.replace(ZEN4, model="Intel(R) Xeon(R) Platinum 8488C", amx=True)
@@ -65,12 +72,17 @@ def test_explicit_bfloat16_without_native_support_runs_with_one_warning():
 
 
 def test_no_warning_where_bfloat16_is_native_or_on_a_gpu():
-    assert _slow_warnings([
-        lambda: precision.resolve_precision("bf16", "cpu", cpu=ZEN4),
-        lambda: precision.resolve_precision("bf16", "cuda", cpu=AVX2_EPYC),
-        lambda: precision.resolve_precision("fp32", "cpu", cpu=AVX2_EPYC),
-        lambda: precision.resolve_precision("auto", "cpu", cpu=AVX2_EPYC),
-    ]) == []
+    assert (
+        _slow_warnings(
+            [
+                lambda: precision.resolve_precision("bf16", "cpu", cpu=ZEN4),
+                lambda: precision.resolve_precision("bf16", "cuda", cpu=AVX2_EPYC),
+                lambda: precision.resolve_precision("fp32", "cpu", cpu=AVX2_EPYC),
+                lambda: precision.resolve_precision("auto", "cpu", cpu=AVX2_EPYC),
+            ]
+        )
+        == []
+    )
 
 
 def test_float16_on_a_cpu_warns_unless_amx_fp16():
@@ -90,7 +102,7 @@ def test_load_model_defaults_to_auto(tmp_path, monkeypatch, cpu, expected):
 def test_a_segmenter_on_a_slow_dtype_warns_once(monkeypatch):
     monkeypatch.setattr(precision, "cpu_info", lambda: AVX2_EPYC)
     model = SwiftNet().eval().to(torch.bfloat16)
-    make = lambda: swiftcuda.Segmenter(model, optimize=False)  # noqa: E731
+    make = lambda: swiftcuda.Segmenter(mark_prepared(model))  # noqa: E731
     assert len(_slow_warnings([make, make])) == 1
 
 
@@ -111,12 +123,16 @@ def test_this_cpu_is_described():
 
 
 def test_info_reports_the_cpu_and_what_auto_picks():
-    run = subprocess.run([sys.executable, "-m", "swiftcuda", "info", "--json"], capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "swiftcuda", "info", "--json"], capture_output=True, text=True, check=True
+    )
     info = json.loads(run.stdout)
     here = cpu_info()
     assert info["cpu"]["model"] == here.model and info["cpu"]["native_bf16"] == here.native_bf16
     assert info["auto_precision"]["cpu"] == ("bfloat16" if here.native_bf16 else "float32")
-    text = subprocess.run([sys.executable, "-m", "swiftcuda", "info"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "swiftcuda", "info"], capture_output=True, text=True, check=True
+    ).stdout
     assert "native bfloat16: " + ("yes" if here.native_bf16 else "no") in text
     assert "auto picks" in text
 

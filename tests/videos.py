@@ -6,6 +6,7 @@ earlier ones. Deterministic for a seed.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -45,13 +46,15 @@ def make_video(
     objects = []
     for object_id in object_ids:
         radii = rng.uniform(0.12, 0.22, 2) * (height, width)
-        objects.append({
-            "id": object_id,
-            "centre": rng.uniform(0.3, 0.7, 2) * (height, width),
-            "velocity": rng.uniform(-3, 3, 2),
-            "radii": radii,
-            "texture": _texture(rng, height, width, cell=5) * 0.5 + rng.uniform(0, 128, 3),
-        })
+        objects.append(
+            {
+                "id": object_id,
+                "centre": rng.uniform(0.3, 0.7, 2) * (height, width),
+                "velocity": rng.uniform(-3, 3, 2),
+                "radii": radii,
+                "texture": _texture(rng, height, width, cell=5) * 0.5 + rng.uniform(0, 128, 3),
+            }
+        )
     yy, xx = np.mgrid[0:height, 0:width]
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     labels = np.zeros((num_frames, height, width), dtype=np.int64)
@@ -69,3 +72,20 @@ def make_video(
             labels[t][inside] = obj["id"]
         frames[t] = np.clip(canvas, 0, 255).astype(np.uint8)
     return SyntheticVideo(frames=frames, labels=labels)
+
+
+def undecodable_png(image: np.ndarray) -> bytes:
+    """A PNG of (H, W, 3) ``image`` whose header reads, size included, but whose pixels do not
+    decode: its compressed data garbled and the chunk's checksum recomputed, so that only decoding
+    finds the damage (as for a frame damaged on disk after it was written)."""
+    ok, encoded = cv2.imencode(".png", image)
+    assert ok
+    data = bytearray(encoded.tobytes())
+    start = data.index(b"IDAT")
+    length = int.from_bytes(data[start - 4 : start], "big")
+    middle = start + 4 + length // 3
+    data[middle : middle + 16] = bytes(b ^ 0xA5 for b in data[middle : middle + 16])
+    data[start + 4 + length : start + 8 + length] = zlib.crc32(bytes(data[start : start + 4 + length])).to_bytes(
+        4, "big"
+    )
+    return bytes(data)

@@ -26,8 +26,7 @@ void memory_read_into(const at::Tensor& mem_key, const at::Tensor& mem_val, cons
 // chosen value columns; full-softmax reads run softmax_read. Never forms a P x N matrix.
 void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
                              const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
-                             const ReadOptions& options, const at::Tensor& out,
-                             const std::optional<at::Tensor>& usage);
+                             const ReadOptions& options, const at::Tensor& out, const std::optional<at::Tensor>& usage);
 
 // Shared by the CPU reads (memory_read.cpp):
 // float32 with a contiguous last dimension, and only the first `entries` entries of the last axis.
@@ -40,8 +39,8 @@ std::vector<int64_t> valid_lengths(const std::optional<at::Tensor>& n_valid, int
 // query_max / query_sum are given, each query's final softmax maximum and sum ((B, P) row-major,
 // base 2) are written there too.
 void softmax_read(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& queries,
-                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout,
-                  float* query_max, float* query_sum);
+                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout, float* query_max,
+                  float* query_sum);
 
 // Appends the most novel new pixels at n_valid[b] in the buffers and advances n_valid.
 void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf, const at::Tensor& n_valid,

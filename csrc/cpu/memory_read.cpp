@@ -7,7 +7,9 @@
 //   acc = acc * rescale + V_tile S                  (ATen's CPU matrix product)
 // so no P x N matrix is ever allocated: scratch is O(kEntryTile x 64 + Cv x 64) per thread. When
 // there are fewer query tiles than threads the memory axis is split and a combine pass merges the
-// partial (max, sum, acc) triples, as the CUDA kernel does across thread blocks.
+// partial (max, sum, acc) triples, as the CUDA kernel does across thread blocks. The family's
+// full-softmax reads (memory_read_family.cpp) run the same loop, softmax_read, on their augmented
+// keys and queries.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -102,8 +104,8 @@ struct Scratch {
 
 // Attention of queries [p0, p0 + cols) of item b over entries [begin, end): leaves the
 // unnormalised accumulator in scratch.acc and the softmax max / sum in scratch.
-void attend(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& q_key, const ReadPlan& plan,
-            int64_t b, int64_t p0, int64_t cols, int64_t begin, int64_t end, Scratch& scratch) {
+void attend(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& q_key, const ReadPlan& plan, int64_t b,
+            int64_t p0, int64_t cols, int64_t begin, int64_t end, Scratch& scratch) {
   at::Tensor queries = scratch.queries.narrow(0, 0, plan.key_dim * cols).view({plan.key_dim, cols});
   queries.copy_(q_key.select(0, b).narrow(1, p0, cols)).mul_(plan.scale_log2);
   at::Tensor acc = scratch.acc.narrow(0, 0, plan.value_dim * cols).view({plan.value_dim, cols});
@@ -142,8 +144,8 @@ std::vector<int64_t> valid_lengths(const std::optional<at::Tensor>& n_valid, int
 }
 
 void softmax_read(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& q_key,
-                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout,
-                  float* query_max, float* query_sum) {
+                  const std::vector<int64_t>& lengths, float scale_log2, const at::Tensor& readout, float* query_max,
+                  float* query_sum) {
   const int64_t batch = keys.size(0);
   ReadPlan plan{batch, keys.size(1), values.size(1), q_key.size(2), 0, 1, scale_log2};
   plan.query_tiles = (plan.pixels + kQueryTile - 1) / kQueryTile;
@@ -184,8 +186,7 @@ void softmax_read(const at::Tensor& keys, const at::Tensor& values, const at::Te
         }
       } else {
         float* dst = part_acc.data_ptr<float>() + (b * splits + split) * plan.value_dim * plan.pixels + p0;
-        for (int64_t c = 0; c < plan.value_dim; ++c)
-          std::copy_n(acc + c * cols, cols, dst + c * plan.pixels);
+        for (int64_t c = 0; c < plan.value_dim; ++c) std::copy_n(acc + c * cols, cols, dst + c * plan.pixels);
         const int64_t at = (b * splits + split) * plan.pixels + p0;
         std::copy_n(scratch.running_max.data(), cols, part_max.data_ptr<float>() + at);
         std::copy_n(scratch.running_sum.data(), cols, part_sum.data_ptr<float>() + at);

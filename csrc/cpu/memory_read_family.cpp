@@ -2,23 +2,24 @@
 // (swiftcuda.ops.reference.memory_read with its options).
 //
 // Every affinity becomes a plain dot product between augmented keys K' (B, D, N) and augmented
-// queries Q' (B, D, P), built once per call:
+// queries Q' (B, D, P):
 //   dot:                  K' = mk                    Q' = qk
 //   l2:                   K' = [mk; |mk|^2]          Q' = [2 qk; -1]
 //   l2 with selection qe: K' = [mk; mk * mk; 1]      Q' = [2 qk qe; -qe; -sum_c qe qk^2]
 // with the shrinkage scaling K' entry by entry and scale * log2(e) folded into Q', so the logits
-// are K'^T Q' in base 2. Full-softmax reads then run the online-softmax read of memory_read.cpp.
-// Top-k reads:
+// are K'^T Q' in base 2. Q' is built once per call (it is as small as the queries). Full-softmax
+// reads build K' whole and run the online-softmax read of memory_read.cpp. Top-k reads:
 //   1. work items (item, tile of 64 queries, split of the memory axis) stream over memory tiles,
-//      S = K'_tile^T Q'_tile (ATen's matrix product, in cache), and every query keeps a min-heap of
-//      its k largest logits; a vectorised compare with each query's k-th best skips most entries;
+//      building each K' tile from the keys in place and computing S = K'_tile^T Q'_tile (ATen's
+//      matrix product, in cache); every query keeps a min-heap of its k largest logits, and a
+//      vectorised compare with each query's k-th best skips most entries;
 //   2. per query, the splits' lists merge into its k best and their softmax;
 //   3. per item, the chosen (query, weight) pairs are grouped by entry (a counting sort); an
 //      entry's usage is the sum of its weights;
 //   4. work items (item, block of value channels) walk the entries in order, transpose 16 value
 //      columns at a time into cache and add each chosen one, weighted, to its queries' readouts,
 //      so the values are read once, in order, whatever the queries chose.
-// Beyond the augmented keys, scratch is O(tile) per thread and O(P k + N) per item: no P x N matrix.
+// Scratch is O(tile) per thread and O(P k + N) per item: no P x N matrix, and no copy of the memory.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -41,26 +42,88 @@ constexpr int64_t kGatherEntries = 16;
 // Value channels per gather work item: its readout block (P x 64 floats) stays in L2.
 constexpr int64_t kGatherChannels = 64;
 
+// norms[n] = sum_c keys[c * rows + n]^2.
+SC_VECTOR_CLONES
+void squared_norms(const float* __restrict keys, int64_t channels, int64_t rows, float* __restrict norms) {
+  for (int64_t n = 0; n < rows; ++n) norms[n] = 0.0f;
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* row = keys + c * rows;
+    for (int64_t n = 0; n < rows; ++n) norms[n] += row[n] * row[n];
+  }
+}
+
+// dst[i] = src[i]^2.
+SC_VECTOR_CLONES
+void squares(const float* __restrict src, int64_t count, float* __restrict dst) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = src[i] * src[i];
+}
+
+// row[n] *= factor[n].
+SC_VECTOR_CLONES
+void scale_row(float* __restrict row, const float* __restrict factor, int64_t count) {
+  for (int64_t n = 0; n < count; ++n) row[n] *= factor[n];
+}
+
 // Whether every item of a batch holds the same tensor (one item, or an expanded stride-0 batch):
-// the augmented inputs are then built once.
+// the augmented queries are then built once.
 bool batch_shared(const at::Tensor& tensor) { return tensor.size(0) <= 1 || tensor.stride(0) == 0; }
 
 at::Tensor first_item(const at::Tensor& tensor) { return tensor.narrow(0, 0, std::min<int64_t>(tensor.size(0), 1)); }
 
-// K' (B, D, longest) float32 with contiguous rows (see the top of the file).
+// K', read tile by tile from the memory keys and shrinkage in place, whatever their float dtype and
+// strides: a top-k read never holds more than one (D x kEntryTile) tile of it per thread.
+class KeySource {
+ public:
+  KeySource(const at::Tensor& mem_key, const ReadOptions& options)
+      : keys_(mem_key), shrinkage_(options.shrinkage), l2_(options.l2), selection_(options.selection.has_value()) {}
+
+  int64_t dim() const {
+    const int64_t key_dim = keys_.size(1);
+    return !l2_ ? key_dim : (selection_ ? 2 * key_dim + 1 : key_dim + 1);
+  }
+
+  // K'[:, n0 : n0 + rows] of item b into tile, D rows of `rows` floats.
+  void build(int64_t b, int64_t n0, int64_t rows, float* tile) const {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, keys_.scalar_type(), "key_tile",
+                                    [&] { build_typed<scalar_t>(b, n0, rows, tile); });
+  }
+
+ private:
+  template <typename scalar_t>
+  void build_typed(int64_t b, int64_t n0, int64_t rows, float* tile) const {
+    const int64_t key_dim = keys_.size(1), sc = keys_.stride(1), sn = keys_.stride(2);
+    const scalar_t* keys = keys_.data_ptr<scalar_t>() + b * keys_.stride(0) + n0 * sn;
+    for (int64_t c = 0; c < key_dim; ++c)
+      for (int64_t n = 0; n < rows; ++n) tile[c * rows + n] = static_cast<float>(keys[c * sc + n * sn]);
+    if (l2_ && !selection_) {
+      squared_norms(tile, key_dim, rows, tile + key_dim * rows);
+    } else if (l2_) {
+      squares(tile, key_dim * rows, tile + key_dim * rows);
+      std::fill_n(tile + 2 * key_dim * rows, rows, 1.0f);
+    }
+    if (shrinkage_.has_value()) {
+      const at::Tensor& ms = *shrinkage_;
+      const scalar_t* factor = ms.data_ptr<scalar_t>() + b * ms.stride(0) + n0 * ms.stride(1);
+      std::vector<float> row(rows);
+      for (int64_t n = 0; n < rows; ++n) row[n] = static_cast<float>(factor[n * ms.stride(1)]);
+      for (int64_t d = 0; d < dim(); ++d) scale_row(tile + d * rows, row.data(), rows);
+    }
+  }
+
+  at::Tensor keys_;
+  std::optional<at::Tensor> shrinkage_;
+  bool l2_, selection_;
+};
+
+// K' (B, D, longest) float32, whole: the full-softmax read takes it this way.
 at::Tensor augmented_keys(const at::Tensor& mem_key, const ReadOptions& options, int64_t longest) {
+  const KeySource source(mem_key, options);
   const bool shared = batch_shared(mem_key) && (!options.shrinkage.has_value() || batch_shared(*options.shrinkage));
-  const at::Tensor mk = float_prefix(shared ? first_item(mem_key) : mem_key, longest);
-  at::Tensor keys = mk;
-  if (options.l2 && !options.selection.has_value()) {
-    keys = at::cat({mk, (mk * mk).sum(1, /*keepdim=*/true)}, 1);
-  } else if (options.l2) {
-    keys = at::cat({mk, mk * mk, at::ones({mk.size(0), 1, longest}, mk.options())}, 1);
-  }
-  if (options.shrinkage.has_value()) {
-    const at::Tensor ms = shared ? first_item(*options.shrinkage) : *options.shrinkage;
-    keys = keys * ms.narrow(1, 0, longest).to(at::kFloat).unsqueeze(1);
-  }
+  const int64_t items = shared ? std::min<int64_t>(mem_key.size(0), 1) : mem_key.size(0);
+  at::Tensor keys = at::empty({items, source.dim(), longest}, at::kFloat);
+  at::parallel_for(0, items, 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) source.build(b, 0, longest, keys.data_ptr<float>() + b * keys.stride(0));
+  });
   return shared ? keys.expand({mem_key.size(0), -1, -1}) : keys;
 }
 
@@ -166,9 +229,8 @@ struct Chosen {
 };
 
 // Steps 1 and 2: the k best logits of every query and their softmax.
-Chosen choose_top_k(const at::Tensor& keys, const at::Tensor& queries, const std::vector<int64_t>& lengths,
-                    int64_t k) {
-  const int64_t batch = keys.size(0), dim = keys.size(1), pixels = queries.size(2);
+Chosen choose_top_k(const KeySource& keys, const at::Tensor& queries, const std::vector<int64_t>& lengths, int64_t k) {
+  const int64_t batch = queries.size(0), dim = keys.dim(), pixels = queries.size(2);
   const int64_t query_tiles = (pixels + kQueryTile - 1) / kQueryTile;
   const int64_t longest = batch ? *std::max_element(lengths.begin(), lengths.end()) : 0;
   const int64_t splits = choose_splits(batch * query_tiles, at::get_num_threads(), longest, 2 * kEntryTile);
@@ -179,6 +241,7 @@ Chosen choose_top_k(const at::Tensor& keys, const at::Tensor& queries, const std
   at::parallel_for(0, batch * query_tiles * splits, 1, [&](int64_t first, int64_t last) {
     at::Tensor scores_buffer = at::empty({kEntryTile * kQueryTile}, at::kFloat);
     at::Tensor queries_buffer = at::empty({dim * kQueryTile}, at::kFloat);
+    at::Tensor keys_buffer = at::empty({dim * kEntryTile}, at::kFloat);
     std::vector<TopList> lists(kQueryTile);
     std::vector<float> threshold(kQueryTile);
     for (int64_t item = first; item < last; ++item) {
@@ -192,11 +255,12 @@ Chosen choose_top_k(const at::Tensor& keys, const at::Tensor& queries, const std
       tile_queries.copy_(queries.select(0, b).narrow(1, p0, cols));
       for (int64_t p = 0; p < cols; ++p) lists[p].size = 0;
       std::fill_n(threshold.begin(), cols, -INFINITY);
-      const at::Tensor keys_b = keys.select(0, b);
       for (int64_t n0 = begin; n0 < end; n0 += kEntryTile) {
         const int64_t rows = std::min(kEntryTile, end - n0);
+        at::Tensor tile_keys = keys_buffer.narrow(0, 0, dim * rows).view({dim, rows});
+        keys.build(b, n0, rows, tile_keys.data_ptr<float>());
         at::Tensor scores = scores_buffer.narrow(0, 0, rows * cols).view({rows, cols});
-        at::mm_out(scores, keys_b.narrow(1, n0, rows).t(), tile_queries);
+        at::mm_out(scores, tile_keys.t(), tile_queries);
         select_tile(scores.data_ptr<float>(), rows, cols, n0, k, lists.data(), threshold.data());
       }
       for (int64_t p = 0; p < cols; ++p) {
@@ -217,12 +281,15 @@ Chosen choose_top_k(const at::Tensor& keys, const at::Tensor& queries, const std
       candidates.clear();
       for (int64_t z = 0; z < splits; ++z) {
         const int64_t at = (b * splits + z) * pixels + p;
-        for (int32_t j = 0; j < part_size[at]; ++j) candidates.emplace_back(part_value[at * k + j], part_entry[at * k + j]);
+        for (int32_t j = 0; j < part_size[at]; ++j)
+          candidates.emplace_back(part_value[at * k + j], part_entry[at * k + j]);
       }
       const int64_t size = std::min<int64_t>(k, static_cast<int64_t>(candidates.size()));
       // Largest first; of equal logits the lower entry (a deterministic choice among ties).
       std::partial_sort(candidates.begin(), candidates.begin() + size, candidates.end(),
-                        [](const auto& x, const auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+                        [](const auto& x, const auto& y) {
+                          return x.first > y.first || (x.first == y.first && x.second < y.second);
+                        });
       float total = 0.0f;
       float* weight = chosen.weight.data() + query * k;
       for (int64_t j = 0; j < size; ++j) {
@@ -280,8 +347,8 @@ ByEntry group_by_entry(const Chosen& chosen, int64_t b, int64_t pixels, int64_t 
 
 // Step 4: readout[b, c, p] = sum over p's chosen entries n of weight * values[b, c, n].
 template <typename scalar_t>
-void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped,
-                   const std::vector<int64_t>& lengths, const at::Tensor& readout) {
+void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped, const std::vector<int64_t>& lengths,
+                   const at::Tensor& readout) {
   const int64_t batch = values.size(0), value_dim = values.size(1), pixels = readout.size(2);
   const int64_t blocks = (value_dim + kGatherChannels - 1) / kGatherChannels;
   const scalar_t* data = values.data_ptr<scalar_t>();
@@ -304,8 +371,8 @@ void gather_values(const at::Tensor& values, const std::vector<ByEntry>& grouped
         }
         for (int64_t n = n0; n < n1; ++n) {
           for (int64_t at = by_entry.offset[n]; at < by_entry.offset[n + 1]; ++at)
-            add_scaled(acc.data() + by_entry.query[at] * width, columns.data() + (n - n0) * width,
-                       by_entry.weight[at], width);
+            add_scaled(acc.data() + by_entry.query[at] * width, columns.data() + (n - n0) * width, by_entry.weight[at],
+                       width);
         }
       }
       for (int64_t c = 0; c < width; ++c) {
@@ -367,7 +434,6 @@ void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_va
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the tile products need no autograd
 
   // Entries past every item's valid length are never touched, not even converted.
-  const at::Tensor keys = augmented_keys(mem_key, options, longest);
   const at::Tensor queries = augmented_queries(q_key, options, options.scale * kLog2e);
 
   // The readout goes straight into out when out is float32 with contiguous rows.
@@ -380,7 +446,7 @@ void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_va
   if (usage.has_value() && !usage->is_contiguous()) usage_rows = at::empty({batch, capacity}, at::kFloat);
 
   if (options.top_k > 0) {
-    const Chosen chosen = choose_top_k(keys, queries, lengths, options.top_k);
+    const Chosen chosen = choose_top_k(KeySource(mem_key, options), queries, lengths, options.top_k);
     std::vector<ByEntry> grouped(batch);
     float* usage_data = usage_rows.has_value() ? usage_rows->data_ptr<float>() : nullptr;
     at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
@@ -388,10 +454,11 @@ void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_va
         grouped[b] = group_by_entry(chosen, b, pixels, lengths[b],
                                     usage_data == nullptr ? nullptr : usage_data + b * capacity, capacity);
     });
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mem_val.scalar_type(), "memory_read_family", [&] {
-      gather_values<scalar_t>(mem_val, grouped, lengths, readout);
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mem_val.scalar_type(), "memory_read_family",
+                                    [&] { gather_values<scalar_t>(mem_val, grouped, lengths, readout); });
   } else {
+    // Dot-product keys are used as they are (a view when float32).
+    const at::Tensor keys = options.l2 ? augmented_keys(mem_key, options, longest) : float_prefix(mem_key, longest);
     const at::Tensor values = float_prefix(mem_val, longest);
     if (!usage_rows.has_value()) {
       softmax_read(keys, values, queries, lengths, 1.0f, readout, nullptr, nullptr);

@@ -51,8 +51,7 @@ void memory_update_in_place_op(const at::Tensor& key_buf, const at::Tensor& val_
 }
 
 std::tuple<at::Tensor, at::Tensor> memory_update_op(const at::Tensor& mem_key, const at::Tensor& mem_val,
-                                                    const at::Tensor& new_key, const at::Tensor& new_val,
-                                                    double beta) {
+                                                    const at::Tensor& new_key, const at::Tensor& new_val, double beta) {
   return functional_update(mem_key, mem_val, new_key, new_val, beta, memory_update_in_place);
 }
 
@@ -72,8 +71,8 @@ at::Tensor labels_op(const at::Tensor& probs, const at::Tensor& ids) {
               " of shape ", probs.sizes());
   TORCH_CHECK(ids.dim() == 1 && ids.size(0) == probs.size(0) && at::isIntegralType(ids.scalar_type(), false) &&
                   ids.device() == probs.device(),
-              "swiftcuda.labels: ids must be an integer (", probs.size(0), ",) tensor on the probabilities' device, got ",
-              ids.scalar_type(), " of shape ", ids.sizes());
+              "swiftcuda.labels: ids must be an integer (", probs.size(0),
+              ",) tensor on the probabilities' device, got ", ids.scalar_type(), " of shape ", ids.sizes());
   return labels(probs, ids);
 }
 
@@ -85,9 +84,10 @@ at::Tensor conv3x3_op(const at::Tensor& input, const at::Tensor& weight, const s
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == input.size(1) && weight.size(2) == 3 && weight.size(3) == 3 &&
                   weight.scalar_type() == at::kFloat,
               "swiftcuda.conv3x3: weight must be float32 (K, ", input.size(1), ", 3, 3), got ", weight.sizes());
-  TORCH_CHECK(!bias.has_value() || (bias->dim() == 1 && bias->size(0) == weight.size(0) && bias->scalar_type() == at::kFloat),
-              "swiftcuda.conv3x3: bias must be float32 (", weight.size(0), "), got ",
-              bias.has_value() ? bias->sizes() : at::IntArrayRef{});
+  TORCH_CHECK(
+      !bias.has_value() || (bias->dim() == 1 && bias->size(0) == weight.size(0) && bias->scalar_type() == at::kFloat),
+      "swiftcuda.conv3x3: bias must be float32 (", weight.size(0), "), got ",
+      bias.has_value() ? bias->sizes() : at::IntArrayRef{});
   return conv3x3(input, weight, bias, relu);
 }
 

@@ -26,8 +26,8 @@ void sum_others(const float* __restrict rows, int64_t objects, int64_t skip, int
 }
 
 template <typename scalar_t>
-void rsp_rows(const scalar_t* probs, int64_t objects, int64_t height, int64_t width, int64_t factor,
-              scalar_t* own, scalar_t* others) {
+void rsp_rows(const scalar_t* probs, int64_t objects, int64_t height, int64_t width, int64_t factor, scalar_t* own,
+              scalar_t* others) {
   const int64_t small_h = height / factor, small_w = width / factor, channels = factor * factor;
   const int64_t plane = height * width, out_plane = channels * small_h * small_w;
   // One task per output row position (channel, y): every object's source pixels are gathered

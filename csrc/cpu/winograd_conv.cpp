@@ -103,7 +103,8 @@ void convolve(const Share& share, bool relu) {
 // Output rows [first_row, last_row) of one image, all channels: the rows it needs are copied into a
 // dense band, convolved, and the band's output copied into place.
 void convolve_rows(const float* image, const float* weight, const float* bias, float* output, int64_t in_channels,
-                   int64_t out_channels, int64_t height, int64_t width, int64_t first_row, int64_t last_row, bool relu) {
+                   int64_t out_channels, int64_t height, int64_t width, int64_t first_row, int64_t last_row,
+                   bool relu) {
   const int64_t top = std::max<int64_t>(first_row - 1, 0), bottom = std::min(last_row + 1, height);
   const int64_t input_rows = bottom - top, rows = last_row - first_row;
   thread_local Scratch input_band, output_band;
@@ -113,8 +114,8 @@ void convolve_rows(const float* image, const float* weight, const float* bias, f
     std::memcpy(band_in + c * input_rows * width, image + (c * height + top) * width,
                 sizeof(float) * input_rows * width);
   }
-  convolve({band_in, in_channels, input_rows, width, first_row == 0 ? 1 : 0, last_row == height ? 1 : 0, weight,
-            bias, out_channels, band_out},
+  convolve({band_in, in_channels, input_rows, width, first_row == 0 ? 1 : 0, last_row == height ? 1 : 0, weight, bias,
+            out_channels, band_out},
            relu);
   for (int64_t k = 0; k < out_channels; ++k) {
     std::memcpy(output + (k * height + first_row) * width, band_out + k * rows * width, sizeof(float) * rows * width);
@@ -130,7 +131,8 @@ bool conv3x3_available() {
   return available;
 }
 
-at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, bool relu) {
+at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                   bool relu) {
   TORCH_CHECK(conv3x3_available(), "swiftcuda.conv3x3: this torch was built without NNPACK");
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
@@ -145,7 +147,8 @@ at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const std:
   // thread transforms the whole input, which is small).
   const int64_t threads = at::get_num_threads();
   // threads / gcd(batch, threads) parts per image: every thread gets the same number of parts.
-  const int64_t splits = std::max<int64_t>(1, std::min(threads / std::gcd(batch, threads), std::min(height, out_channels)));
+  const int64_t splits =
+      std::max<int64_t>(1, std::min(threads / std::gcd(batch, threads), std::min(height, out_channels)));
   const int64_t plane = height * width;
   const bool by_rows = splits > 1 && plane >= 2 * in_channels * out_channels;
   const float* x_data = x.data_ptr<float>();

@@ -19,18 +19,15 @@ namespace swiftcuda::cuda {
 namespace {
 
 void check_launch(cudaError_t error, const char* op) {
-  TORCH_CHECK(error == cudaSuccess, "swiftcuda: launching the CUDA kernels of ", op, " failed: ",
-              cudaGetErrorString(error));
+  TORCH_CHECK(error == cudaSuccess, "swiftcuda: launching the CUDA kernels of ", op,
+              " failed: ", cudaGetErrorString(error));
 }
 
 DType dtype_of(const at::Tensor& tensor) {
   switch (tensor.scalar_type()) {
-    case at::kHalf:
-      return DType::kFloat16;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    default:
-      return DType::kFloat32;
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    default: return DType::kFloat32;
   }
 }
 
@@ -57,8 +54,10 @@ void memory_read_into(const at::Tensor& mem_key_in, const at::Tensor& mem_val_in
   const ReadShape shape = check_memory_read(mem_key_in, mem_val_in, q_key_in, q_val_in, n_valid);
   check_read_out(out, shape, q_val_in);
   check_on_gpu(mem_key_in, "mem_key");
-  TORCH_CHECK(shape.key_dim >= 1 && shape.key_dim <= kMaxReadKeyDim, "swiftcuda: the CUDA memory read takes key_dim "
-              "from 1 to ", kMaxReadKeyDim, ", got ", shape.key_dim, " (use backend='triton' or 'reference')");
+  TORCH_CHECK(shape.key_dim >= 1 && shape.key_dim <= kMaxReadKeyDim,
+              "swiftcuda: the CUDA memory read takes key_dim "
+              "from 1 to ",
+              kMaxReadKeyDim, ", got ", shape.key_dim, " (use backend='triton' or 'reference')");
   const c10::cuda::CUDAGuard guard(mem_key_in.device());
   const at::Tensor mem_key = last_dim_contiguous(mem_key_in), mem_val = last_dim_contiguous(mem_val_in);
   const at::Tensor q_key = last_dim_contiguous(q_key_in), q_val = last_dim_contiguous(q_val_in);
@@ -171,11 +170,13 @@ void memory_read_family_into(const at::Tensor& mem_key, const at::Tensor& mem_va
   memory_read_family_checked(mem_key, mem_val, q_key, q_val, n_valid, options, out, usage);
 }
 
-std::tuple<at::Tensor, at::Tensor> memory_read_family(
-    const at::Tensor& mem_key, const at::Tensor& mem_val, const at::Tensor& q_key,
-    const std::optional<at::Tensor>& q_val, const std::optional<at::Tensor>& n_valid,
-    const std::optional<at::Tensor>& shrinkage, const std::optional<at::Tensor>& selection, c10::string_view affinity,
-    std::optional<double> scale, std::optional<int64_t> top_k, bool return_usage) {
+std::tuple<at::Tensor, at::Tensor> memory_read_family(const at::Tensor& mem_key, const at::Tensor& mem_val,
+                                                      const at::Tensor& q_key, const std::optional<at::Tensor>& q_val,
+                                                      const std::optional<at::Tensor>& n_valid,
+                                                      const std::optional<at::Tensor>& shrinkage,
+                                                      const std::optional<at::Tensor>& selection,
+                                                      c10::string_view affinity, std::optional<double> scale,
+                                                      std::optional<int64_t> top_k, bool return_usage) {
   return functional_read_family(mem_key, mem_val, q_key, q_val, n_valid, shrinkage, selection, affinity, scale, top_k,
                                 return_usage, memory_read_family_checked);
 }
@@ -185,9 +186,10 @@ void memory_update_in_place(const at::Tensor& key_buf, const at::Tensor& val_buf
   const UpdateShape shape = check_memory_update(key_buf, val_buf, new_key_in, new_val_in, beta);
   check_lengths(n_valid, shape.batch, key_buf);
   check_on_gpu(key_buf, "key_buf");
-  TORCH_CHECK(shape.key_dim >= 1 && shape.key_dim <= kMaxUpdateKeyDim, "swiftcuda: the CUDA memory update takes "
-              "key_dim from 1 to ", kMaxUpdateKeyDim, ", got ", shape.key_dim,
-              " (use backend='triton' or 'reference')");
+  TORCH_CHECK(shape.key_dim >= 1 && shape.key_dim <= kMaxUpdateKeyDim,
+              "swiftcuda: the CUDA memory update takes "
+              "key_dim from 1 to ",
+              kMaxUpdateKeyDim, ", got ", shape.key_dim, " (use backend='triton' or 'reference')");
   TORCH_CHECK((shape.capacity <= 1 || (key_buf.stride(2) == 1 && val_buf.stride(2) == 1)) && n_valid.is_contiguous(),
               "swiftcuda: the memory buffers must have a contiguous last dimension and n_valid must be "
               "contiguous (they are updated in place)");
@@ -233,8 +235,8 @@ std::tuple<at::Tensor, at::Tensor> rsp(const at::Tensor& probs_in, int64_t facto
   const std::vector<int64_t> shape{probs.size(0), factor * factor, probs.size(1) / factor, probs.size(2) / factor};
   at::Tensor own = at::empty(shape, probs.options());
   at::Tensor others = at::empty(shape, probs.options());
-  RspParams params{dtype_of(probs), probs.size(0), probs.size(1), probs.size(2), factor, probs.data_ptr(),
-                   own.data_ptr(), others.data_ptr()};
+  RspParams params{dtype_of(probs), probs.size(0),    probs.size(1),  probs.size(2),
+                   factor,          probs.data_ptr(), own.data_ptr(), others.data_ptr()};
   check_launch(launch_rsp(params, c10::cuda::getCurrentCUDAStream().stream()), "rsp");
   return {own, others};
 }

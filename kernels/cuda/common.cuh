@@ -6,9 +6,9 @@
 // capacity clamping), and a bug in it shows up without a GPU.
 #pragma once
 
+#include <math.h>
 #include <cstdint>
 #include <cstring>
-#include <math.h>
 
 #if defined(__CUDACC__)
 #define SC_HD __host__ __device__ __forceinline__
@@ -119,17 +119,13 @@ SC_HD int64_t appended_count(int64_t start, int64_t count, int64_t capacity) {
 }
 
 // 1 / max(||x||, eps) from the sum of squares: cos(a, b) = (a . b) * inv(a) * inv(b).
-SC_HD float inverse_norm(float sum_of_squares) {
-  return 1.0f / fast_max(sqrtf(sum_of_squares), kNormEps);
-}
+SC_HD float inverse_norm(float sum_of_squares) { return 1.0f / fast_max(sqrtf(sum_of_squares), kNormEps); }
 
 // ---------------------------------------------------------------------------------------------
 // Memory read: online softmax in base 2.
 
 // Logits are scaled by log2(e) / sqrt(Ck) so that softmax weights are exp2(s - max).
-SC_HD float softmax_scale_log2(int64_t key_dim) {
-  return kLog2e / sqrtf(static_cast<float>(key_dim));
-}
+SC_HD float softmax_scale_log2(int64_t key_dim) { return kLog2e / sqrtf(static_cast<float>(key_dim)); }
 
 // 2^x. On the GPU the hardware exp2. On the CPU a branch-free polynomial that the compiler
 // vectorises (a libm call would not be): round x to the nearest integer n with the 1.5 * 2^23

@@ -1,6 +1,6 @@
 // One way to launch a kernel, so that the same launcher code runs on a GPU and in the emulator.
 //
-// Under nvcc this is the <<<grid, block, shared, stream>>> launch; under SWIFTCUDA_EMU (csrc/emu,
+// Under nvcc this is the <<<grid, block, shared, stream>>> launch; under SWIFTCUDA_EMU (tools/cuda_emu,
 // the kernels compiled as host C++) the emulator runs the grid on the CPU, one fiber per thread.
 // Either way the caller reads the launch error with cudaGetLastError() afterwards.
 #pragma once
@@ -10,7 +10,7 @@
 #include <cstddef>
 
 #if defined(SWIFTCUDA_EMU)
-#include "emu_launch.h"  // csrc/emu
+#include "emu_launch.h"  // tools/cuda_emu
 #endif
 
 namespace swiftcuda {
@@ -21,7 +21,7 @@ inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
 #if defined(SWIFTCUDA_EMU)
   ::swiftcuda_emu::launch(kernel, grid, block, shared, stream, args...);
 #else
-  kernel<<<grid, block, shared, stream>>>(args...);
+  kernel<<<grid, block, shared, stream> > >(args...);
 #endif
 }
 

@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(kSimtThreads) read_simt_kernel(MemoryReadParam
   const T* mem_val = static_cast<const T*>(p.mem_val) + b * p.mem_val_stride[0];
   const T* q_key = static_cast<const T*>(p.q_key) + b * p.q_key_stride[0];
   int64_t begin = 0, end = 0;
-  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin,
-              &end);
+  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin, &end);
   if (begin >= end) {  // an empty memory reads zeros; the combine skips an empty split
     if (p.splits == 1) write_zeros<T>(p, b, q0, cv0, kSimtValueChunk);
     return;
@@ -231,7 +230,8 @@ __global__ void __launch_bounds__(kSimtThreads) read_simt_kernel(MemoryReadParam
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) store_result<T>(p, b, cv0 + tr + 16 * i, q0 + tq + 16 * j, acc[i][j], row_sum[tq + 16 * j]);
+    for (int j = 0; j < 4; ++j)
+      store_result<T>(p, b, cv0 + tr + 16 * i, q0 + tq + 16 * j, acc[i][j], row_sum[tq + 16 * j]);
   if (tid < kTile) store_statistics(p, b, q0 + tid, row_max[tid], row_sum[tid]);
 }
 
@@ -266,8 +266,8 @@ __global__ void __launch_bounds__(kSimtThreads) read_simt_kernel(MemoryReadParam
 // The wide tiling reads each memory tile once per 64 queries for all 512 channels: the fewest
 // L2 -> SM bytes per FLOP of the layouts whose O fits in registers.
 
-constexpr int kMmaRowWarps = 4;         // x 16 queries = the 64-query tile
-constexpr int kQueryLd = kTile + 8;     // shared row of the Q tile (16-bit elements)
+constexpr int kMmaRowWarps = 4;      // x 16 queries = the 64-query tile
+constexpr int kQueryLd = kTile + 8;  // shared row of the Q tile (16-bit elements)
 
 template <int kColWarpsT, int kWarpChannelsT, int kEntriesT, int kMinBlocksT>
 struct MmaTiling {
@@ -277,8 +277,8 @@ struct MmaTiling {
   static constexpr int kMinBlocks = kMinBlocksT;        // __launch_bounds__: caps the registers
   static constexpr int kThreads = 32 * kMmaRowWarps * kColWarps;
   static constexpr int kChannels = kColWarps * kWarpChannels;  // value channels of one block
-  static constexpr int kWarpEntries = kEntries / kColWarps;   // S columns of one warp
-  static constexpr int kLd = kEntries + 8;                    // shared row of K, V and P tiles
+  static constexpr int kWarpEntries = kEntries / kColWarps;    // S columns of one warp
+  static constexpr int kLd = kEntries + 8;                     // shared row of K, V and P tiles
   static_assert(kWarpEntries % 8 == 0 && (kWarpEntries == 8 || kWarpEntries % 16 == 0), "S n-tiles in pairs");
   static_assert(kEntries % 16 == 0 && kTile % kEntries == 0, "tiles never straddle a split (multiples of 64)");
   static_assert(kWarpChannels % 16 == 0, "V fragments in pairs of n-tiles");
@@ -341,18 +341,10 @@ template <int kCols, int kLd, int kThreads>
 __device__ __forceinline__ void copy_tile(int width, uint16_t* dst, const uint16_t* src, int64_t stride, int rows,
                                           int valid_rows, int64_t col0, int64_t col_end) {
   switch (width) {
-    case 8:
-      copy_tile_with<kCols, kLd, kThreads, 8>(dst, src, stride, rows, valid_rows, col0, col_end);
-      break;
-    case 4:
-      copy_tile_with<kCols, kLd, kThreads, 4>(dst, src, stride, rows, valid_rows, col0, col_end);
-      break;
-    case 2:
-      copy_tile_with<kCols, kLd, kThreads, 2>(dst, src, stride, rows, valid_rows, col0, col_end);
-      break;
-    default:
-      copy_tile_with<kCols, kLd, kThreads, 1>(dst, src, stride, rows, valid_rows, col0, col_end);
-      break;
+    case 8: copy_tile_with<kCols, kLd, kThreads, 8>(dst, src, stride, rows, valid_rows, col0, col_end); break;
+    case 4: copy_tile_with<kCols, kLd, kThreads, 4>(dst, src, stride, rows, valid_rows, col0, col_end); break;
+    case 2: copy_tile_with<kCols, kLd, kThreads, 2>(dst, src, stride, rows, valid_rows, col0, col_end); break;
+    default: copy_tile_with<kCols, kLd, kThreads, 1>(dst, src, stride, rows, valid_rows, col0, col_end); break;
   }
 }
 
@@ -366,15 +358,15 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinBlocks) read_mma
   const int key_dim = static_cast<int>(p.key_dim);
   const int key_pad = static_cast<int>(padded_key_dim(p.key_dim));
   const int stage_size = (key_pad + kChannels) * kLd;
-  uint16_t* qs = hsmem;                   // [Ck'][kQueryLd]: the queries, channel-major as in q_key
+  uint16_t* qs = hsmem;                    // [Ck'][kQueryLd]: the queries, channel-major as in q_key
   uint16_t* ps = qs + key_pad * kQueryLd;  // [64 queries][kLd]: the tile's softmax weights
   uint16_t* stages = ps + kTile * kLd;     // 2 x {K [Ck'][kLd], V [kChannels][kLd]}, channel-major
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int row0 = (warp % kMmaRowWarps) * 16;              // the warp's queries within the tile
+  const int row0 = (warp % kMmaRowWarps) * 16;  // the warp's queries within the tile
   const int col_warp = warp / kMmaRowWarps;
-  const int e0 = col_warp * Tiling::kWarpEntries;           // its entries within a memory tile
-  const int c0 = col_warp * kWarpChannels;                  // its channels within the block's
+  const int e0 = col_warp * Tiling::kWarpEntries;  // its entries within a memory tile
+  const int c0 = col_warp * kWarpChannels;         // its channels within the block's
   // Row statistics (maxima, then sums) of the warp's rows g and g + 8, one float per column warp,
   // in the padding of P's rows.
   float* const stats = reinterpret_cast<float*>(ps + (row0 + g) * kLd + kEntries);
@@ -385,8 +377,7 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinBlocks) read_mma
   if (blockIdx.z == 0) copy_query_values<T>(p, b, q0, cv0, kChannels);
 
   int64_t begin = 0, end = 0;
-  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin,
-              &end);
+  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin, &end);
   if (begin >= end) {  // an empty memory reads zeros; the combine skips an empty split
     if (p.splits == 1) write_zeros<T>(p, b, q0, cv0, kChannels);
     return;
@@ -412,7 +403,7 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinBlocks) read_mma
   load_stage(0, begin);
 
   const float scale = softmax_scale_log2(p.key_dim);
-  float o[kWarpChannels / 8][4] = {};        // O^T rows (g, g + 8) x channels (c0 + 8 ct + 2t, +1)
+  float o[kWarpChannels / 8][4] = {};         // O^T rows (g, g + 8) x channels (c0 + 8 ct + 2t, +1)
   float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8 of the warp, the same in every column warp
   float row_sum[2] = {0.0f, 0.0f};            // this lane's entries; reduced over quad and warps at the end
   const int tiles = static_cast<int>((end - begin + kEntries - 1) / kEntries);
@@ -430,7 +421,8 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinBlocks) read_mma
     float s[kEntryTiles][4] = {};
     for (int kc = 0; kc < key_pad; kc += 16) {
       uint32_t a[4];  // matrices (queries +0/+8) x (channels +0/+8), from [channel][query] rows
-      ptx::ldmatrix<4, true>(a, qs + (kc + (lane & 7) + ((lane >> 4) << 3)) * kQueryLd + row0 + (((lane >> 3) & 1) << 3));
+      ptx::ldmatrix<4, true>(a,
+                             qs + (kc + (lane & 7) + ((lane >> 4) << 3)) * kQueryLd + row0 + (((lane >> 3) & 1) << 3));
       const uint16_t* k_rows = ks + (kc + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + e0;
       if constexpr (kEntryTiles == 1) {
         uint32_t bk[2];  // channels +0 / +8 of one n-tile
@@ -500,8 +492,8 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinBlocks) read_mma
 #pragma unroll
       for (int kk = 0; kk < kEntries / 16; ++kk) {
         uint32_t a[4];  // matrices (queries +0/+8) x (entries +0/+8), from [query][entry] rows
-        ptx::ldmatrix<4, false>(a, ps + (row0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + kk * 16 +
-                                       ((lane >> 4) << 3));
+        ptx::ldmatrix<4, false>(
+            a, ps + (row0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * kLd + kk * 16 + ((lane >> 4) << 3));
         const uint16_t* v_rows = vs + (c0 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + (((lane >> 3) & 1) << 3);
 #pragma unroll
         for (int ct = 0; ct < kWarpChannels / 8; ct += 2) {
@@ -607,15 +599,16 @@ int block_channels(const MemoryReadParams& p) {
 // x = item x 64-query tile, y = block of `channels` value channels, z = split.
 dim3 read_grid(const MemoryReadParams& p, int channels) {
   const int64_t query_tiles = (p.pixels + kTile - 1) / kTile;
-  return dim3(static_cast<unsigned>(p.batch * query_tiles), static_cast<unsigned>((p.value_dim + channels - 1) / channels),
-              static_cast<unsigned>(p.splits));
+  return dim3(static_cast<unsigned>(p.batch * query_tiles),
+              static_cast<unsigned>((p.value_dim + channels - 1) / channels), static_cast<unsigned>(p.splits));
 }
 
 template <bool kBFloat16>
 cudaError_t launch_mma(const MemoryReadParams& p, cudaStream_t stream) {
   if (wide_values(p)) {
-    const cudaError_t error = launch_with_shared(read_mma_kernel<kBFloat16, WideTiling>, read_grid(p, WideTiling::kChannels),
-                                                 WideTiling::kThreads, mma_shared_bytes<WideTiling>(p.key_dim), stream, p);
+    const cudaError_t error =
+        launch_with_shared(read_mma_kernel<kBFloat16, WideTiling>, read_grid(p, WideTiling::kChannels),
+                           WideTiling::kThreads, mma_shared_bytes<WideTiling>(p.key_dim), stream, p);
     if (error != cudaErrorInvalidValue) return error;
     // The wide tiling's shared memory (124 KB at Ck 128) is more than the GPU gives a block
     // (sm_86 / sm_89: 99 KB): clear the error, take the narrow tiling (S once per 128 channels).
@@ -633,8 +626,7 @@ cudaError_t launch_mma(const MemoryReadParams& p, cudaStream_t stream) {
 int memory_read_splits(const MemoryReadParams& p, int multiprocessors) {
   const int64_t query_tiles = (p.pixels + kTile - 1) / kTile;
   const int64_t chunks = (p.value_dim + block_channels(p) - 1) / block_channels(p);
-  return choose_splits(p.batch * query_tiles * chunks, 2 * static_cast<int64_t>(multiprocessors), p.entries,
-                       4 * kTile);
+  return choose_splits(p.batch * query_tiles * chunks, 2 * static_cast<int64_t>(multiprocessors), p.entries, 4 * kTile);
 }
 
 // Sized for every split non-empty, i.e. for the capacity: the host cannot know the device-side
@@ -667,12 +659,9 @@ cudaError_t launch_memory_read(const MemoryReadParams& p, cudaStream_t stream) {
   }
   if (error != cudaSuccess || p.splits == 1) return error;
   switch (p.dtype) {
-    case DType::kFloat32:
-      return launch_combine<float>(p, stream);
-    case DType::kFloat16:
-      return launch_combine<__half>(p, stream);
-    case DType::kBFloat16:
-      return launch_combine<__nv_bfloat16>(p, stream);
+    case DType::kFloat32: return launch_combine<float>(p, stream);
+    case DType::kFloat16: return launch_combine<__half>(p, stream);
+    case DType::kBFloat16: return launch_combine<__nv_bfloat16>(p, stream);
   }
   return cudaErrorInvalidValue;
 }

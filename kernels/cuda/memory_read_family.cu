@@ -44,7 +44,7 @@ using device::to_float;
 
 constexpr int kTile = kQueryTile;  // 64 queries a block, 64 entries a memory tile
 constexpr int kThreads = 256;
-constexpr int kValueChunk = 64;    // value channels a softmax / gather block covers
+constexpr int kValueChunk = 64;  // value channels a softmax / gather block covers
 constexpr int kWarps = kThreads / 32;
 constexpr int kWarpQueries = kTile / kWarps;  // queries a warp of the top-k sweep owns
 constexpr int kLogitLd = kTile + 1;           // shared row of the query-major logit tile
@@ -56,7 +56,9 @@ __device__ __forceinline__ uint64_t pair_key(float logit, int64_t entry) {
   return (static_cast<uint64_t>(ordered_key(logit)) << 32) | static_cast<uint64_t>(entry);
 }
 __device__ __forceinline__ bool is_pair(uint64_t key) { return key >= (uint64_t{1} << 32) && key != kDeadSlot; }
-__device__ __forceinline__ float pair_logit(uint64_t key) { return ordered_key_to_float(static_cast<uint32_t>(key >> 32)); }
+__device__ __forceinline__ float pair_logit(uint64_t key) {
+  return ordered_key_to_float(static_cast<uint32_t>(key >> 32));
+}
 __device__ __forceinline__ int64_t pair_entry(uint64_t key) { return static_cast<int64_t>(key & 0xFFFFFFFFu); }
 
 __device__ __forceinline__ uint64_t warp_max(uint64_t x) {
@@ -127,7 +129,8 @@ int64_t key_side_floats(int64_t key_dim) { return key_dim * kTile + kTile; }
 
 // The query side of queries [q0, q0 + 64) of item b (zeros past P). Ends with a barrier.
 template <typename T, bool kSelection>
-__device__ void load_query_side(const MemoryReadFamilyParams& p, int64_t b, int64_t q0, float* a, float* e, float* offset) {
+__device__ void load_query_side(const MemoryReadFamilyParams& p, int64_t b, int64_t q0, float* a, float* e,
+                                float* offset) {
   const int key_dim = static_cast<int>(p.key_dim);
   const T* q_key = static_cast<const T*>(p.q_key) + b * p.q_key_stride[0];
   const T* sel = kSelection ? static_cast<const T*>(p.selection) + b * p.selection_stride[0] : nullptr;
@@ -298,8 +301,7 @@ __global__ void __launch_bounds__(kThreads) topk_sweep_kernel(MemoryReadFamilyPa
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, tq = tid & 15, tr = tid >> 4;
   const int64_t b = blockIdx.x / query_tiles(p), q0 = (blockIdx.x % query_tiles(p)) * kTile;
   int64_t begin = 0, end = 0;
-  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin,
-              &end);
+  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin, &end);
   load_query_side<T, kSelection>(p, b, q0, a, e, offset);
 
   TopList lists[kWarpQueries];
@@ -345,7 +347,7 @@ __global__ void __launch_bounds__(kThreads) topk_sweep_kernel(MemoryReadFamilyPa
 __global__ void __launch_bounds__(kThreads) topk_select_kernel(MemoryReadFamilyParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);  // item x query
-  if (row >= p.batch * p.pixels) return;  // a whole warp leaves together
+  if (row >= p.batch * p.pixels) return;                                               // a whole warp leaves together
   const int64_t b = row / p.pixels, q = row % p.pixels;
   const TopKWorkspace ws = topk_workspace(p);
   TopList list;
@@ -445,8 +447,7 @@ __global__ void __launch_bounds__(kThreads, 2) softmax_sweep_kernel(MemoryReadFa
   const int64_t cv0 = static_cast<int64_t>(blockIdx.y) * kValueChunk;
   if (blockIdx.z == 0) copy_query_values<T>(p, b, q0, cv0, kValueChunk);
   int64_t begin = 0, end = 0;
-  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin,
-              &end);
+  split_range(device::load_length(p.n_valid, p.n_valid_int64, b, p.entries), blockIdx.z, p.splits, kTile, &begin, &end);
   const T* mem_val = static_cast<const T*>(p.mem_val) + b * p.mem_val_stride[0];
   load_query_side<T, kSelection>(p, b, q0, a, e, offset);
   if (tid < kTile) {
@@ -574,7 +575,8 @@ __global__ void __launch_bounds__(kThreads) softmax_combine_kernel(MemoryReadFam
     const float* maxima = ws.max + b * p.splits * p.pixels + q;
     const float* accs = ws.acc + (b * p.splits * p.value_dim + cv) * p.pixels + q;
     float value = 0.0f;
-    for (int z = 0; z < p.splits; ++z) value += split_weight(maxima[z * p.pixels], overall) * accs[z * p.value_dim * p.pixels];
+    for (int z = 0; z < p.splits; ++z)
+      value += split_weight(maxima[z * p.pixels], overall) * accs[z * p.value_dim * p.pixels];
     T* out = static_cast<T*>(p.out) + b * p.out_stride[0];
     out[cv * p.out_stride[1] + q] = from_float<T>(value * inverse_sum);
   }
@@ -590,7 +592,7 @@ __global__ void __launch_bounds__(kThreads) softmax_usage_kernel(MemoryReadFamil
   float* offset = e + (kSelection ? key_dim * kTile : 0);
   float* ks = offset + kTile;
   float* shrink = ks + key_dim * kTile;
-  float* stats = shrink + kTile;  // [2][64]: the tile's queries' max and 1 / sum
+  float* stats = shrink + kTile;   // [2][64]: the tile's queries' max and 1 / sum
   float* red = stats + 2 * kTile;  // [16][64]: per-thread partial sums over queries
 
   const int tid = threadIdx.x, tq = tid & 15, tr = tid >> 4;
@@ -679,12 +681,12 @@ cudaError_t launch_typed(const MemoryReadFamilyParams& p, cudaStream_t stream) {
     return cudaGetLastError();
   }
   const int64_t sweep = base + kValueChunk * (kTile + 1) + kTile * kTile + 16 * kTile + 3 * kTile;
-  error = launch_with_shared(softmax_sweep_kernel<T, kSelection>,
-                             dim3(blocks, chunks, static_cast<unsigned>(p.splits)), shared_bytes(sweep), stream, p);
+  error = launch_with_shared(softmax_sweep_kernel<T, kSelection>, dim3(blocks, chunks, static_cast<unsigned>(p.splits)),
+                             shared_bytes(sweep), stream, p);
   if (error != cudaSuccess) return error;
   if (p.splits > 1) {
-    launch_kernel(softmax_combine_kernel<T>, strided_grid(p.batch * p.value_dim * p.pixels), dim3(kThreads), 0,
-                  stream, p);
+    launch_kernel(softmax_combine_kernel<T>, strided_grid(p.batch * p.value_dim * p.pixels), dim3(kThreads), 0, stream,
+                  p);
     if ((error = cudaGetLastError()) != cudaSuccess) return error;
   }
   if (p.usage != nullptr && p.entries > 0) {
@@ -731,12 +733,9 @@ cudaError_t launch_memory_read_family(const MemoryReadFamilyParams& p, cudaStrea
     return cudaSuccess;
   }
   switch (p.dtype) {
-    case DType::kFloat32:
-      return launch_dtype<float>(p, stream);
-    case DType::kFloat16:
-      return launch_dtype<__half>(p, stream);
-    case DType::kBFloat16:
-      return launch_dtype<__nv_bfloat16>(p, stream);
+    case DType::kFloat32: return launch_dtype<float>(p, stream);
+    case DType::kFloat16: return launch_dtype<__half>(p, stream);
+    case DType::kBFloat16: return launch_dtype<__nv_bfloat16>(p, stream);
   }
   return cudaErrorInvalidValue;
 }

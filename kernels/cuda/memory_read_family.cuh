@@ -28,17 +28,17 @@ struct MemoryReadFamilyParams {
   int64_t q_val_stride[2];
   const void* selection;  // (B, Ck, P) l2 selection, or nullptr
   int64_t selection_stride[2];
-  const void* shrinkage;  // (B, N) l2 shrinkage, or nullptr
+  const void* shrinkage;     // (B, N) l2 shrinkage, or nullptr
   int64_t shrinkage_stride;  // batch stride (entries are contiguous)
-  const void* n_valid;  // (B,) valid lengths on the device, or nullptr for all N entries
+  const void* n_valid;       // (B,) valid lengths on the device, or nullptr for all N entries
   bool n_valid_int64;
   void* out;  // (B, 2Cv, P) with q_val, (B, Cv, P) without
   int64_t out_stride[2];
-  float* usage;  // (B, N) float32, contiguous: each entry's total weight; nullptr when not asked
-  bool l2;       // the l2 affinity (else the dot product; selection and shrinkage then unused)
-  float scale;   // the logit factor (1 / sqrt(Ck) for the spec's default)
-  int top_k;     // 1 .. kMaxFamilyTopK: the top-k softmax; 0: the full softmax
-  int splits;    // memory-axis splits, from memory_read_family_splits()
+  float* usage;     // (B, N) float32, contiguous: each entry's total weight; nullptr when not asked
+  bool l2;          // the l2 affinity (else the dot product; selection and shrinkage then unused)
+  float scale;      // the logit factor (1 / sqrt(Ck) for the spec's default)
+  int top_k;        // 1 .. kMaxFamilyTopK: the top-k softmax; 0: the full softmax
+  int splits;       // memory-axis splits, from memory_read_family_splits()
   void* workspace;  // memory_read_family_workspace_bytes() bytes
 };
 

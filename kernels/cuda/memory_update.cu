@@ -31,8 +31,8 @@ constexpr int kSelectThreads = 1024;
 constexpr int kFillThreads = 256;
 
 struct Workspace {
-  uint32_t* best;  // (B, P) order-preserving keys of the best cosine
-  int32_t* chosen; // (B, P) chosen pixel indices, ascending (first `count` used)
+  uint32_t* best;   // (B, P) order-preserving keys of the best cosine
+  int32_t* chosen;  // (B, P) chosen pixel indices, ascending (first `count` used)
 };
 
 __host__ __device__ Workspace workspace(const MemoryUpdateParams& p) {
@@ -41,7 +41,8 @@ __host__ __device__ Workspace workspace(const MemoryUpdateParams& p) {
 }
 
 __device__ __forceinline__ int64_t load_start(const MemoryUpdateParams& p, int64_t b) {
-  const int64_t n = p.n_valid_int64 ? static_cast<const int64_t*>(p.n_valid)[b] : static_cast<const int32_t*>(p.n_valid)[b];
+  const int64_t n =
+      p.n_valid_int64 ? static_cast<const int64_t*>(p.n_valid)[b] : static_cast<const int32_t*>(p.n_valid)[b];
   return n < 0 ? 0 : n;  // a negative length counts as an empty memory (as on the CPU)
 }
 
@@ -208,8 +209,8 @@ __global__ void __launch_bounds__(kSelectThreads) select_append_kernel(MemoryUpd
                  static_cast<const Raw*>(p.new_key) + b * p.new_key_stride[0], p.new_key_stride[1], p.key_dim, chosen,
                  start, fits);
   append_columns(static_cast<Raw*>(p.val_buf) + b * p.val_buf_stride[0], p.val_buf_stride[1],
-                 static_cast<const Raw*>(p.new_val) + b * p.new_val_stride[0], p.new_val_stride[1], p.value_dim,
-                 chosen, start, fits);
+                 static_cast<const Raw*>(p.new_val) + b * p.new_val_stride[0], p.new_val_stride[1], p.value_dim, chosen,
+                 start, fits);
   if (tid == 0) {
     if (p.n_valid_int64) {
       static_cast<int64_t*>(p.n_valid)[b] = start + fits;
@@ -256,15 +257,9 @@ cudaError_t launch_memory_update(const MemoryUpdateParams& p, cudaStream_t strea
   const dim3 grid(static_cast<unsigned>(p.batch * tiles), static_cast<unsigned>(p.splits));
   const int64_t shared = match_shared_bytes(p.key_dim);
   switch (p.dtype) {
-    case DType::kFloat32:
-      error = launch_match(best_match_kernel<float>, grid, shared, stream, p);
-      break;
-    case DType::kFloat16:
-      error = launch_match(best_match_kernel<__half>, grid, shared, stream, p);
-      break;
-    case DType::kBFloat16:
-      error = launch_match(best_match_kernel<__nv_bfloat16>, grid, shared, stream, p);
-      break;
+    case DType::kFloat32: error = launch_match(best_match_kernel<float>, grid, shared, stream, p); break;
+    case DType::kFloat16: error = launch_match(best_match_kernel<__half>, grid, shared, stream, p); break;
+    case DType::kBFloat16: error = launch_match(best_match_kernel<__nv_bfloat16>, grid, shared, stream, p); break;
   }
   if (error != cudaSuccess) return error;
 

@@ -2,7 +2,7 @@
 //
 // Two paths per wrapper:
 //  - nvcc (__CUDA_ARCH__): the asm exactly as the kernels need it;
-//  - SWIFTCUDA_EMU (the CPU emulator of csrc/emu, which compiles the kernels as host C++): a call
+//  - SWIFTCUDA_EMU (the CPU emulator of tools/cuda_emu, which compiles the kernels as host C++): a call
 //    into the emulator, which computes the instruction from the PTX ISA's definition (fragment
 //    tables, copy semantics) across the emulated warp.
 // Keeping all asm here is what lets the emulator run the kernels unchanged: a kernel that needs a
@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #if defined(SWIFTCUDA_EMU)
-#include "emu_ptx.h"  // csrc/emu: emulated warp-collective instructions
+#include "emu_ptx.h"  // tools/cuda_emu: emulated warp-collective instructions
 #endif
 
 namespace swiftcuda::ptx {
@@ -72,12 +72,11 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src, int src_byt
   for (int i = src_bytes; i < kBytes; ++i) fill[i] = 0;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if constexpr (kBytes == 16) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-                 "r"(src_bytes)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src), "r"(src_bytes)
                  : "memory");
   } else {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(shared_address(dst)), "l"(src),
-                 "n"(kBytes), "r"(src_bytes)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(shared_address(dst)), "l"(src), "n"(kBytes),
+                 "r"(src_bytes)
                  : "memory");
   }
 #else

@@ -40,15 +40,9 @@ cudaError_t launch_rsp(const RspParams& p, cudaStream_t stream) {
   if (p.factor < 1) return cudaErrorInvalidValue;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
   switch (p.dtype) {
-    case DType::kFloat32:
-      launch_kernel(rsp_kernel<float>, dim3(blocks), dim3(kThreads), 0, stream, p);
-      break;
-    case DType::kFloat16:
-      launch_kernel(rsp_kernel<__half>, dim3(blocks), dim3(kThreads), 0, stream, p);
-      break;
-    case DType::kBFloat16:
-      launch_kernel(rsp_kernel<__nv_bfloat16>, dim3(blocks), dim3(kThreads), 0, stream, p);
-      break;
+    case DType::kFloat32: launch_kernel(rsp_kernel<float>, dim3(blocks), dim3(kThreads), 0, stream, p); break;
+    case DType::kFloat16: launch_kernel(rsp_kernel<__half>, dim3(blocks), dim3(kThreads), 0, stream, p); break;
+    case DType::kBFloat16: launch_kernel(rsp_kernel<__nv_bfloat16>, dim3(blocks), dim3(kThreads), 0, stream, p); break;
   }
   return cudaGetLastError();
 }

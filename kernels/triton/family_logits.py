@@ -41,8 +41,19 @@ from .key_tiles import dot_f32, load_key_tile
 
 
 @triton.jit
-def query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec,
-                   L2: tl.constexpr, SELECTION: tl.constexpr, SPLIT: tl.constexpr, CHUNK_CK: tl.constexpr):
+def query_operands(
+    q_ptrs,
+    e_ptrs,
+    chunk,
+    mask_p,
+    key_dim,
+    stride_qc,
+    stride_ec,
+    L2: tl.constexpr,
+    SELECTION: tl.constexpr,
+    SPLIT: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+):
     """Channel chunk ``chunk`` of the query operands (BLOCK_P, CHUNK_CK), in the keys' dtype.
 
     Returns (a, a_low, b): ``a`` multiplies the keys (qk, 2 qk or 2 qk qe), ``a_low`` is the part of
@@ -71,8 +82,17 @@ def query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec,
 
 
 @triton.jit
-def query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec,
-                 CHUNKS: tl.constexpr, CHUNK_CK: tl.constexpr, BLOCK_P: tl.constexpr):
+def query_offset(
+    q_ptrs,
+    e_ptrs,
+    mask_p,
+    key_dim,
+    stride_qc,
+    stride_ec,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
     """-sum_c(qe qk^2) per query pixel (BLOCK_P,), float32: the l2 logit's query-only term."""
     total = tl.zeros([BLOCK_P], dtype=tl.float32)
     for chunk in tl.static_range(CHUNKS):
@@ -86,8 +106,21 @@ def query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec,
 
 @triton.jit
 def family_logits(
-    qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim, stride_qc, stride_ec,
-    stride_kc, scale,
+    qa,
+    qa_low,
+    qb,
+    q_offset,
+    q_ptrs,
+    e_ptrs,
+    mask_p,
+    key_ptrs,
+    valid_n,
+    shrink,
+    key_dim,
+    stride_qc,
+    stride_ec,
+    stride_kc,
+    scale,
     L2: tl.constexpr,
     SELECTION: tl.constexpr,
     SPLIT: tl.constexpr,  # 16-bit selection operands as exact high + low parts (see the module docstring)
@@ -115,8 +148,9 @@ def family_logits(
     for chunk in tl.static_range(CHUNKS):
         k = load_key_tile(key_ptrs, chunk, valid_n, key_dim, stride_kc, MASK_N, MASK_C, CHUNK_CK)
         if CHUNKS > 1:
-            qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec, L2,
-                                            SELECTION, SPLIT, CHUNK_CK)
+            qa, qa_low, qb = query_operands(
+                q_ptrs, e_ptrs, chunk, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION, SPLIT, CHUNK_CK
+            )
         dots = dot_f32(qa, k, dots, IEEE_DOT, UPCAST_DOT)
         if SELECTION:
             k32 = k.to(tl.float32)

@@ -27,8 +27,9 @@ def dot_f32(a, b, acc, IEEE_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr):
 
 
 @triton.jit
-def load_key_tile(k_ptrs, chunk, valid_n, key_dim, stride_kc,
-                  MASK_N: tl.constexpr, MASK_C: tl.constexpr, CHUNK_CK: tl.constexpr):
+def load_key_tile(
+    k_ptrs, chunk, valid_n, key_dim, stride_kc, MASK_N: tl.constexpr, MASK_C: tl.constexpr, CHUNK_CK: tl.constexpr
+):
     """Memory keys (CHUNK_CK, BLOCK_N) of channel chunk ``chunk``; ``k_ptrs`` points at chunk 0.
 
     Full tiles load without a length mask, so the loads vectorise and pipeline (cp.async / TMA).
@@ -52,10 +53,24 @@ def load_query_chunk(q_ptrs, chunk, mask_p, key_dim, stride_qc, CHUNK_CK: tl.con
 
 
 @triton.jit
-def key_products(q, q_ptrs, mask_p, k_ptrs, valid_n, key_dim, stride_qc, stride_kc,
-                 MASK_N: tl.constexpr, MASK_C: tl.constexpr, IEEE_DOT: tl.constexpr,
-                 UPCAST_DOT: tl.constexpr, CHUNKS: tl.constexpr, CHUNK_CK: tl.constexpr,
-                 BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+def key_products(
+    q,
+    q_ptrs,
+    mask_p,
+    k_ptrs,
+    valid_n,
+    key_dim,
+    stride_qc,
+    stride_kc,
+    MASK_N: tl.constexpr,
+    MASK_C: tl.constexpr,
+    IEEE_DOT: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """(dots (BLOCK_P, BLOCK_N), key squared norms (BLOCK_N,)), both float32, over all channels.
 
     With ``CHUNKS`` == 1, ``q`` is the register-resident query tile (BLOCK_P, CHUNK_CK);

@@ -23,11 +23,43 @@ from .key_tiles import dot_f32
 
 @triton.jit
 def _family_tile(
-    qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, lo, hi, key_dim,
-    mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
-    L2: tl.constexpr, SELECTION: tl.constexpr, SHRINKAGE: tl.constexpr, MASK_N: tl.constexpr, MASK_C: tl.constexpr,
-    MASK_V: tl.constexpr, IEEE_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr, CHUNKS: tl.constexpr,
-    CHUNK_CK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+    qa,
+    qa_low,
+    qb,
+    q_offset,
+    q_ptrs,
+    e_ptrs,
+    mask_p,
+    m_i,
+    l_i,
+    acc,
+    key_base,
+    val_base,
+    shrink_base,
+    n0,
+    lo,
+    hi,
+    key_dim,
+    mask_v,
+    scale,
+    stride_qc,
+    stride_ec,
+    stride_kc,
+    stride_kn,
+    stride_vn,
+    stride_sn,
+    L2: tl.constexpr,
+    SELECTION: tl.constexpr,
+    SHRINKAGE: tl.constexpr,
+    MASK_N: tl.constexpr,
+    MASK_C: tl.constexpr,
+    MASK_V: tl.constexpr,
+    IEEE_DOT: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One memory tile of the online softmax: (m, l, acc) updated with entries n0 .. n0 + BLOCK_N."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -39,9 +71,33 @@ def _family_tile(
         else:
             shrink = tl.load(shrink_base + offs_n * stride_sn).to(tl.float32)
     logits = family_logits(
-        qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
-        stride_qc, stride_ec, stride_kc, scale,
-        L2, SELECTION, False, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        qa,
+        qa_low,
+        qb,
+        q_offset,
+        q_ptrs,
+        e_ptrs,
+        mask_p,
+        key_base + offs_n[None, :] * stride_kn,
+        valid_n,
+        shrink,
+        key_dim,
+        stride_qc,
+        stride_ec,
+        stride_kc,
+        scale,
+        L2,
+        SELECTION,
+        False,
+        SHRINKAGE,
+        MASK_N,
+        MASK_C,
+        IEEE_DOT,
+        UPCAST_DOT,
+        CHUNKS,
+        CHUNK_CK,
+        BLOCK_P,
+        BLOCK_N,
     )
     v_ptrs = val_base + offs_n[:, None] * stride_vn  # (BLOCK_N, BLOCK_V)
     if MASK_N:
@@ -61,8 +117,9 @@ def _family_tile(
 
 
 @triton.jit
-def _split_range(n_valid, item, num_entries, split, HAS_N_VALID: tl.constexpr, NUM_SPLITS: tl.constexpr,
-                 BLOCK_N: tl.constexpr):
+def _split_range(
+    n_valid, item, num_entries, split, HAS_N_VALID: tl.constexpr, NUM_SPLITS: tl.constexpr, BLOCK_N: tl.constexpr
+):
     """(start, stop, full_stop) of this split's entries, shared out on the device, BLOCK_N-aligned."""
     end = num_entries
     if HAS_N_VALID:
@@ -90,13 +147,26 @@ def family_read_kernel(
     num_pixels,
     key_dim,
     value_dim,
-    stride_kb, stride_kc, stride_kn,
-    stride_vb, stride_vc, stride_vn,
-    stride_qb, stride_qc, stride_qp,
-    stride_qvb, stride_qvc, stride_qvp,
-    stride_eb, stride_ec, stride_ep,
-    stride_sb, stride_sn,
-    stride_ob, stride_oc, stride_op,
+    stride_kb,
+    stride_kc,
+    stride_kn,
+    stride_vb,
+    stride_vc,
+    stride_vn,
+    stride_qb,
+    stride_qc,
+    stride_qp,
+    stride_qvb,
+    stride_qvc,
+    stride_qvp,
+    stride_eb,
+    stride_ec,
+    stride_ep,
+    stride_sb,
+    stride_sn,
+    stride_ob,
+    stride_oc,
+    stride_op,
     scale,  # the logit scale times log2(e)
     L2: tl.constexpr,
     SELECTION: tl.constexpr,
@@ -134,8 +204,9 @@ def family_read_kernel(
     if SELECTION:
         q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P)
     if CHUNKS == 1:
-        qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
-                                        False, CHUNK_CK)
+        qa, qa_low, qb = query_operands(
+            q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION, False, CHUNK_CK
+        )
     else:
         qa = 0.0
         qa_low = 0.0
@@ -150,15 +221,83 @@ def family_read_kernel(
     shrink_base = shrinkage + item * stride_sb
     for n0 in range(start, full_stop, BLOCK_N):
         m_i, l_i, acc = _family_tile(
-            qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, n0, start, stop,
-            key_dim, mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
-            L2, SELECTION, SHRINKAGE, False, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+            qa,
+            qa_low,
+            qb,
+            q_offset,
+            q_ptrs,
+            e_ptrs,
+            mask_p,
+            m_i,
+            l_i,
+            acc,
+            key_base,
+            val_base,
+            shrink_base,
+            n0,
+            start,
+            stop,
+            key_dim,
+            mask_v,
+            scale,
+            stride_qc,
+            stride_ec,
+            stride_kc,
+            stride_kn,
+            stride_vn,
+            stride_sn,
+            L2,
+            SELECTION,
+            SHRINKAGE,
+            False,
+            MASK_C,
+            MASK_V,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
         )
     if full_stop < stop:
         m_i, l_i, acc = _family_tile(
-            qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, m_i, l_i, acc, key_base, val_base, shrink_base, full_stop,
-            start, stop, key_dim, mask_v, scale, stride_qc, stride_ec, stride_kc, stride_kn, stride_vn, stride_sn,
-            L2, SELECTION, SHRINKAGE, True, MASK_C, MASK_V, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+            qa,
+            qa_low,
+            qb,
+            q_offset,
+            q_ptrs,
+            e_ptrs,
+            mask_p,
+            m_i,
+            l_i,
+            acc,
+            key_base,
+            val_base,
+            shrink_base,
+            full_stop,
+            start,
+            stop,
+            key_dim,
+            mask_v,
+            scale,
+            stride_qc,
+            stride_ec,
+            stride_kc,
+            stride_kn,
+            stride_vn,
+            stride_sn,
+            L2,
+            SELECTION,
+            SHRINKAGE,
+            True,
+            MASK_C,
+            MASK_V,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
         )
 
     mask_pv = mask_p[:, None] & mask_v[None, :]
@@ -204,10 +343,17 @@ def family_usage_kernel(
     num_entries,
     num_pixels,
     key_dim,
-    stride_kb, stride_kc, stride_kn,
-    stride_qb, stride_qc, stride_qp,
-    stride_eb, stride_ec, stride_ep,
-    stride_sb, stride_sn,
+    stride_kb,
+    stride_kc,
+    stride_kn,
+    stride_qb,
+    stride_qc,
+    stride_qp,
+    stride_eb,
+    stride_ec,
+    stride_ep,
+    stride_sb,
+    stride_sn,
     stride_ub,
     scale,
     L2: tl.constexpr,
@@ -259,19 +405,44 @@ def family_usage_kernel(
             e_ptrs = selection + item * stride_eb + offs_p[:, None] * stride_ep + offs_c[None, :] * stride_ec
             q_offset = 0.0
             if SELECTION:
-                q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK,
-                                        BLOCK_P)
+                q_offset = query_offset(
+                    q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P
+                )
             if CHUNKS == 1:
-                qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2,
-                                                SELECTION, False, CHUNK_CK)
+                qa, qa_low, qb = query_operands(
+                    q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION, False, CHUNK_CK
+                )
             else:
                 qa = 0.0
                 qa_low = 0.0
                 qb = 0.0
             logits = family_logits(
-                qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_ptrs, valid_n, shrink, key_dim,
-                stride_qc, stride_ec, stride_kc, scale,
-                L2, SELECTION, False, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P,
+                qa,
+                qa_low,
+                qb,
+                q_offset,
+                q_ptrs,
+                e_ptrs,
+                mask_p,
+                key_ptrs,
+                valid_n,
+                shrink,
+                key_dim,
+                stride_qc,
+                stride_ec,
+                stride_kc,
+                scale,
+                L2,
+                SELECTION,
+                False,
+                SHRINKAGE,
+                True,
+                MASK_C,
+                IEEE_DOT,
+                UPCAST_DOT,
+                CHUNKS,
+                CHUNK_CK,
+                BLOCK_P,
                 BLOCK_N,
             )
             weights = tl.exp2(logits - m_all[:, None]) * inv_l[:, None]

@@ -86,11 +86,37 @@ def empty_lists(top_k, KPAD: tl.constexpr, BLOCK_P: tl.constexpr):
 
 @triton.jit
 def _sweep_tile(
-    best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrinkage, n0, lo, hi, key_dim,
-    stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
-    L2: tl.constexpr, SELECTION: tl.constexpr, SHRINKAGE: tl.constexpr, MASK_N: tl.constexpr, MASK_C: tl.constexpr,
-    IEEE_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr, CHUNKS: tl.constexpr, CHUNK_CK: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+    best,
+    qa,
+    qa_low,
+    qb,
+    q_offset,
+    q_ptrs,
+    e_ptrs,
+    mask_p,
+    key_base,
+    shrinkage,
+    n0,
+    lo,
+    hi,
+    key_dim,
+    stride_qc,
+    stride_ec,
+    stride_kc,
+    stride_kn,
+    stride_sn,
+    scale,
+    L2: tl.constexpr,
+    SELECTION: tl.constexpr,
+    SHRINKAGE: tl.constexpr,
+    MASK_N: tl.constexpr,
+    MASK_C: tl.constexpr,
+    IEEE_DOT: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
+    CHUNKS: tl.constexpr,
+    CHUNK_CK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """The lists with memory entries n0 .. n0 + BLOCK_N merged in."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -102,10 +128,33 @@ def _sweep_tile(
         else:
             shrink = tl.load(shrinkage + offs_n * stride_sn).to(tl.float32)
     logits = family_logits(
-        qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base + offs_n[None, :] * stride_kn, valid_n, shrink, key_dim,
-        stride_qc, stride_ec, stride_kc, scale,
-        L2, SELECTION, SELECTION and not IEEE_DOT, SHRINKAGE, MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK,
-        BLOCK_P, BLOCK_N,
+        qa,
+        qa_low,
+        qb,
+        q_offset,
+        q_ptrs,
+        e_ptrs,
+        mask_p,
+        key_base + offs_n[None, :] * stride_kn,
+        valid_n,
+        shrink,
+        key_dim,
+        stride_qc,
+        stride_ec,
+        stride_kc,
+        scale,
+        L2,
+        SELECTION,
+        SELECTION and not IEEE_DOT,
+        SHRINKAGE,
+        MASK_N,
+        MASK_C,
+        IEEE_DOT,
+        UPCAST_DOT,
+        CHUNKS,
+        CHUNK_CK,
+        BLOCK_P,
+        BLOCK_N,
     )
     keys = pack_keys(logits, offs_n[None, :] + tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.int32))
     if MASK_N:
@@ -126,10 +175,17 @@ def topk_sweep_kernel(
     num_pixels,
     key_dim,
     top_k,
-    stride_kb, stride_kc, stride_kn,
-    stride_qb, stride_qc, stride_qp,
-    stride_eb, stride_ec, stride_ep,
-    stride_sb, stride_sn,
+    stride_kb,
+    stride_kc,
+    stride_kn,
+    stride_qb,
+    stride_qc,
+    stride_qp,
+    stride_eb,
+    stride_ec,
+    stride_ep,
+    stride_sb,
+    stride_sn,
     scale,  # the logit scale times log2(e)
     L2: tl.constexpr,
     SELECTION: tl.constexpr,
@@ -159,8 +215,19 @@ def topk_sweep_kernel(
         q_offset = query_offset(q_ptrs, e_ptrs, mask_p, key_dim, stride_qc, stride_ec, CHUNKS, CHUNK_CK, BLOCK_P)
     if CHUNKS == 1:
         # The query operands (BLOCK_P, Ck) stay in registers for the whole sweep.
-        qa, qa_low, qb = query_operands(q_ptrs, e_ptrs, 0, mask_p, key_dim, stride_qc, stride_ec, L2, SELECTION,
-                                        SELECTION and not IEEE_DOT, CHUNK_CK)
+        qa, qa_low, qb = query_operands(
+            q_ptrs,
+            e_ptrs,
+            0,
+            mask_p,
+            key_dim,
+            stride_qc,
+            stride_ec,
+            L2,
+            SELECTION,
+            SELECTION and not IEEE_DOT,
+            CHUNK_CK,
+        )
     else:
         qa = 0.0  # unused: family_logits builds them chunk by chunk
         qa_low = 0.0
@@ -179,15 +246,71 @@ def topk_sweep_kernel(
     shrink_base = shrinkage + item * stride_sb
     for n0 in range(start, full_stop, BLOCK_N):
         best = _sweep_tile(
-            best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, n0, start, stop, key_dim,
-            stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
-            L2, SELECTION, SHRINKAGE, False, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+            best,
+            qa,
+            qa_low,
+            qb,
+            q_offset,
+            q_ptrs,
+            e_ptrs,
+            mask_p,
+            key_base,
+            shrink_base,
+            n0,
+            start,
+            stop,
+            key_dim,
+            stride_qc,
+            stride_ec,
+            stride_kc,
+            stride_kn,
+            stride_sn,
+            scale,
+            L2,
+            SELECTION,
+            SHRINKAGE,
+            False,
+            MASK_C,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
         )
     if full_stop < stop:
         best = _sweep_tile(
-            best, qa, qa_low, qb, q_offset, q_ptrs, e_ptrs, mask_p, key_base, shrink_base, full_stop, start, stop, key_dim,
-            stride_qc, stride_ec, stride_kc, stride_kn, stride_sn, scale,
-            L2, SELECTION, SHRINKAGE, True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+            best,
+            qa,
+            qa_low,
+            qb,
+            q_offset,
+            q_ptrs,
+            e_ptrs,
+            mask_p,
+            key_base,
+            shrink_base,
+            full_stop,
+            start,
+            stop,
+            key_dim,
+            stride_qc,
+            stride_ec,
+            stride_kc,
+            stride_kn,
+            stride_sn,
+            scale,
+            L2,
+            SELECTION,
+            SHRINKAGE,
+            True,
+            MASK_C,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
         )
     slot = tl.arange(0, KPAD)
     row = (split * num_items + item) * num_pixels + offs_p
@@ -206,9 +329,15 @@ def topk_readout_kernel(
     num_pixels,
     value_dim,
     top_k,
-    stride_vb, stride_vc, stride_vn,
-    stride_qvb, stride_qvc, stride_qvp,
-    stride_ob, stride_oc, stride_op,
+    stride_vb,
+    stride_vc,
+    stride_vn,
+    stride_qvb,
+    stride_qvc,
+    stride_qvp,
+    stride_ob,
+    stride_oc,
+    stride_op,
     stride_ub,
     HAS_Q_VAL: tl.constexpr,
     HAS_USAGE: tl.constexpr,
@@ -224,8 +353,9 @@ def topk_readout_kernel(
 
     # Merge the splits' lists: split 0's is the start, the others' live pairs are candidates.
     list_item = item % list_items
-    best = tl.load(lists + (list_item * num_pixels + offs_p)[:, None] * KPAD + slot[None, :], mask=mask_p[:, None],
-                   other=INT64_MIN)
+    best = tl.load(
+        lists + (list_item * num_pixels + offs_p)[:, None] * KPAD + slot[None, :], mask=mask_p[:, None], other=INT64_MIN
+    )
     for split in range(1, num_splits):
         row = (split * list_items + list_item) * num_pixels + offs_p
         other = tl.load(lists + row[:, None] * KPAD + slot[None, :], mask=mask_p[:, None], other=INT64_MIN)
@@ -252,13 +382,22 @@ def topk_readout_kernel(
     for v0 in range(0, value_dim, BLOCK_V):
         offs_v = v0 + offs_v0
         mask_v = offs_v < value_dim
-        v = tl.load(val_base + offs_v[None, None, :] * stride_vc, mask=chosen[:, :, None] & mask_v[None, None, :],
-                    other=0.0)
+        v = tl.load(
+            val_base + offs_v[None, None, :] * stride_vc, mask=chosen[:, :, None] & mask_v[None, None, :], other=0.0
+        )
         read = tl.sum(v.to(tl.float32) * weights[:, :, None], axis=1)  # (BLOCK_P, BLOCK_V)
-        tl.store(out_base + offs_v[None, :] * stride_oc, read.to(out.dtype.element_ty),
-                 mask=mask_p[:, None] & mask_v[None, :])
+        tl.store(
+            out_base + offs_v[None, :] * stride_oc,
+            read.to(out.dtype.element_ty),
+            mask=mask_p[:, None] & mask_v[None, :],
+        )
         if HAS_Q_VAL:
-            qv = tl.load(q_val + item * stride_qvb + offs_v[None, :] * stride_qvc + offs_p[:, None] * stride_qvp,
-                         mask=mask_p[:, None] & mask_v[None, :])
-            tl.store(out_base + (value_dim + offs_v[None, :]) * stride_oc, qv.to(out.dtype.element_ty),
-                     mask=mask_p[:, None] & mask_v[None, :])
+            qv = tl.load(
+                q_val + item * stride_qvb + offs_v[None, :] * stride_qvc + offs_p[:, None] * stride_qvp,
+                mask=mask_p[:, None] & mask_v[None, :],
+            )
+            tl.store(
+                out_base + (value_dim + offs_v[None, :]) * stride_oc,
+                qv.to(out.dtype.element_ty),
+                mask=mask_p[:, None] & mask_v[None, :],
+            )

@@ -31,7 +31,18 @@ from .key_tiles import key_products, load_query_chunk
 
 @triton.jit
 def _match_tile(
-    q, q_ptrs, mask_p, best_raw, key_ptrs, n0, lo, hi, key_dim, stride_qc, stride_kc, stride_kn,
+    q,
+    q_ptrs,
+    mask_p,
+    best_raw,
+    key_ptrs,
+    n0,
+    lo,
+    hi,
+    key_dim,
+    stride_qc,
+    stride_kc,
+    stride_kn,
     MASK_N: tl.constexpr,  # a tile with entries outside [lo, hi)
     MASK_C: tl.constexpr,  # key channels not a multiple of CHUNK_CK
     IEEE_DOT: tl.constexpr,
@@ -47,8 +58,22 @@ def _match_tile(
     # Half inputs: products of two halves are exact in float32, so the dot of raw keys with
     # float32 accumulation is as accurate as normalising first, and runs on tensor cores.
     dots, k_norm2 = key_products(
-        q, q_ptrs, mask_p, key_ptrs + offs_n[None, :] * stride_kn, valid_n, key_dim, stride_qc, stride_kc,
-        MASK_N, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N,
+        q,
+        q_ptrs,
+        mask_p,
+        key_ptrs + offs_n[None, :] * stride_kn,
+        valid_n,
+        key_dim,
+        stride_qc,
+        stride_kc,
+        MASK_N,
+        MASK_C,
+        IEEE_DOT,
+        UPCAST_DOT,
+        CHUNKS,
+        CHUNK_CK,
+        BLOCK_P,
+        BLOCK_N,
     )
     k_inv = 1.0 / tl.maximum(tl.sqrt(k_norm2), 1e-12)
     cosine = dots * k_inv[None, :]  # (BLOCK_P, BLOCK_N)
@@ -67,8 +92,12 @@ def best_match_kernel(
     num_entries,
     num_pixels,
     key_dim,
-    stride_kb, stride_kc, stride_kn,
-    stride_qb, stride_qc, stride_qp,
+    stride_kb,
+    stride_kc,
+    stride_kn,
+    stride_qb,
+    stride_qc,
+    stride_qp,
     num_items,
     HAS_N_VALID: tl.constexpr,
     NUM_SPLITS: tl.constexpr,
@@ -113,19 +142,76 @@ def best_match_kernel(
     best_raw = tl.full([BLOCK_P], float("-inf"), dtype=tl.float32)
     key_ptrs = mem_key + item * stride_kb + offs_c[:, None] * stride_kc
     if first > start:  # split 0's first tile starts before the memory (chunk >= BLOCK_N > first)
-        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, start, first, stop, key_dim,
-                               stride_qc, stride_kc, stride_kn,
-                               True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+        best_raw = _match_tile(
+            q,
+            q_ptrs,
+            mask_p,
+            best_raw,
+            key_ptrs,
+            start,
+            first,
+            stop,
+            key_dim,
+            stride_qc,
+            stride_kc,
+            stride_kn,
+            True,
+            MASK_C,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
+        )
         start += BLOCK_N
     full_stop = start + tl.maximum(stop - start, 0) // BLOCK_N * BLOCK_N
     for n0 in range(start, full_stop, BLOCK_N):
-        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, n0, first, stop, key_dim,
-                               stride_qc, stride_kc, stride_kn,
-                               False, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+        best_raw = _match_tile(
+            q,
+            q_ptrs,
+            mask_p,
+            best_raw,
+            key_ptrs,
+            n0,
+            first,
+            stop,
+            key_dim,
+            stride_qc,
+            stride_kc,
+            stride_kn,
+            False,
+            MASK_C,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
+        )
     if full_stop < stop:
-        best_raw = _match_tile(q, q_ptrs, mask_p, best_raw, key_ptrs, full_stop, first, stop, key_dim,
-                               stride_qc, stride_kc, stride_kn,
-                               True, MASK_C, IEEE_DOT, UPCAST_DOT, CHUNKS, CHUNK_CK, BLOCK_P, BLOCK_N)
+        best_raw = _match_tile(
+            q,
+            q_ptrs,
+            mask_p,
+            best_raw,
+            key_ptrs,
+            full_stop,
+            first,
+            stop,
+            key_dim,
+            stride_qc,
+            stride_kc,
+            stride_kn,
+            True,
+            MASK_C,
+            IEEE_DOT,
+            UPCAST_DOT,
+            CHUNKS,
+            CHUNK_CK,
+            BLOCK_P,
+            BLOCK_N,
+        )
     # q_inv > 0, so scaling after the maximum picks the same entry. A new key holding a NaN has
     # NaN similarities, so a NaN best match as the reference's amax (maxima drop NaN: set here).
     result = tl.where(q_norm2 == q_norm2, best_raw * q_inv, float("nan"))
@@ -202,10 +288,18 @@ def append_kernel(
     num_pixels,
     key_dim,
     value_dim,
-    stride_nkb, stride_nkc, stride_nkp,
-    stride_nvb, stride_nvc, stride_nvp,
-    stride_kb, stride_kc, stride_kn,
-    stride_vb, stride_vc, stride_vn,
+    stride_nkb,
+    stride_nkc,
+    stride_nkp,
+    stride_nvb,
+    stride_nvc,
+    stride_nvp,
+    stride_kb,
+    stride_kc,
+    stride_kn,
+    stride_vb,
+    stride_vc,
+    stride_vn,
     BLOCK_C: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):

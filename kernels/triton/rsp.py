@@ -22,7 +22,9 @@ def rsp_kernel(
     factor,
     cells_h,
     cells_w,
-    stride_po, stride_ph, stride_pw,
+    stride_po,
+    stride_ph,
+    stride_pw,
     BLOCK_F: tl.constexpr,  # power of two >= factor
     BLOCK_W: tl.constexpr,  # cell columns per program
 ):

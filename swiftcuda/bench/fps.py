@@ -9,7 +9,6 @@ the float32 reference configuration labels them.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import subprocess
 import time
@@ -22,15 +21,17 @@ import torch
 from swiftcuda.bench.official import OfficialLoop
 from swiftcuda.cpu import cpu_info, describe
 from swiftcuda.data.testset import bundled_masks_root, load_mask_sequence, render_video, sequence_rng
+from swiftcuda.engine import build_segmenter
 from swiftcuda.errors import InputError
 from swiftcuda.inference import Segmenter
 from swiftcuda.inference.labels import labels_method
-from swiftcuda.inference.rescale import AUTO, InternalSize, parse_internal_size
+from swiftcuda.inference.rescale import AUTO, InternalSize
 from swiftcuda.model import SwiftNet
 from swiftcuda.model.init import lively_random_init
-from swiftcuda.model.winograd import winograd_available
 from swiftcuda.ops import available_backends
 from swiftcuda.ops.backends import is_interpreted
+from swiftcuda.optimize.winograd import winograd_available
+from swiftcuda.options import EngineOptions
 from swiftcuda.precision import dtype_name, resolve_precision
 
 #: Held-out sequences (not used to train the demo weights) with 1, 2 and 3 objects.
@@ -80,6 +81,21 @@ class Config:
     #: The device the row runs on (set by :func:`default_configs` / :func:`run`).
     device: str = "cpu"
 
+    def engine_options(self, internal_size: InternalSize = None) -> EngineOptions:
+        """The engine options of a "swiftcuda" row (official memory schedule, default capacity)."""
+        # The reference backend is the plain computation throughout: direct convolutions unless asked.
+        winograd = False if self.backend == "reference" and self.winograd is None else self.winograd
+        return EngineOptions(
+            device=self.device,
+            precision=self.precision,
+            backend=self.backend,
+            cuda_graphs=self.graphs,
+            compile=self.compiled,
+            winograd=winograd,
+            tune=self.tuned,
+            internal_size=internal_size,
+        )
+
 
 @dataclass
 class Measurement:
@@ -91,6 +107,7 @@ class Measurement:
     agreement: float | None = None
     non_finite: bool = False  # the last frame's probabilities held NaN or infinity
     labels_ms: float | None = None  # probabilities -> labels, included in the FPS, timed alone
+    running_size: tuple[int, int] | None = None  # (h, w) the engine ran at; None for the official code
 
 
 @dataclass
@@ -107,7 +124,7 @@ def benchmark_video(objects: int, num_frames: int, height: int, width: int, seed
     if objects not in SEQUENCE_FOR_OBJECTS:
         raise InputError(f"benchmark videos have 1 to {max(SEQUENCE_FOR_OBJECTS)} objects, not {objects}")
     name = SEQUENCE_FOR_OBJECTS[objects]
-    masks = load_mask_sequence(bundled_masks_root() / name, size=(width, height))
+    masks = load_mask_sequence(bundled_masks_root() / name, size=(height, width))
     cycle = np.concatenate([masks, masks[-2:0:-1]]) if len(masks) > 1 else masks
     labels = cycle[np.arange(num_frames) % len(cycle)]
     frames = render_video(labels, sequence_rng(seed, name))
@@ -150,13 +167,10 @@ def _time_loop(step, video: Video, warmup: int, device: torch.device) -> tuple[f
 def run_swiftcuda(
     model: SwiftNet, config: Config, video: Video, device: torch.device, warmup: int, internal_size: InternalSize = None
 ) -> Measurement:
+    """Time a "swiftcuda" row: the engine its :meth:`Config.engine_options` describe, on ``model``
+    moved to ``device`` in the row's precision."""
     model = model.to(device=device, dtype=resolve_precision(config.precision, device))
-    # The reference backend is the plain computation throughout: direct convolutions unless asked.
-    winograd = False if config.backend == "reference" and config.winograd is None else config.winograd
-    segmenter = Segmenter(
-        model, backend=config.backend, cuda_graphs=config.graphs, compile=config.compiled, winograd=winograd,
-        tune=config.tuned, internal_size=internal_size,
-    )
+    segmenter = build_segmenter(config.engine_options(internal_size), model)
     _reset_peak(device)
     last: list[torch.Tensor] = []
 
@@ -169,7 +183,15 @@ def run_swiftcuda(
         segmenter.step(video.frames[0], mask=video.labels[0])
         fps, labels = _time_loop(step, video, warmup, device)
         labels_ms = _time_labels(segmenter, last[0], device)
-    return Measurement(config, int(video.labels[0].max()), fps, _peak_mib(device), labels, labels_ms=labels_ms)
+    return Measurement(
+        config,
+        int(video.labels[0].max()),
+        fps,
+        _peak_mib(device),
+        labels,
+        labels_ms=labels_ms,
+        running_size=segmenter.running_size,
+    )
 
 
 def _time_labels(segmenter: Segmenter, probs: torch.Tensor, device: torch.device, repeats: int = 10) -> float:
@@ -205,7 +227,9 @@ def run_official(model: SwiftNet, video: Video, device: torch.device, warmup: in
 
         fps, labels = _time_loop(step, video, warmup, device)
         non_finite = not bool(torch.isfinite(last[0]).all())
-    return Measurement(Config("official"), int(video.labels[0].max()), fps, _peak_mib(device), labels, non_finite=non_finite)
+    return Measurement(
+        Config("official"), int(video.labels[0].max()), fps, _peak_mib(device), labels, non_finite=non_finite
+    )
 
 
 def agreement(labels: list[np.ndarray], reference: list[np.ndarray]) -> float:
@@ -249,7 +273,9 @@ def default_configs(device: torch.device) -> list[Config]:
 def environment(device: torch.device) -> str:
     """One line naming the machine and versions, for the table's heading."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     if device.type == "cuda":
@@ -282,8 +308,11 @@ def format_table(measurements: list[Measurement], official_fps: dict[int, float]
             f"| {to_labels} |"
         )
     if any(m.non_finite for m in measurements):
-        lines += ["", "Probabilities of a row were not finite (NaN or infinity) by its last frame: for the official "
-                  "code, its read's unnormalised exp overflowed with these weights; argmax then labels those pixels 0."]
+        lines += [
+            "",
+            "Probabilities of a row were not finite (NaN or infinity) by its last frame: for the official "
+            "code, its read's unnormalised exp overflowed with these weights; argmax then labels those pixels 0.",
+        ]
     return "\n".join(lines)
 
 
@@ -296,35 +325,33 @@ def load_bench_model(weights: str) -> tuple[SwiftNet, str]:
     return load_model(weights, dtype=torch.float32), f"weights {weights}"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
+@dataclass(frozen=True)
+class BenchSettings:
+    """What :func:`run` measures.
 
+    Attributes:
+        device: "cpu" or "cuda"; None: cuda when available.
+        size: (H, W) of the generated video.
+        frames: frames per run, the first given.
+        warmup: frames not timed after the first.
+        objects: object counts to run (1 to 3), one video each.
+        weights: checkpoint path, "demo", or "random" (lively random weights).
+        configs: rows as ``engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned``,
+            comma-separated (:func:`parse_configs`); None: the device's standard set.
+        internal_size: the size swiftcuda's rows run at (None: the frame size); the official code
+            runs at the frame size.
+        threads: CPU threads (None: all).
+    """
 
-def build_parser(prog: str = "bench_fps") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--size", type=parse_size, default=(480, 864), metavar="HxW", help="frame size")
-    parser.add_argument("--frames", type=int, default=30, help="frames per run, the first given")
-    parser.add_argument("--warmup", type=int, default=3, help="frames not timed after the first")
-    parser.add_argument("--objects", default="1", help="comma-separated object counts (1 to 3)")
-    parser.add_argument("--weights", default="random", help="checkpoint path, or 'random'")
-    parser.add_argument(
-        "--configs", default=None,
-        help="rows as engine:precision:backend:graphs:compiled:winograd|direct:tuned|untuned, comma-separated "
-        "(default: the device's standard set)",
-    )
-    parser.add_argument(
-        "--internal-size", type=internal_size_argument, default=None, metavar="none|S|HxW",
-        help="size swiftcuda's rows run at (default none: the frame size); the official code runs at the frame size",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
+    device: str | None = None
+    size: tuple[int, int] = (480, 864)
+    frames: int = 30
+    warmup: int = 3
+    objects: tuple[int, ...] = (1,)
+    weights: str = "random"
+    configs: str | None = None
+    internal_size: InternalSize = None
+    threads: int | None = None
 
 
 def parse_configs(text: str, device: torch.device = torch.device("cpu")) -> list[Config]:
@@ -332,40 +359,47 @@ def parse_configs(text: str, device: torch.device = torch.device("cpu")) -> list
     rows = []
     for item in text.split(","):
         engine, precision, backend, graphs, compiled, winograd, tuned = (item.split(":") + [""] * 6)[:7]
-        rows.append(Config(
-            engine,
-            precision or "fp32",
-            backend or None,
-            graphs in ("graphs", "1", "true"),
-            compiled in ("compiled", "1", "true"),
-            {"winograd": True, "direct": False}.get(winograd),
-            tuned != "untuned",
-            device.type,
-        ))
+        rows.append(
+            Config(
+                engine,
+                precision or "fp32",
+                backend or None,
+                graphs in ("graphs", "1", "true"),
+                compiled in ("compiled", "1", "true"),
+                {"winograd": True, "direct": False}.get(winograd),
+                tuned != "untuned",
+                device.type,
+            )
+        )
     return rows
 
 
-def run(args: argparse.Namespace) -> str:
-    """Run the benchmark the arguments describe; returns the markdown report."""
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, weights_note = load_bench_model(args.weights)
-    configs = parse_configs(args.configs, device) if args.configs else default_configs(device)
-    height, width = args.size
+def run(settings: BenchSettings) -> str:
+    """Run the benchmark the settings describe; returns the markdown report."""
+    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    model, weights_note = load_bench_model(settings.weights)
+    configs = parse_configs(settings.configs, device) if settings.configs else default_configs(device)
+    height, width = settings.size
     measurements: list[Measurement] = []
     official_fps: dict[int, float] = {}
-    for objects in (int(v) for v in args.objects.split(",")):
-        video = benchmark_video(objects, args.frames, height, width)
+    for objects in settings.objects:
+        video = benchmark_video(objects, settings.frames, height, width)
         reference = None
         for config in configs:
             if config.engine == "official":
-                result = run_official(model, video, device, args.warmup)
+                result = run_official(model, video, device, settings.warmup)
                 official_fps[objects] = result.fps
             else:
-                result = run_swiftcuda(model, config, video, device, args.warmup, args.internal_size)
-                if config.precision == "fp32" and config.backend == "reference" and not config.graphs and not config.winograd \
-                        and not (device.type == "cpu" and config.tuned):
+                result = run_swiftcuda(model, config, video, device, settings.warmup, settings.internal_size)
+                if (
+                    config.precision == "fp32"
+                    and config.backend == "reference"
+                    and not config.graphs
+                    and not config.winograd
+                    and not (device.type == "cpu" and config.tuned)
+                ):
                     reference = result.labels
             measurements.append(result)
             print(f"  {config.label}, {objects} object(s): {result.fps:.2f} FPS", flush=True)
@@ -373,8 +407,10 @@ def run(args: argparse.Namespace) -> str:
             # The baseline decides every ratio, so it gets the benefit of the doubt: it runs again
             # after the other rows and keeps its faster run (a busy shared machine or a cold start
             # would otherwise flatter the rest).
-            again = run_official(model, video, device, args.warmup)
-            index = next(i for i, m in enumerate(measurements) if m.objects == objects and m.config.engine == "official")
+            again = run_official(model, video, device, settings.warmup)
+            index = next(
+                i for i, m in enumerate(measurements) if m.objects == objects and m.config.engine == "official"
+            )
             if again.fps > measurements[index].fps:
                 measurements[index] = again
             official_fps[objects] = measurements[index].fps
@@ -383,29 +419,21 @@ def run(args: argparse.Namespace) -> str:
             if result.objects == objects and reference is not None:
                 result.agreement = agreement(result.labels, reference)
     heading = (
-        f"### End to end, {device.type}, {height}x{width}, {args.frames} frames\n\n"
-        f"{environment(device)}; {weights_note}; official memory schedule; {_size_note(args.internal_size)}labels by "
+        f"### End to end, {device.type}, {height}x{width}, {settings.frames} frames\n\n"
+        f"{environment(device)}; {weights_note}; official memory schedule; {_size_note(settings.internal_size, measurements)}labels by "
         f"{labels_method(torch.empty(0, device=device))}, inside the timed loop (their own time in the last column).\n"
     )
     return heading + "\n" + format_table(measurements, official_fps) + "\n"
 
 
-def _size_note(internal_size: InternalSize) -> str:
+def _size_note(internal_size: InternalSize, measurements: list[Measurement]) -> str:
     if internal_size is None:
         return ""
     shown = internal_size if isinstance(internal_size, int) else "x".join(map(str, internal_size))
+    if internal_size == AUTO:
+        ran = sorted({m.running_size for m in measurements if m.running_size is not None})
+        shown = f"auto ({', '.join(f'{h}x{w}' for h, w in ran)})"
     return f"swiftcuda at internal size {shown} (masks at the frame size), the official code at the frame size; "
-
-
-def internal_size_argument(text: str) -> InternalSize:
-    """argparse type of ``--internal-size`` (none, S or HxW; "auto" would depend on the weights)."""
-    try:
-        request = parse_internal_size(text)
-    except InputError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if request == AUTO:
-        raise argparse.ArgumentTypeError("give none, a shorter side or HxW: a benchmark names its size")
-    return request
 
 
 def publish(report: str, markdown: Path | None) -> None:
@@ -414,14 +442,3 @@ def publish(report: str, markdown: Path | None) -> None:
     if markdown is not None:
         with open(markdown, "a", encoding="utf-8") as handle:
             handle.write("\n" + report)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    publish(run(args), args.markdown)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-

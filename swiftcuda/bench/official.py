@@ -34,8 +34,13 @@ def _conv(sd: StateDict, name: str, x: Tensor, stride: int = 1, padding: int = 0
 
 def _bn(sd: StateDict, name: str, x: Tensor) -> Tensor:
     return F.batch_norm(
-        x, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"], sd[f"{name}.bias"],
-        training=False, eps=1e-5,
+        x,
+        sd[f"{name}.running_mean"],
+        sd[f"{name}.running_var"],
+        sd[f"{name}.weight"],
+        sd[f"{name}.bias"],
+        training=False,
+        eps=1e-5,
     )
 
 
@@ -77,7 +82,9 @@ def lae(sd: StateDict, r4: Tensor, r3: Tensor, r2: Tensor, c1: Tensor, own: Tens
     x = F.relu(r2 + _conv(sd, "LAE.conv_fusion1", x, 2, 1))
     x = F.relu(r3 + _conv(sd, "LAE.conv_fusion2", x, 2, 1))
     x = F.relu(
-        r4 + _conv(sd, "LAE.conv2_m", _unshuffle(own, 16), 1, 1) + _conv(sd, "LAE.conv2_o", _unshuffle(others, 16), 1, 1)
+        r4
+        + _conv(sd, "LAE.conv2_m", _unshuffle(own, 16), 1, 1)
+        + _conv(sd, "LAE.conv2_o", _unshuffle(others, 16), 1, 1)
         + _conv(sd, "LAE.conv_fusion3", x, 2, 1)
     )
     x = F.relu(_conv(sd, "LAE.conv_fusion4", x, 1, 1))
@@ -91,7 +98,9 @@ def _res_block(sd: StateDict, name: str, x: Tensor) -> Tensor:
 
 def _refine(sd: StateDict, name: str, skip: Tensor, coarse: Tensor) -> Tensor:
     s = _res_block(sd, f"{name}.ResFS", _conv(sd, f"{name}.convFS", skip, 1, 1))
-    return _res_block(sd, f"{name}.ResMM", s + F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False))
+    return _res_block(
+        sd, f"{name}.ResMM", s + F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
+    )
 
 
 def decode(sd: StateDict, readout: Tensor, r3: Tensor, r2: Tensor) -> Tensor:
@@ -118,7 +127,9 @@ def read(keys: Tensor, values: Tensor, q_key: Tensor, q_val: Tensor) -> Tensor:
     return torch.cat([mem, q_val], dim=1)
 
 
-def memory_update(keys: Tensor, values: Tensor, new_key: Tensor, new_val: Tensor, beta: float = 0.1) -> tuple[Tensor, Tensor]:
+def memory_update(
+    keys: Tensor, values: Tensor, new_key: Tensor, new_val: Tensor, beta: float = 0.1
+) -> tuple[Tensor, Tensor]:
     """Append the new pixels whose best cosine match ranks in the lowest beta."""
     unit = keys / keys.norm(dim=1, keepdim=True)
     new_unit = new_key / new_key.norm(dim=1, keepdim=True)
@@ -169,10 +180,12 @@ class OfficialLoop:
         objects, sd = self.objects, self.sd
         padded_masks = F.pad(self.masks, self.pad)
         own = padded_masks[1 : objects + 1]
-        others = torch.stack([
-            (padded_masks[1 : o + 1].sum(0) + padded_masks[o + 2 : objects + 1].sum(0)).clamp(0, 1)
-            for o in range(objects)
-        ])
+        others = torch.stack(
+            [
+                (padded_masks[1 : o + 1].sum(0) + padded_masks[o + 2 : objects + 1].sum(0)).clamp(0, 1)
+                for o in range(objects)
+            ]
+        )
         r4, r3, r2, c1 = self.features
         fused = lae(sd, r4, r3, r2, c1, own, others)
         prev_key = _conv(sd, "KV_M_r4.Key", fused, 1, 1).reshape(objects, 32, -1)

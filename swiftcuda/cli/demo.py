@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli._engine import internal_size
+from swiftcuda.cli._arguments import internal_size
 
 HELP = "segment a generated test video with the demo weights; write masks, an overlay, and print J&F and FPS"
 
@@ -24,12 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
-        "--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
         help="model precision (auto: fp16 on a GPU, bf16 on a CPU with native bfloat16, else fp32)",
     )
     parser.add_argument("--weights", default="demo", metavar="CKPT", help="weights to use (default: the demo weights)")
     parser.add_argument(
-        "--internal-size", type=internal_size, default="auto", metavar="auto|none|S|HxW",
+        "--internal-size",
+        type=internal_size,
+        default="auto",
+        metavar="auto|none|S|HxW",
         help="size the engine runs at (default auto: the size recommended for the weights); masks and "
         "scores are at the video's size",
     )
@@ -37,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftcuda.cli._engine import default_device
     from swiftcuda.demo import run_demo
+    from swiftcuda.engine import default_device
     from swiftcuda.precision import dtype_name, resolve_precision
     from swiftcuda.weights import DEMO, DEMO_NOTICE, resolve_device
 
@@ -47,15 +52,19 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or default_device())
     dtype = resolve_precision(args.precision, device)
     result = run_demo(
-        args.out, device=device, dtype=dtype,
-        weights=args.weights, internal_size=args.internal_size, overwrite=args.overwrite,
+        args.out,
+        device=device,
+        dtype=dtype,
+        weights=args.weights,
+        internal_size=args.internal_size,
+        overwrite=args.overwrite,
     )
     height, width = result.size
     running_height, running_width = result.running_size
     how = "the weights' recommended internal size" if args.internal_size == "auto" else "--internal-size"
-    at = f"at {running_width}x{running_height}, {how}; " if result.running_size != result.size else ""
+    at = f"at {running_height}x{running_width}, {how}; " if result.running_size != result.size else ""
     print(
-        f"{result.sequence}: {result.frames} frames of {width}x{height}, held out of training\n"
+        f"{result.sequence}: {result.frames} frames of {height}x{width}, held out of training\n"
         f"J&F {result.j_and_f:.3f} (J {result.j:.3f}, F {result.f:.3f})\n"
         f"{result.fps:.1f} FPS ({at}model time, {device}, {dtype_name(dtype)})\n"
         f"wrote {result.out}/masks, {result.out}/overlay.mp4, {result.out}/strip.png"

@@ -17,9 +17,17 @@ import sys
 import zipfile
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments
-from swiftcuda.cli.segment_many import PLACEMENT_OPTIONS, add_ray_arguments
-from swiftcuda.cli.score import positive_int, report_problems, sequence_names
+from swiftcuda.cli._arguments import (
+    PLACEMENT_OPTIONS,
+    add_engine_arguments,
+    add_ray_arguments,
+    engine_options,
+    notify,
+    placement,
+    positive_int,
+    report_problems,
+    sequence_names,
+)
 from swiftcuda.errors import InputError
 
 
@@ -34,21 +42,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--davis", type=Path, metavar="ROOT", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
-    source.add_argument("--youtube", type=Path, metavar="ROOT", help="YouTube-VOS root (valid/JPEGImages, valid/Annotations, valid/meta.json)")
+    source.add_argument(
+        "--davis", type=Path, metavar="ROOT", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)"
+    )
+    source.add_argument(
+        "--youtube",
+        type=Path,
+        metavar="ROOT",
+        help="YouTube-VOS root (valid/JPEGImages, valid/Annotations, valid/meta.json)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder to create")
-    parser.add_argument("--set", default="val", dest="set_name", help="DAVIS set (ImageSets/<year>/<set>.txt; default val)")
-    parser.add_argument("--year", choices=("2017", "2016"), default="2017", help="DAVIS 2017 (multi-object) or 2016 (single)")
+    parser.add_argument(
+        "--set", default="val", dest="set_name", help="DAVIS set (ImageSets/<year>/<set>.txt; default val)"
+    )
+    parser.add_argument(
+        "--year", choices=("2017", "2016"), default="2017", help="DAVIS 2017 (multi-object) or 2016 (single)"
+    )
     parser.add_argument("--split", default="valid", help="YouTube-VOS split folder (default valid)")
     parser.add_argument("--sequences", type=sequence_names, metavar="A,B", help="only these sequences or videos")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)")
     parser.add_argument(
-        "--score-workers", type=positive_int, default=None, metavar="N",
+        "--warmup", type=int, default=3, metavar="N", help="untimed frames run before timing (default 3)"
+    )
+    parser.add_argument(
+        "--score-workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help="scoring processes (default: one per CPU); --workers is the segmentation's Ray workers",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
     parser.add_argument(
-        "--method", choices=("swiftcuda", "copy-first-mask"), default="swiftcuda",
+        "--method",
+        choices=("swiftcuda", "copy-first-mask"),
+        default="swiftcuda",
         help="copy-first-mask: the no-tracking baseline (every frame gets the first mask), for comparison",
     )
     add_ray_arguments(
@@ -70,7 +96,7 @@ def _check_all(names: list[str], load) -> list:
         try:
             items.append(load(name))
         except InputError as error:
-            problems.append(SequenceProblem(name, str(error)))
+            problems.append(SequenceProblem(name, error.command_line_message()))
     if problems:
         for problem in problems:
             print(f"swiftcuda: {problem}", file=sys.stderr)
@@ -90,13 +116,15 @@ def _chosen(available: list[str], chosen: list[str] | None, where: str) -> list[
     return chosen
 
 
-def _method(args: argparse.Namespace, load_engine_model, make_segmenter):
+def _method(args: argparse.Namespace):
     """The segmenter the options ask for, or the copy-first-mask baseline."""
     if args.method == "copy-first-mask":
         from swiftcuda.inference.baselines import CopyFirstMask
 
         return CopyFirstMask()
-    return make_segmenter(load_engine_model(args), args)
+    from swiftcuda.engine import build_segmenter
+
+    return build_segmenter(engine_options(args), notify=notify)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
 def run_davis(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swiftcuda.cli._engine import load_engine_model, make_segmenter
     from swiftcuda.data.davis import DavisDataset
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory
@@ -122,15 +149,15 @@ def run_davis(args: argparse.Namespace) -> int:
     dataset = DavisDataset(args.davis, args.set_name, args.year)
     names = _chosen(dataset.sequences, args.sequences, f"ImageSets/{args.year}/{args.set_name}.txt")
     sequences = _check_all(names, dataset.sequence)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     if args.ray_workers is not None:
         if args.method != "swiftcuda":
             raise InputError(f"--workers runs the engine on Ray, not --method {args.method}: leave one of them out")
         with staged_directory(args.out, overwrite=args.overwrite) as staging:
             runs = _segment_on_ray(args, sequences, staging, dataset.single_object)
         return _score_davis(args, dataset, names, runs)
-    segmenter = _method(args, load_engine_model, make_segmenter)
-    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(), args.warmup)
+    segmenter = _method(args)
+    warm_up(segmenter, sequences[0].image_paths, sequences[0].first_mask(warn=False), args.warmup)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         for sequence in tqdm(sequences, desc="segmenting", unit="seq", leave=False, disable=None):
@@ -152,7 +179,7 @@ def _segment_on_ray(args: argparse.Namespace, sequences: list, folder: Path, sin
     Raises:
         InputError: a sequence could not be segmented (the first one's reason).
     """
-    from swiftcuda.cli.segment_many import segment_on_ray
+    from swiftcuda.many.driver import segment_many
     from swiftcuda.many.inputs import VideoItem
     from swiftcuda.metrics.benchmark import VideoRun
 
@@ -160,7 +187,7 @@ def _segment_on_ray(args: argparse.Namespace, sequences: list, folder: Path, sin
     items = [
         VideoItem(s.name, s.image_paths[0].parent, s.annotation_paths[s.frame_names[0]], mask_format) for s in sequences
     ]
-    results = segment_on_ray(items, folder, args)
+    results = segment_many(items, folder, engine_options(args), placement(args), notify=notify)
     failed = [r for r in results if r.status != "done"]
     if failed:
         raise InputError(f"{len(failed)} sequence(s) could not be segmented; {failed[0].video}: {failed[0].error}")
@@ -204,7 +231,16 @@ def format_davis_report(summary, runs, set_name: str, year: str) -> str:
         j, f = means.get(r.name, (math.nan, math.nan))
         rows.append((r.name, r.frames, r.fps, (j + f) / 2, j, f))
     overall = summary.global_row()
-    rows.append(("overall", sum(r.frames for r in runs), overall_fps(runs), overall["J&F-Mean"], overall["J-Mean"], overall["F-Mean"]))
+    rows.append(
+        (
+            "overall",
+            sum(r.frames for r in runs),
+            overall_fps(runs),
+            overall["J&F-Mean"],
+            overall["J-Mean"],
+            overall["F-Mean"],
+        )
+    )
     columns = ("Sequence", "Frames", "FPS", "J&F-Mean", "J-Mean", "F-Mean")
     return "\n".join(
         [
@@ -220,7 +256,6 @@ def format_davis_report(summary, runs, set_name: str, year: str) -> str:
 def run_youtube(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swiftcuda.cli._engine import load_engine_model, make_segmenter
     from swiftcuda.data.youtube import YouTubeVOSDataset
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory
@@ -230,15 +265,17 @@ def run_youtube(args: argparse.Namespace) -> int:
     dataset = YouTubeVOSDataset(args.youtube, args.split)
     names = _chosen(dataset.videos, args.sequences, f"{dataset.split_root}")
     videos = _check_all(names, dataset.video)
-    check_writable_target(args.out, args.overwrite, "output folder")
-    segmenter = _method(args, load_engine_model, make_segmenter)
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
+    segmenter = _method(args)
     runs = []
     with staged_directory(args.out, overwrite=args.overwrite) as staging:
         warmed = False
         for video in tqdm(videos, desc="segmenting", unit="video", leave=False, disable=None):
             given = video.new_object_masks()
             if not given:
-                print(f"swiftcuda: {video.name}: no object in its annotations; its frames are left empty", file=sys.stderr)
+                print(
+                    f"swiftcuda: {video.name}: no object in its annotations; its frames are left empty", file=sys.stderr
+                )
             elif not warmed:
                 first = min(given)
                 warm_up(segmenter, video.image_paths[first:], given[first], args.warmup)

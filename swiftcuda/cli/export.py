@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from swiftcuda.cli._engine import positive_int
-from swiftcuda.errors import InputError
-
-if TYPE_CHECKING:
-    from swiftcuda.model import SwiftNet
-    from swiftcuda.onnx.runtime import OnnxSegmenter
+from swiftcuda.cli._arguments import engine_weights, positive_int
 
 HELP = "export the per-frame step to ONNX (four graphs and a JSON sidecar) for runtimes outside Python"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swiftcuda.bench.fps import parse_size
+    from swiftcuda.cli._arguments import parse_size
 
     parser = subparsers.add_parser(
         "export",
@@ -36,17 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--onnx", required=True, type=Path, metavar="OUT_DIR", help="folder to write the graphs into")
     parser.add_argument(
-        "--weights", metavar="CKPT",
+        "--weights",
+        metavar="CKPT",
         help="SwiftNet checkpoint (official or swiftcuda); default: the demo weights, trained on synthetic videos",
     )
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone of the checkpoint")
     parser.add_argument(
-        "--size", type=parse_size, default=(480, 864), metavar="HxW",
+        "--size",
+        type=parse_size,
+        default=(480, 864),
+        metavar="HxW",
         help="padded frame size of the traced example and the sidecar, multiples of 16 (default 480x864)",
     )
     parser.add_argument("--objects", type=positive_int, default=2, help="objects in the traced example (default 2)")
     parser.add_argument(
-        "--capacity", type=positive_int, default=None,
+        "--capacity",
+        type=positive_int,
+        default=None,
         help="long-term memory entries per object recorded in the sidecar (default: the engine's for --size)",
     )
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="weights and memory state")
@@ -57,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from swiftcuda.cli._engine import engine_weights
     from swiftcuda.io.output import check_writable_target
     from swiftcuda.onnx.dependencies import require_onnx
     from swiftcuda.onnx.export import check_export_options, export_onnx
@@ -66,13 +63,19 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: a bad option or a missing extra is reported before the model loads.
     require_onnx(export=True)
     check_export_options(args.size, args.objects, args.capacity, args.precision)
-    check_writable_target(args.onnx, args.overwrite, "output folder")
+    check_writable_target(args.onnx, args.overwrite, "output folder", folder=True)
     weights = engine_weights(args)
     model = load_model(weights, device="cpu", dtype=torch.float32, variant=args.variant)
     started = time.perf_counter()
     sidecar = export_onnx(
-        model, args.onnx, size=args.size, objects=args.objects, capacity=args.capacity,
-        precision=args.precision, overwrite=args.overwrite, weights=str(weights),
+        model,
+        args.onnx,
+        size=args.size,
+        objects=args.objects,
+        capacity=args.capacity,
+        precision=args.precision,
+        overwrite=args.overwrite,
+        weights=str(weights),
     )
     seconds = time.perf_counter() - started
     print(
@@ -80,24 +83,3 @@ def run(args: argparse.Namespace) -> int:
         f"-> {sidecar.parent} (inputs, outputs and state: {sidecar.name})"
     )
     return 0
-
-
-def onnx_segmenter(args: argparse.Namespace, load_engine_model: Callable[[argparse.Namespace], SwiftNet]) -> OnnxSegmenter:
-    """The segmenter of ``segment --runtime onnx``: the model loaded in fp32 (for ``--precision auto``)
-    or fp16, exported through the cache on first use, run on ONNX Runtime.
-
-    Raises:
-        InputError: the extra is missing, or bf16 was asked (ONNX Runtime has no bfloat16 convolutions).
-    """
-    from swiftcuda.onnx.dependencies import require_onnx
-    from swiftcuda.onnx.runtime import OnnxSegmenter
-
-    require_onnx()
-    require_onnx(export=True)  # a first use exports
-    if args.precision == "bf16":
-        raise InputError("--runtime onnx runs fp32 or fp16 models (ONNX Runtime has no bfloat16 convolutions): pass --precision fp32")
-    model = load_engine_model(argparse.Namespace(**{**vars(args), "precision": "fp32" if args.precision == "auto" else args.precision}))
-    return OnnxSegmenter.from_model(
-        model, notify=lambda line: print(f"swiftcuda: {line}", file=sys.stderr),
-        memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, internal_size=args.internal_size,
-    )

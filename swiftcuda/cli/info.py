@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from swiftcuda import __version__, _extension
+from swiftcuda import __version__
 from swiftcuda.cpu import cpu_info
-from swiftcuda.ops import backends
+from swiftcuda.ops import backends, extension
 from swiftcuda.precision import auto_dtype, dtype_name
 
 DEVICE_TYPES = ("cpu", "cuda")
@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
-        "--weights", metavar="CKPT", default=None,
+        "--weights",
+        metavar="CKPT",
+        default=None,
         help="also describe a checkpoint ('demo' for the shipped weights): variant and recommended internal size",
     )
     parser.add_argument(
@@ -40,24 +42,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=(
             "exit with status 1 and one line on stderr unless the compiled extension loaded "
-            "('extension') or loaded with its CUDA kernels ('cuda'); for scripts such as "
-            "benchmarks/gpu_suite.sh"
+            "('extension'), loaded with its CUDA kernels ('cuda': a check of the build, which passes "
+            "on a machine without a GPU), or loaded with them and a CUDA GPU is visible ('gpu'); for "
+            "scripts such as scripts/gpu_suite.sh"
         ),
     )
     parser.set_defaults(run=run)
 
 
-#: What ``--require`` can insist on.
-REQUIREMENTS = ("extension", "cuda")
+#: What ``--require`` can insist on: the extension, its CUDA kernels (the build), or those and a GPU.
+REQUIREMENTS = ("extension", "cuda", "gpu")
 
 
 def missing_requirement(info: dict[str, Any], requirement: str) -> str | None:
-    """Why ``info`` does not meet ``requirement`` ("extension" or "cuda"), or None when it does."""
+    """Why ``info`` does not meet ``requirement`` (one of :data:`REQUIREMENTS`), or None when it does."""
     extension = info["extension"]
     if not extension["loaded"]:
         return f"the compiled extension swiftcuda._C is not loaded: {extension['error']}"
-    if requirement == "cuda" and not extension["cuda_kernels"]:
+    if requirement in ("cuda", "gpu") and not extension["cuda_kernels"]:
         return "the compiled extension has no CUDA kernels (built without a CUDA toolkit, or with SWIFTCUDA_CUDA=0)"
+    if requirement == "gpu" and info["gpu"] is None:
+        return "no CUDA GPU is visible here (the extension has its CUDA kernels, but nothing to run them on)"
     return None
 
 
@@ -73,7 +78,11 @@ def collect() -> dict[str, Any]:
     gpu = None
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
-        gpu = {"name": torch.cuda.get_device_name(), "capability": f"sm_{major}{minor}", "count": torch.cuda.device_count()}
+        gpu = {
+            "name": torch.cuda.get_device_name(),
+            "capability": f"sm_{major}{minor}",
+            "count": torch.cuda.device_count(),
+        }
     devices: dict[str, Any] = {}
     for device_type in DEVICE_TYPES:
         devices[device_type] = {
@@ -82,11 +91,12 @@ def collect() -> dict[str, Any]:
             # Backends made for this device that cannot run here, and why.
             "unavailable": {
                 name: reason
-                for name, kinds in backends.BACKEND_DEVICES.items()
-                if device_type in kinds and (reason := backends.unavailable_reason(name, device_type)) is not None
+                for name, backend in backends.BACKENDS.items()
+                if device_type in backend.devices
+                and (reason := backends.unavailable_reason(name, device_type)) is not None
             },
         }
-    found = _extension.status()
+    found = extension.status()
     cpu = cpu_info()
     auto = {"cpu": dtype_name(auto_dtype(torch.device("cpu"), cpu))}
     if gpu is not None:
@@ -151,8 +161,7 @@ def format_text(info: dict[str, Any]) -> str:
     if not extension["loaded"]:
         lines.append(f"  not loaded: {extension['error']}")
         lines.append(
-            "  WARNING: NO COMPILED KERNELS: the ops run the Triton kernels (GPU) or the plain PyTorch "
-            "reference (slow)"
+            "  WARNING: NO COMPILED KERNELS: the ops run the Triton kernels (GPU) or the plain PyTorch reference (slow)"
         )
         return "\n".join(lines)
     lines.append(f"  loaded from {extension['path']}")
@@ -161,11 +170,18 @@ def format_text(info: dict[str, Any]) -> str:
     lines.append(f"  CPU kernels: {'OpenMP ' + str(openmp) if openmp else 'no OpenMP'}, {info['cpu_threads']} threads")
     lines.append(
         "  CPU 3x3 convolutions: "
-        + ("Winograd (NNPACK), used for float32" if extension["winograd_conv3x3"] else "oneDNN (this torch has no NNPACK)")
+        + (
+            "Winograd (NNPACK), used for float32"
+            if extension["winograd_conv3x3"]
+            else "oneDNN (this torch has no NNPACK)"
+        )
     )
     if extension["cuda_kernels"]:
         archs = ", ".join(extension["cuda_archs"] + extension["ptx_archs"])
-        lines.append(f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}")
+        lines.append(
+            f"  CUDA kernels: compiled with CUDA {extension['cuda_version']} for {archs}"
+            + ("" if gpu else " (no GPU visible here to run them)")
+        )
     else:
         lines.append(
             "  CUDA kernels: NOT COMPILED (no CUDA toolkit, or SWIFTCUDA_CUDA=0, when the extension was built)"
@@ -192,12 +208,14 @@ def describe_weights(source: str) -> dict[str, Any]:
 
 def format_weights(weights: dict[str, Any]) -> str:
     variant = f"SwiftNet-{weights['variant'].upper()}" if weights["variant"] else "variant not recognised"
-    return "\n\n" + "\n".join([
-        f"weights    {weights['path']}",
-        f"           {variant}, {weights['tensors']} tensors",
-        f"           recommended internal size: {weights['recommended_internal_size']} (shorter side; "
-        "what --internal-size auto runs at)",
-    ])
+    return "\n\n" + "\n".join(
+        [
+            f"weights    {weights['path']}",
+            f"           {variant}, {weights['tensors']} tensors",
+            f"           recommended internal size: {weights['recommended_internal_size']} (shorter side; "
+            "what --internal-size auto runs at)",
+        ]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,4 +229,10 @@ def run(args: argparse.Namespace) -> int:
         if reason is not None:
             print(f"swiftcuda info: {reason}", file=sys.stderr)
             return 1
+        if args.require == "cuda" and info["gpu"] is None:
+            print(
+                "swiftcuda info: the extension has its CUDA kernels, but no GPU is visible here "
+                "(--require cuda checks the build; --require gpu also checks for a GPU)",
+                file=sys.stderr,
+            )
     return 0

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli.score import positive_int, sequence_names
+from swiftcuda.cli._arguments import positive_int, sequence_names
 from swiftcuda.errors import InputError
 
 
 def frame_size(text: str) -> int | tuple[int, int]:
-    """``WIDTHxHEIGHT``, or ``WIDTH`` alone to keep each sequence's aspect."""
+    """``HEIGHTxWIDTH`` (as every size of swiftcuda), or ``S``, the shorter side, keeping each
+    sequence's aspect."""
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
         parts = []
     if len(parts) not in (1, 2) or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (like 160x90) or WIDTH, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH (like 90x160) or a shorter side S, got {text!r}")
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
@@ -32,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, metavar="ROOT", help="folder to create")
     parser.add_argument(
-        "--masks", type=Path, default=None, metavar="MASKS_ROOT",
+        "--masks",
+        type=Path,
+        default=None,
+        metavar="MASKS_ROOT",
         help="folder of mask sequences (default: the 20 DAVIS 2017 sequences shipped with swiftcuda)",
     )
     parser.add_argument("--seed", type=int, default=0, help="appearance seed (default 0)")
@@ -40,13 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=positive_int, default=None, metavar="N", help="at most N frames per sequence")
     parser.add_argument("--frame-step", type=positive_int, default=1, metavar="K", help="keep every K-th frame")
     parser.add_argument(
-        "--size", type=frame_size, default=None, metavar="WxH", help="resize to WIDTHxHEIGHT (or WIDTH, keeping the aspect)"
+        "--size",
+        type=frame_size,
+        default=None,
+        metavar="HxW|S",
+        help="resize to HEIGHTxWIDTH, or to the shorter side S keeping the aspect",
     )
     parser.add_argument(
-        "--random-shapes", type=positive_int, default=None, metavar="N",
+        "--random-shapes",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help=(
             "instead of mask sequences, N videos of random moving shapes (training data: unlimited shapes); "
-            "--frames sets their length (default 12) and --size WxH their size (default 480x272)"
+            "--frames sets their length (default 12) and --size HxW their size (default 272x480)"
         ),
     )
     parser.add_argument("--set", default="val", dest="set_name", help="name of the sequence list (default val)")
@@ -60,18 +71,31 @@ def run(args: argparse.Namespace) -> int:
     if args.random_shapes is not None:
         if args.masks is not None or args.sequences is not None:
             raise InputError("--random-shapes makes its own shapes: drop --masks and --sequences")
-        size = args.size if args.size is not None else (480, 272)
+        size = args.size if args.size is not None else (272, 480)
         if isinstance(size, int):
-            raise InputError("--random-shapes needs --size as WIDTHxHEIGHT, like 480x272")
+            raise InputError("--random-shapes needs --size as HEIGHTxWIDTH, like 272x480")
         testset = make_shapes_testset(
-            args.out, args.random_shapes, seed=args.seed, frames=args.frames or 12, size=size,
-            set_name=args.set_name, overwrite=args.overwrite, progress=None,
+            args.out,
+            args.random_shapes,
+            seed=args.seed,
+            frames=args.frames or 12,
+            size=size,
+            set_name=args.set_name,
+            overwrite=args.overwrite,
+            progress=None,
         )
         print(f"wrote {len(testset.sequences)} random-shape sequence(s) to {testset.root}")
         return 0
     testset = make_testset(
-        args.out, args.masks, sequences=args.sequences, seed=args.seed, max_frames=args.frames,
-        frame_step=args.frame_step, size=args.size, set_name=args.set_name, overwrite=args.overwrite,
+        args.out,
+        args.masks,
+        sequences=args.sequences,
+        seed=args.seed,
+        max_frames=args.frames,
+        frame_step=args.frame_step,
+        size=args.size,
+        set_name=args.set_name,
+        overwrite=args.overwrite,
         progress=None,
     )
     print(f"wrote {len(testset.sequences)} sequence(s) to {testset.root}: {', '.join(testset.sequences)}")

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from swiftcuda.cli._arguments import positive_int, report_problems, sequence_names
 from swiftcuda.errors import InputError
-
-
-def sequence_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give sequence names separated by commas")
-    return names
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,19 +21,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--gt", required=True, type=Path, metavar="GT_ROOT",
+        "--gt",
+        required=True,
+        type=Path,
+        metavar="GT_ROOT",
         help="ground truth: a folder of sequence folders, or a DAVIS root (its Annotations/480p is used)",
     )
     parser.add_argument("--results", required=True, type=Path, metavar="RES_ROOT", help="folder of result sequences")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where the CSV tables go (default: RES_ROOT)")
     parser.add_argument("--set", default="val", dest="set_name", help="set name in the CSV names and ImageSets list")
     parser.add_argument(
-        "--year", choices=("2017", "2016"), default="2017",
+        "--year",
+        choices=("2017", "2016"),
+        default="2017",
         help="2016 scores every nonzero label as one object (DAVIS 2016 is single-object)",
     )
     parser.add_argument("--sequences", type=sequence_names, metavar="A,B", help="score only these sequences")
     parser.add_argument(
-        "--void", choices=("ignore", "background"), default="ignore",
+        "--void",
+        choices=("ignore", "background"),
+        default="ignore",
         help="ground-truth pixels labelled 255: ignored (default) or counted as background",
     )
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: one per CPU)")
@@ -71,16 +64,6 @@ def resolve_sequences(gt: Path, set_name: str, year: str, chosen: list[str] | No
     return truth_root, list_sequences(truth_root)
 
 
-def report_problems(problems: list, total: int) -> None:
-    """Print one line per sequence that could not be scored, then raise a one-line error."""
-    for problem in problems:
-        print(f"swiftcuda: {problem}", file=sys.stderr)
-    raise InputError(
-        f"{len(problems)} of {total} sequence(s) could not be scored (listed above): fix their results "
-        "or ground truth, or score the others with --sequences"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from swiftcuda import metrics
 
@@ -91,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
     truth_root, names = resolve_sequences(args.gt, args.set_name, args.year, args.sequences)
     options = metrics.ScoreOptions(void=args.void, single_object=args.year == "2016")
     out = args.out or args.results
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file: choose a folder for the CSV tables")
     for path in metrics.csv_paths(out, args.set_name):
         if path.exists() and not args.overwrite:
             raise InputError(f"{path} already exists: pass --overwrite to replace it, or choose --out")
-    evaluation = metrics.evaluate(
-        truth_root, args.results, names, options=options, workers=args.workers, progress=None
-    )
+    evaluation = metrics.evaluate(truth_root, args.results, names, options=options, workers=args.workers, progress=None)
     if evaluation.problems:
         report_problems(evaluation.problems, len(names))
     summary = evaluation.summary()

@@ -7,8 +7,8 @@ import contextlib
 import time
 from pathlib import Path
 
-from swiftcuda.cli._engine import add_engine_arguments, load_engine_model, make_segmenter
-from swiftcuda.errors import InputError
+from swiftcuda.cli._arguments import add_engine_arguments, engine_options, notify
+from swiftcuda.errors import FrameReadError, InputError
 
 HELP = "segment the objects of a first-frame mask through a video"
 
@@ -21,25 +21,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Segment the objects of FIRST.png through INPUT (a folder of frames, sorted by name, or a "
             "video file). Writes one indexed PNG (DAVIS palette) per frame, named after the frame. "
             "With --live SOURCE instead of INPUT, segments the newest frame of a camera, stream or video "
-            "file as it arrives, dropping the frames that come during a step."
+            "file as it arrives, dropping the frames that come during a step. The frame files are checked "
+            "(headers and sizes) before the first step; a frame that still cannot be decoded when reached "
+            "stops the run, keeping the masks of the frames before it."
         ),
     )
     parser.add_argument(
         "input", metavar="INPUT", type=Path, nargs="?", help="folder of frames (jpg/png) or a video file"
     )
     parser.add_argument(
-        "--live", metavar="SOURCE",
+        "--live",
+        metavar="SOURCE",
         help="segment live instead: a camera index (0), an rtsp:// or http:// URL, or a video file played at its "
         "frame rate; masks are named by source frame index",
     )
     parser.add_argument("--no-window", action="store_true", help="with --live, show no preview window")
     parser.add_argument("--mask", required=True, type=Path, metavar="FIRST.png", help="labels of the first frame")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the masks")
-    parser.add_argument("--overlay", type=Path, metavar="OUT.mp4", help="also write the frames with masks drawn over them")
+    parser.add_argument(
+        "--overlay", type=Path, metavar="OUT.mp4", help="also write the frames with masks drawn over them"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_engine_arguments(parser)
     parser.add_argument(
-        "--runtime", choices=("torch", "onnx"), default="torch",
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
         help="torch: the engine; onnx: the step exported to ONNX (once, into a cache) and run on ONNX Runtime, "
         "fp32 or fp16 (needs pip install swiftcuda[onnx]; --backend, --compile and the convolution options are torch's)",
     )
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # Imports that pull in heavy modules stay here, so that `swiftcuda --help` is quick.
     from tqdm import tqdm
 
+    from swiftcuda.engine import build_segmenter
     from swiftcuda.inference.video import frame_mask_path, open_video, segment_frames
     from swiftcuda.io.masks import write_mask
     from swiftcuda.io.output import check_writable_target, staged_directory, staged_file
@@ -87,25 +95,21 @@ def run(args: argparse.Namespace) -> int:
     _check_source_choice(args)
     _check_paths(args)
     if args.live is not None:
-        from swiftcuda.io.masks import read_mask
+        from swiftcuda.io.masks import read_object_mask
         from swiftcuda.live import check_mask_size, open_live_source
 
         # The live capture has the video source's fps; the segmenter checks the mask has objects.
-        source, labels = open_live_source(args.live), read_mask(args.mask)
+        source, labels = open_live_source(args.live), read_object_mask(args.mask)
         check_mask_size(source, labels)
     else:
         source, labels = open_video(args.input, args.mask)
-    check_writable_target(args.out, args.overwrite, "output folder")
+    check_writable_target(args.out, args.overwrite, "output folder", folder=True)
     overlay_inside_out = args.overlay is not None and _is_within(args.overlay, args.out)
     if args.overlay is not None and not overlay_inside_out:
-        check_writable_target(args.overlay, args.overwrite, "overlay")
-    if args.runtime == "onnx":
-        from swiftcuda.cli.export import onnx_segmenter
+        check_writable_target(args.overlay, args.overwrite, "overlay", folder=False)
+    segmenter = build_segmenter(engine_options(args), notify=notify)
 
-        segmenter = onnx_segmenter(args, load_engine_model)
-    else:
-        segmenter = make_segmenter(load_engine_model(args), args)
-
+    cut_short: FrameReadError | None = None
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_directory(args.out, overwrite=args.overwrite))
         writer = None
@@ -134,12 +138,25 @@ def run(args: argparse.Namespace) -> int:
                     writer.write(draw_overlay(frame.image, predicted))
                 progress.update()
 
-            count = segment_frames(segmenter, source, labels, save, mask_origin=args.mask)
+            try:
+                count = segment_frames(segmenter, source, labels, save, mask_origin=args.mask)
+            except FrameReadError as error:
+                if not error.frames_done:
+                    raise
+                # Minutes of masks are not thrown away for one damaged frame: they are kept, and
+                # the error says so.
+                cut_short, count = error, error.frames_done
             seconds = time.perf_counter() - started
             summary = (
                 f"segmented {count} frames, {len(segmenter.object_ids)} objects, in {seconds:.1f} s "
                 f"({count / seconds:.1f} FPS, decoding and writing included)"
             )
+    if cut_short is not None:
+        raise InputError(
+            f"{cut_short}; the masks of the {count} frames before it are in {args.out}"
+            + (f" (and their overlay in {args.overlay})" if args.overlay is not None else "")
+            + ": repair or remove that frame and run again with --overwrite"
+        )
     print(f"{summary}{_size_note(segmenter)} -> {args.out}")
     return 0
 
@@ -149,4 +166,4 @@ def _size_note(segmenter) -> str:
     running, frames = getattr(segmenter, "running_size", None), getattr(segmenter, "frame_size", None)
     if running is None or running == frames:
         return ""
-    return f", segmented at {running[1]}x{running[0]} (--internal-size none for {frames[1]}x{frames[0]})"
+    return f", segmented at {running[0]}x{running[1]} (--internal-size none for {frames[0]}x{frames[1]})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swiftcuda.cli._engine import default_device, positive_int
+from swiftcuda.cli._arguments import positive_int
 
 HELP = "train or fine-tune SwiftNet on DAVIS-layout videos"
 
@@ -42,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--data", required=True, type=Path, action="append", metavar="ROOT",
+        "--data",
+        required=True,
+        type=Path,
+        action="append",
+        metavar="ROOT",
         help="DAVIS-layout training data (repeat to train on several sets)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for checkpoints and train.json")
@@ -55,15 +59,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-skip", type=positive_int, default=5, help="largest gap between clip frames")
     parser.add_argument("--max-objects", type=positive_int, default=3)
     parser.add_argument(
-        "--scale-range", type=_scale_range, default=(0.7, 1.0), metavar="LOW,HIGH",
+        "--scale-range",
+        type=_scale_range,
+        default=(0.7, 1.0),
+        metavar="LOW,HIGH",
         help="random resize of each clip before cropping (default 0.7,1.0)",
     )
     parser.add_argument(
-        "--no-colour-shuffle", dest="colour_shuffle", action="store_false",
+        "--no-colour-shuffle",
+        dest="colour_shuffle",
+        action="store_false",
         help="do not permute, rescale or invert each clip's colours",
     )
     parser.add_argument(
-        "--matching-loss", type=float, default=0.0, metavar="WEIGHT",
+        "--matching-loss",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
         help="add this weight of a loss that makes frame 0's memory read match pixels (default 0: off)",
     )
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -76,22 +88,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
-        "--amp", choices=("auto", "on", "off"), default="auto",
+        "--amp",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="mixed precision (auto: on for CUDA, off for the CPU; on the CPU it is bfloat16)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, metavar="N",
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
         help="processes drawing clips ahead of the model (default: 0 on the CPU, up to 8 on a GPU); "
         "the training is the same for any number",
     )
     parser.add_argument(
-        "--freeze-bn", choices=("auto", "yes", "no"), default="auto",
+        "--freeze-bn",
+        choices=("auto", "yes", "no"),
+        default="auto",
         help="keep batch norms in inference mode (auto: yes when fine-tuning with --init)",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from swiftcuda.engine import default_device
     from swiftcuda.errors import InputError
     from swiftcuda.train import ClipOptions, TrainOptions, train
 
@@ -105,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         clip=ClipOptions(
-            length=args.clip_length, max_skip=args.max_skip, crop=args.crop, max_objects=args.max_objects,
-            scale_range=args.scale_range, colour_shuffle=args.colour_shuffle,
+            length=args.clip_length,
+            max_skip=args.max_skip,
+            crop=args.crop,
+            max_objects=args.max_objects,
+            scale_range=args.scale_range,
+            colour_shuffle=args.colour_shuffle,
         ),
         lr=args.lr,
         warmup=args.warmup,

@@ -7,15 +7,15 @@ import argparse
 import numpy as np
 import torch
 
-from swiftcuda.cli._engine import positive_int
+from swiftcuda.cli._arguments import positive_int
 from swiftcuda.errors import InputError
-from swiftcuda.model.conv_tuning import FIXED, STRATEGIES
+from swiftcuda.optimize.conv_tuning import FIXED, STRATEGIES
 
 HELP = "choose each CPU convolution's fastest algorithm for a frame size ahead of time, and print the table"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swiftcuda.bench.fps import parse_size
+    from swiftcuda.cli._arguments import parse_size
     from swiftcuda.precision import PRECISIONS
 
     parser = subparsers.add_parser(
@@ -31,10 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--variant", choices=("r18", "r50"), default="r18", help="backbone")
     parser.add_argument(
-        "--precision", choices=("auto", *PRECISIONS), default="auto",
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
         help="model precision to tune (auto: bf16 on a CPU with native bfloat16, else fp32)",
     )
-    parser.add_argument("--size", type=parse_size, default=(480, 854), metavar="HxW", help="frame size (default 480x854)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(480, 854), metavar="HxW", help="frame size (default 480x854)"
+    )
     parser.add_argument("--objects", type=positive_int, default=1, help="objects in the video (default 1)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--fresh", action="store_true", help="measure again even where the cache has a choice")
@@ -57,7 +61,8 @@ def format_rows(seen: list, fresh_keys: set[str], strategy: str, totals: dict[st
     included); then the totals, which decide the model's strategy."""
     lines = [
         f"model strategy: {strategy} (sum of the per-layer times: "
-        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items()) + ")",
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items())
+        + ")",
         "",
         "| layer | convolution and input | fixed rule | channels_last model | nchw model | runs | source |",
         "|---|---|---|---|---|---|---|",
@@ -82,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from swiftcuda.cpu import describe
     from swiftcuda.inference import Segmenter
     from swiftcuda.model import SwiftNet
-    from swiftcuda.model.conv_tuning import TunedConv2d, TuningCache, default_cache_path
-    from swiftcuda.model.fused_conv import FusedConv
-    from swiftcuda.model.fuse import inference_copy
     from swiftcuda.model.init import lively_random_init
+    from swiftcuda.optimize import PrepareOptions, prepare
+    from swiftcuda.optimize.conv_tuning import TunedConv2d, TuningCache, default_cache_path
+    from swiftcuda.optimize.fused_conv import FusedConv
     from swiftcuda.precision import dtype_name, resolve_precision
 
     height, width = args.size
@@ -101,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         cache.choices = {}
     before = set(cache.choices)
     winograd = False if args.direct_convolutions else None
-    prepared = inference_copy(model, winograd=winograd, tune=True, tuning_cache=cache)
-    segmenter = Segmenter(prepared, optimize=False)
+    prepared = prepare(model, PrepareOptions(winograd=winograd, tune=True), tuning_cache=cache)
+    segmenter = Segmenter(prepared)
     images, mask = _video(height, width, args.objects)
     with torch.inference_mode():
         segmenter.step(images[0], mask=mask)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from swiftcuda.errors import InputError
-from swiftcuda.io.frames import list_image_files
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.frames import check_frame_files, list_image_files
+from swiftcuda.io.masks import read_mask, read_object_mask
 
 YEARS = ("2017", "2016")
 VOID_LABEL = 255
@@ -29,13 +29,15 @@ def video_files(image_dir: Path, annotation_dir: Path) -> tuple[tuple[Path, ...]
     """A video's frames (natural order) and its PNG masks by frame name (possibly none).
 
     Raises:
-        InputError: the frames folder is missing or holds no image.
+        InputError: the frames folder is missing or holds no image, or a frame is not an image or
+            not of the first frame's size (by the files' headers).
     """
     if not image_dir.is_dir():
         raise InputError(f"no frames folder {image_dir}")
     images = tuple(list_image_files(image_dir))
     if not images:
         raise InputError(f"no frames in {image_dir}")
+    check_frame_files(list(images))
     annotations = {}
     if annotation_dir.is_dir():
         annotations = {p.stem: p for p in annotation_dir.iterdir() if p.suffix.lower() == ".png"}
@@ -65,15 +67,16 @@ class DavisSequence:
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def first_mask(self) -> np.ndarray:
+    def first_mask(self, warn: bool = True) -> np.ndarray:
         """(H, W) uint8 labels of the first frame, the engine's input: void (255) made background,
-        or every object made 1 for a single-object set."""
+        or every object made 1 for a single-object set. A black and white annotation (0 and 255
+        only) is one object, 1, not void (saying so unless ``warn`` is False)."""
         first = self.frame_names[0]
         if first not in self.annotation_paths:
             raise InputError(f"sequence {self.name} has no annotation of its first frame {first}")
-        labels = read_mask(self.annotation_paths[first])
         if self.single_object:
-            return (labels != 0).astype(np.uint8)
+            return (read_mask(self.annotation_paths[first]) != 0).astype(np.uint8)
+        labels = read_object_mask(self.annotation_paths[first], warn=warn)
         return np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
 
 
@@ -103,7 +106,9 @@ class DavisDataset:
         self.annotations_root = self.root / "Annotations" / resolution
         for folder in (self.images_root, self.annotations_root):
             if not folder.is_dir():
-                raise InputError(f"{folder} not found: {self.root} is not in the DAVIS layout (JPEGImages/{resolution}, Annotations/{resolution}, ImageSets)")
+                raise InputError(
+                    f"{folder} not found: {self.root} is not in the DAVIS layout (JPEGImages/{resolution}, Annotations/{resolution}, ImageSets)"
+                )
         self.sequences = read_sequence_list(self.root, set_name, self.year)
 
     @property
@@ -155,4 +160,3 @@ def annotation_folder(root: str | os.PathLike, resolution: str = "480p") -> Path
     root = Path(root)
     nested = root / "Annotations" / resolution
     return nested if nested.is_dir() else root
-

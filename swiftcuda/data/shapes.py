@@ -55,10 +55,17 @@ class _MovingBlob:
         field = (1.0 - mix) * self.fields[0] + mix * self.fields[1]
         centre = self.start + self.velocity * t + self.wobble * math.sin(self.wobble_rate * t + self.wobble_phase)
         scale = 1.0 + self.zoom * math.sin(self.zoom_rate * t)
-        matrix = cv2.getRotationMatrix2D(((self.size - 1) / 2, (self.size - 1) / 2), math.degrees(self.angle + self.turn_rate * t), scale)
+        matrix = cv2.getRotationMatrix2D(
+            ((self.size - 1) / 2, (self.size - 1) / 2), math.degrees(self.angle + self.turn_rate * t), scale
+        )
         matrix[:, 2] += centre - (self.size - 1) / 2
         placed = cv2.warpAffine(
-            field, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0
+            field,
+            matrix,
+            (self.width, self.height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=-1.0,
         )
         return placed > 0
 

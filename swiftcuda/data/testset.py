@@ -32,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from swiftcuda.data.davis import write_sequence_list
@@ -64,20 +65,27 @@ def list_mask_sequences(masks_root: str | os.PathLike | None = None) -> list[str
     return sorted(names, key=natural_key)
 
 
-def resize_labels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H, W) labels at another size, by nearest neighbour (labels are never blended)."""
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) labels at (height, width), by nearest neighbour (labels are never blended)."""
     if labels.shape == (height, width):
         return labels
     return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def target_size(height: int, width: int, size: int | tuple[int, int] | None) -> tuple[int, int]:
-    """(width, height) to render at: ``size`` as (width, height), or a width keeping the aspect."""
+    """(height, width) to render (height, width) masks at: ``size`` as (height, width), or the
+    shorter side keeping the aspect (None: as they are)."""
     if size is None:
-        return width, height
+        return height, width
     if isinstance(size, int):
-        return size, max(1, round(height * size / width))
+        scale = size / min(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
     return int(size[0]), int(size[1])
+
+
+def turns_sideways(size: tuple[int, int], height: int, width: int) -> bool:
+    """Whether a (height, width) ``size`` is portrait for landscape frames, or the reverse."""
+    return (size[0] - size[1]) * (height - width) < 0
 
 
 def load_mask_sequence(
@@ -93,7 +101,8 @@ def load_mask_sequence(
         folder: a folder of PNG label masks, one per frame.
         max_frames: keep at most this many frames (after ``frame_step``).
         frame_step: keep every n-th frame (larger motion between the frames kept).
-        size: (width, height) to resize to (nearest neighbour), or a width keeping the aspect.
+        size: (height, width) to resize to (nearest neighbour), or the shorter side keeping the
+            aspect.
 
     Raises:
         InputError: no masks, or masks of different sizes.
@@ -108,8 +117,8 @@ def load_mask_sequence(
     masks = [read_mask(p) for p in files]
     if any(m.shape != masks[0].shape for m in masks):
         raise InputError(f"the masks in {folder} differ in size")
-    width, height = target_size(*masks[0].shape, size)
-    return np.stack([resize_labels(m, width, height) for m in masks])
+    height, width = target_size(*masks[0].shape, size)
+    return np.stack([resize_labels(m, height, width) for m in masks])
 
 
 def _affine_around(centre_src, centre_dst, angle: float, scale: float, shift) -> np.ndarray:
@@ -123,7 +132,10 @@ def _affine_around(centre_src, centre_dst, angle: float, scale: float, shift) ->
 
 def _warp(texture: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.warpAffine(
-        texture, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        texture,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT_101,
     )
 
@@ -171,16 +183,23 @@ def render_video(labels: np.ndarray, rng: np.random.Generator | int) -> np.ndarr
     background_hue = float(rng.uniform(0, 360))
     background = _Layer(
         make_texture(rng, tex_h, tex_w, background_hue, families[0], scale * rng.uniform(0.8, 1.6)),
-        background_hue, families[0],
+        background_hue,
+        families[0],
     )
     layers = {}
     for k, (object_id, hue) in enumerate(zip(ids, _object_hues(rng, background_hue, len(ids)))):
         family = families[1 + k % (len(families) - 1)]
-        layers[object_id] = _Layer(make_texture(rng, tex_h, tex_w, hue, family, scale * rng.uniform(0.35, 0.8)), hue, family)
+        layers[object_id] = _Layer(
+            make_texture(rng, tex_h, tex_w, hue, family, scale * rng.uniform(0.35, 0.8)), hue, family
+        )
 
     # The background's own path: drift, wobble, slow turn and zoom.
     drift = rng.uniform(-1, 1, 2) * diagonal * 0.004
-    wobble, wobble_rate, wobble_phase = diagonal * rng.uniform(0.003, 0.012), rng.uniform(0.08, 0.3), rng.uniform(0, 2 * np.pi, 2)
+    wobble, wobble_rate, wobble_phase = (
+        diagonal * rng.uniform(0.003, 0.012),
+        rng.uniform(0.08, 0.3),
+        rng.uniform(0, 2 * np.pi, 2),
+    )
     turn_rate = math.radians(rng.uniform(-0.4, 0.4))
     zoom, zoom_rate = rng.uniform(0.02, 0.08), rng.uniform(0.03, 0.12)
     light, light_rate, light_phase = rng.uniform(0.0, 0.05), rng.uniform(0.05, 0.3), rng.uniform(0, 2 * np.pi)
@@ -261,11 +280,11 @@ def make_testset(
     names = list(sequences) if sequences is not None else available
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise InputError(
-            f"unknown sequence(s) {', '.join(unknown)} in {root}: choose among {', '.join(available)}"
-        )
+        raise InputError(f"unknown sequence(s) {', '.join(unknown)} in {root}: choose among {', '.join(available)}")
     if not names:
         raise InputError("no sequences chosen")
+    _warn_if_sideways(size, root, names)
+
     def make_sequence(name: str) -> tuple[np.ndarray, np.ndarray]:
         labels = load_mask_sequence(root / name, max_frames=max_frames, frame_step=frame_step, size=size)
         if not (labels[0] != 0).any():
@@ -273,9 +292,37 @@ def make_testset(
         return render_video(labels, sequence_rng(seed, name)), labels
 
     return _write_dataset(
-        out, names, make_sequence, lambda staging: _write_notes(staging, root, names, seed),
-        set_name=set_name, overwrite=overwrite, progress=progress,
+        out,
+        names,
+        make_sequence,
+        lambda staging: _write_notes(staging, root, names, seed),
+        set_name=set_name,
+        overwrite=overwrite,
+        progress=progress,
     )
+
+
+def _warn_if_sideways(size: int | tuple[int, int] | None, root: Path, names: list[str]) -> None:
+    """One warning when a (height, width) ``size`` turns the masks of some sequences on their side
+    (read from the first mask's header)."""
+    if not isinstance(size, tuple):
+        return
+    turned = []
+    for name in names:
+        first = min(((root / name).glob("*.png")), key=lambda p: natural_key(p.name))
+        with Image.open(first) as image:
+            width, height = image.size
+        if turns_sideways(size, height, width):
+            turned.append(f"{name} ({height}x{width})")
+    if turned:
+        logger.warning(
+            "size %dx%d (height x width) turns %d of the %d sequences on their side, e.g. %s: sizes are height x width",
+            size[0],
+            size[1],
+            len(turned),
+            len(names),
+            turned[0],
+        )
 
 
 def _write_dataset(
@@ -290,7 +337,9 @@ def _write_dataset(
 ) -> Testset:
     """Write a DAVIS-layout set, all or nothing: ``make_sequence(name)`` gives (frames, labels)."""
     with staged_directory(out, overwrite=overwrite) as staging:
-        for name in tqdm(names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False):
+        for name in tqdm(
+            names, desc="generating", unit="seq", disable=None if progress is None else not progress, leave=False
+        ):
             frames, labels = make_sequence(name)
             _write_sequence(staging, name, frames, labels)
         for year in ("2017", "2016"):
@@ -305,7 +354,7 @@ def make_shapes_testset(
     *,
     seed: int = 0,
     frames: int = 12,
-    size: tuple[int, int] = (480, 272),
+    size: tuple[int, int] = (272, 480),
     max_objects: int = 3,
     set_name: str = "val",
     overwrite: bool = False,
@@ -317,14 +366,14 @@ def make_shapes_testset(
     :mod:`swiftcuda.data.shapes` for why they exist.
 
     Args:
-        size: (width, height) of the frames.
+        size: (height, width) of the frames.
         max_objects: the most objects per video (each video has 1 to this many).
     """
     from swiftcuda.data.shapes import random_shape_sequence
 
     if count < 1 or frames < 2:
         raise InputError("random shapes need at least one sequence of at least two frames")
-    width, height = size
+    height, width = size
     names = [f"shapes-{k:04d}" for k in range(count)]
 
     def make_sequence(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -116,9 +116,7 @@ FAMILIES: dict[str, Callable[..., Texture]] = {
 }
 
 
-def make_texture(
-    rng: np.random.Generator, height: int, width: int, hue: float, family: str, scale: float
-) -> Texture:
+def make_texture(rng: np.random.Generator, height: int, width: int, hue: float, family: str, scale: float) -> Texture:
     """A (height, width, 3) float32 texture of one family around one hue.
 
     Args:

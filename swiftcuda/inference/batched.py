@@ -17,7 +17,7 @@ from torch import Tensor
 
 from swiftcuda.inference.segmenter import Segmenter
 from swiftcuda.model import SwiftNet
-from swiftcuda.model.fuse import inference_copy
+from swiftcuda.optimize import is_prepared, prepare
 
 
 class BatchedSegmenter:
@@ -30,22 +30,21 @@ class BatchedSegmenter:
         probs = batch.step(next_frames)
 
     Args:
-        model: a SwiftNet in eval mode.
+        model: a SwiftNet in eval mode, shared by the streams; prepared as :class:`Segmenter`
+            prepares it (once, with the default options, unless it is prepared already).
         num_videos: how many streams.
-        optimize: prepare one inference copy of the model for all streams.
         **options: as for :class:`Segmenter` (memory, mem_every, beta, capacity, pam, backend,
-            winograd, tune, internal_size); CUDA graphs are per stream and not used here. Videos of one
-            internal size share a trunk pass.
+            device_decisions, internal_size); CUDA graphs are per stream and not used here. Videos of
+            one internal size share a trunk pass.
     """
 
-    def __init__(self, model: SwiftNet, num_videos: int, *, optimize: bool = True, **options) -> None:
+    def __init__(self, model: SwiftNet, num_videos: int, **options) -> None:
         if num_videos < 1:
             raise ValueError(f"num_videos must be at least 1, got {num_videos}")
         if options.get("cuda_graphs"):
             raise ValueError("a batched session does not capture CUDA graphs: use one Segmenter per stream for that")
-        winograd, tune = options.pop("winograd", None), options.pop("tune", True)
-        shared = inference_copy(model.eval(), winograd=winograd, tune=tune) if optimize else model.eval()
-        self.streams = [Segmenter(shared, optimize=False, **options) for _ in range(num_videos)]
+        shared = model.eval() if is_prepared(model) else prepare(model.eval())
+        self.streams = [Segmenter(shared, **options) for _ in range(num_videos)]
 
     def __len__(self) -> int:
         return len(self.streams)

@@ -53,11 +53,14 @@ def check_frame_size(size: tuple[int, int], first: tuple[int, int], frame_index:
         )
 
 
-def given_labels(mask: np.ndarray | Tensor, device: torch.device, frame_size: tuple[int, int]) -> Tensor:
+def given_labels(
+    mask: np.ndarray | Tensor, device: torch.device, frame_size: tuple[int, int], allow_empty: bool = False
+) -> Tensor:
     """A mask given with a frame of (H, W) ``frame_size``, as (H, W) int64 labels on ``device``.
 
     Raises:
-        InputError: not an integer label map, another size than the frame's, or no object in it.
+        InputError: not an integer label map, another size than the frame's, or no object in it
+            (unless ``allow_empty``).
     """
     labels = labels_to_tensor(mask, device)
     if tuple(labels.shape) != frame_size:
@@ -65,7 +68,7 @@ def given_labels(mask: np.ndarray | Tensor, device: torch.device, frame_size: tu
             f"the mask is {labels.shape[0]}x{labels.shape[1]} but the frame is "
             f"{frame_size[0]}x{frame_size[1]}: give a mask of the frame's size"
         )
-    if not labels.any():
+    if not allow_empty and not labels.any():
         raise InputError("the mask has no objects (every pixel is 0, background): label objects 1, 2, ...")
     return labels
 
@@ -88,18 +91,23 @@ def labels_to_tensor(mask: np.ndarray | Tensor, device: torch.device) -> Tensor:
     return mask.to(device=device, dtype=torch.int64)
 
 
-def merge_given_labels(probs: Tensor | None, labels: Tensor, object_ids: list[int]) -> tuple[Tensor, list[int]]:
+def merge_given_labels(
+    probs: Tensor | None, labels: Tensor, object_ids: list[int], named_ids: list[int] | None = None
+) -> tuple[Tensor, list[int]]:
     """Probabilities with a given mask applied: its objects where it names them, nothing else there.
 
     Args:
         probs: (K'+1, H, W) probabilities of the first K' objects (K' <= K), or None.
         labels: (H, W) int64 given labels; every id in it is in ``object_ids``.
         object_ids: the K object ids in channel order.
+        named_ids: the objects the mask gives (those it does not show are absent); None for the
+            ids it shows.
 
     Returns:
         (K+1, H, W) float32 probabilities and the channel indices (0-based, objects only) the mask names.
     """
-    named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
+    if named_ids is None:
+        named_ids = [int(i) for i in torch.unique(labels).tolist() if i != 0]
     objects = torch.zeros((len(object_ids), *labels.shape), device=labels.device)
     if probs is not None:
         # Pixels the mask gives to an object belong to no other object.

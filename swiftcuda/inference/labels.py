@@ -1,8 +1,8 @@
 """Probabilities to a label map: ``ids[probs.max(dim=0).indices]``, fast on every device.
 
 The spec is :func:`reference_labels`. On the CPU, torch reduces across the outer (class) dimension
-on one thread: about 6 ms for two objects at 480x854, a few percent of a bfloat16 step on a CPU with
-native bfloat16. The extension's ``labels`` kernel walks the class rows side by side over runs of
+on one thread, a few percent of a bfloat16 step on a CPU with native bfloat16
+(``benchmarks/bench_fps.py`` reports the labels' own time). The extension's ``labels`` kernel walks the class rows side by side over runs of
 pixels, split across the OpenMP threads, in one pass. On a GPU, torch's reduction is already one
 kernel at memory speed, so it is used as it is.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 
 __all__ = ["labels_method", "reference_labels", "to_labels"]
 
@@ -24,7 +24,7 @@ def reference_labels(probs: Tensor, ids: Tensor) -> Tensor:
 
 
 def _fused(probs: Tensor) -> bool:
-    return probs.device.type == "cpu" and _extension.status().loaded
+    return probs.device.type == "cpu" and extension.status().loaded
 
 
 def labels_method(probs: Tensor) -> str:

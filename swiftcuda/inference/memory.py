@@ -9,9 +9,13 @@ The previous frame's slot is rewritten every step and the long-term part grows b
 update, so one memory read covers both without concatenating anything. The read sees
 ``P + long_term_length[o]`` entries of row o: objects added later have shorter memories.
 
-When an append would overflow the capacity, the oldest entries after the object's first frame are
-dropped (FIFO). The first frame holds the only ground truth the engine ever sees, so it is never
-evicted. Lengths are kept twice: on the device (what the kernels read and advance) and on the host.
+When an append would overflow the capacity, the oldest entries after the object's given frames are
+dropped (FIFO). Given frames (the first frame, and any later frame whose mask names the object)
+hold the only ground truth the engine ever sees, so they are never evicted: they form a protected
+prefix of the long-term memory, a later given frame inserted at its end::
+
+    [ previous frame | given frames (protected) | novel entries, oldest first ]
+ Lengths are kept twice: on the device (what the kernels read and advance) and on the host.
 The host copy is exact without synchronising because every append's size is known in advance.
 
 When the decision to update is itself on the device (the PAM trigger in a captured CUDA graph),
@@ -20,6 +24,8 @@ host synchronisation; the host copy of the lengths is then refreshed only when n
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,6 +40,17 @@ DEFAULT_CAPACITY = 16384
 def default_capacity(frame_pixels: int) -> int:
     """The default long-term capacity for frames of ``frame_pixels`` memory pixels."""
     return max(DEFAULT_CAPACITY, 4 * frame_pixels)
+
+
+def check_room_for_given(protected: int, incoming: int, frame_pixels: int, capacity: int) -> None:
+    """Raise an :class:`InputError` unless ``incoming`` entries fit in one object's long-term
+    ``capacity`` beside its ``protected`` given-frame entries (which are never evicted)."""
+    if protected + incoming > capacity:
+        raise InputError(
+            f"an object's memory of {capacity} entries is full with its {protected // frame_pixels} given frames "
+            f"of {frame_pixels} memory pixels: give masks on fewer frames, or a capacity of at least "
+            f"{protected + incoming} (--capacity, Segmenter(capacity=...))"
+        )
 
 
 def _contiguous_runs(indices: list[int]) -> list[slice]:
@@ -65,6 +82,41 @@ def _grown(buffer: Tensor, count: int) -> Tensor:
     grown = _padded_zeros(objects + count, channels, width, buffer.device, buffer.dtype)
     grown[:objects] = buffer
     return grown
+
+
+@dataclass(frozen=True, eq=False)
+class MemorySnapshot:
+    """A copy of a :class:`MemoryStore`'s contents, taken by :meth:`MemoryStore.snapshot`.
+
+    Its tensors are never written: a store restored from it copies them.
+
+    Attributes:
+        previous_keys: (O, Ck, P) the previous frame's slot; ``previous_values`` (O, Cv, P).
+        long_term_keys: (O, Ck, L) the first L long-term entries of every object, L the longest
+            object's length (an object's entries past its own length are never read);
+            ``long_term_values`` (O, Cv, L).
+        lengths: long-term entries per object.
+        protected: of those, the given frames' entries (never evicted).
+        capacity: long-term entries per object.
+    """
+
+    previous_keys: Tensor
+    previous_values: Tensor
+    long_term_keys: Tensor
+    long_term_values: Tensor
+    lengths: tuple[int, ...]
+    protected: tuple[int, ...]
+    capacity: int
+
+    @property
+    def frame_pixels(self) -> int:
+        return self.previous_keys.shape[2]
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes held by its tensors (shared ones included)."""
+        tensors = (self.previous_keys, self.previous_values, self.long_term_keys, self.long_term_values)
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class MemoryStore:
@@ -102,6 +154,7 @@ class MemoryStore:
         # so that no host-to-device copy happens inside a captured graph).
         self._first_length_device = torch.zeros(0, device=device, dtype=torch.int32)
         self._entry_index = torch.arange(capacity, device=device)
+        self._last_snapshot: MemorySnapshot | None = None  # the latest one taken of or restored into this store
 
     @property
     def num_objects(self) -> int:
@@ -141,8 +194,9 @@ class MemoryStore:
         return self.keys, self.values, self.long_term_length + self.frame_pixels
 
     def _make_room(self, obj: int, incoming: int) -> None:
-        """Evict object ``obj``'s oldest entries after its first frame until ``incoming`` fit."""
+        """Evict object ``obj``'s oldest entries after its given frames until ``incoming`` fit."""
         length, first = self._lengths()[obj], self._first_length[obj]
+        check_room_for_given(first, incoming, self.frame_pixels, self.capacity)
         excess = length + incoming - self.capacity
         if excess <= 0:
             return
@@ -156,19 +210,26 @@ class MemoryStore:
         self.long_term_length[obj] -= excess
 
     def memorize_previous_in_full(self, objects: list[int]) -> None:
-        """Append every pixel of the previous frame to these objects' long-term memories.
+        """Keep every pixel of the previous frame (its mask was given) in these objects' long-term
+        memories, protected: inserted after their given frames, before their novel entries, and
+        never evicted.
 
-        The first frame an object memorises this way becomes its protected first frame.
+        Raises:
+            InputError: the given frames would leave an object's memory no room for one more frame.
         """
         pixels = self.frame_pixels
         for obj in objects:
+            # After it, one more frame must still fit: the novel appends need that room.
+            check_room_for_given(self._first_length[obj] + pixels, pixels, pixels, self.capacity)
             self._make_room(obj, pixels)
-            start = pixels + self._lengths()[obj]
-            self.keys[obj, :, start : start + pixels] = self.keys[obj, :, :pixels]
-            self.values[obj, :, start : start + pixels] = self.values[obj, :, :pixels]
-            if self._lengths()[obj] == 0:
-                self._first_length[obj] = pixels
-                self._first_length_device[obj] = pixels
+            first, length = self._first_length[obj], self._lengths()[obj]
+            start, end = pixels + first, pixels + length
+            for buffer in (self.keys, self.values):
+                if end > start:  # the novel entries move up by one frame (clone: the ranges overlap)
+                    buffer[obj, :, start + pixels : end + pixels] = buffer[obj, :, start:end].clone()
+                buffer[obj, :, start : start + pixels] = buffer[obj, :, :pixels]
+            self._first_length[obj] = first + pixels
+            self._first_length_device[obj] = first + pixels
             self._host_length[obj] += pixels
             self.long_term_length[obj] += pixels
 
@@ -245,3 +306,70 @@ class MemoryStore:
     def _append_novel(self, runs: list[slice], beta: float, backend: str | None) -> None:
         for run in runs:
             ops.memory_update_(*self.update_views(run), beta=beta, backend=backend)
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def snapshot(self) -> MemorySnapshot:
+        """A copy of the memory, unaffected by what the store does next.
+
+        The long-term part is shared with this store's previous snapshot (or the one it was restored
+        from) when it cannot have changed since: the same objects, lengths and given frames, and no
+        object at capacity (below capacity the long-term memory only grows, so equal lengths mean
+        equal entries). A video then costs one previous-frame slot per snapshot, and a long-term
+        copy only per memory update.
+        """
+        lengths, protected = tuple(self._lengths()), tuple(self._first_length)
+        last = self._last_snapshot
+        pixels = self.frame_pixels
+        if (
+            last is not None
+            and last.lengths == lengths
+            and last.protected == protected
+            and all(length < self.capacity for length in lengths)
+        ):
+            long_term_keys, long_term_values = last.long_term_keys, last.long_term_values
+        else:
+            stop = pixels + max(lengths, default=0)
+            long_term_keys = self.keys[:, :, pixels:stop].clone()
+            long_term_values = self.values[:, :, pixels:stop].clone()
+        self._last_snapshot = MemorySnapshot(
+            previous_keys=self.keys[:, :, :pixels].clone(),
+            previous_values=self.values[:, :, :pixels].clone(),
+            long_term_keys=long_term_keys,
+            long_term_values=long_term_values,
+            lengths=lengths,
+            protected=protected,
+            capacity=self.capacity,
+        )
+        return self._last_snapshot
+
+    @classmethod
+    def from_snapshot(cls, snapshot: MemorySnapshot, device: torch.device, dtype: torch.dtype) -> MemoryStore:
+        """A store holding what ``snapshot`` holds, in new buffers on ``device``.
+
+        Raises:
+            ValueError: the snapshot's tensors are not of ``dtype``.
+        """
+        if snapshot.previous_keys.dtype != dtype:
+            raise ValueError(f"the memory snapshot holds {snapshot.previous_keys.dtype}, this engine runs {dtype}")
+        objects, key_dim, pixels = snapshot.previous_keys.shape
+        store = cls(
+            key_dim=key_dim,
+            value_dim=snapshot.previous_values.shape[1],
+            frame_pixels=pixels,
+            capacity=snapshot.capacity,
+            device=device,
+            dtype=dtype,
+        )
+        store.add_objects(objects)
+        store.keys[:, :, :pixels] = snapshot.previous_keys
+        store.values[:, :, :pixels] = snapshot.previous_values
+        stop = pixels + snapshot.long_term_keys.shape[2]
+        store.keys[:, :, pixels:stop] = snapshot.long_term_keys
+        store.values[:, :, pixels:stop] = snapshot.long_term_values
+        store.long_term_length.copy_(torch.tensor(snapshot.lengths, dtype=torch.int32))
+        store._host_length = list(snapshot.lengths)
+        store._first_length = list(snapshot.protected)
+        store._first_length_device = store.long_term_length.new_tensor(store._first_length)
+        store._last_snapshot = snapshot
+        return store

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,7 @@ AUTO = "auto"
 CPU_MAX_SHORTER_SIDE = 1080
 #: Peak memory a float32 step adds per frame pixel: 400 bytes, measured on a CPU as the growth of
 #: the process's peak from 540x960 to 1080x1920 frames (one object; the peak script of
-#: tests/test_internal_size.py). Scaled by the element size for other dtypes; used to keep
+#: tests/inference/test_internal_size.py). Scaled by the element size for other dtypes; used to keep
 #: ``"auto"`` within a GPU's free memory, with :data:`GPU_MEMORY_SHARE` left for more objects.
 STEP_BYTES_PER_PIXEL_FP32 = 400
 #: Of a GPU's free memory, the share ``"auto"`` plans a step to use (the rest: the memory bank, the
@@ -51,7 +50,7 @@ GPU_MEMORY_SHARE = 0.5
 #: The smallest internal shorter side: below it the 1/16-resolution memory has almost no pixels.
 MIN_SIDE = 32
 
-InternalSize = Union[None, int, tuple[int, int], str]
+InternalSize = int | tuple[int, int] | str | None
 
 
 def check_request(request: InternalSize) -> InternalSize:
@@ -160,14 +159,30 @@ def video_scale(
     """The rescaling of a video whose frames are (height, width) (:func:`choose_internal_size`).
 
     Says so in one log line when the size changes: a warning when ``"auto"`` shrank an input too
-    large for the device, else at INFO.
+    large for the device, or when an asked (h, w) turns the frames on their side (portrait for
+    landscape frames: (w, h) was likely meant), else at INFO.
     """
+    if isinstance(request, (tuple, list)) and len(request) == 2 and (request[0] - request[1]) * (height - width) < 0:
+        logger.warning(
+            "internal size %dx%d turns the %dx%d frames on their side: sizes are height x width, so %dx%d "
+            "keeps their orientation",
+            request[0],
+            request[1],
+            height,
+            width,
+            request[1],
+            request[0],
+        )
     internal, why = choose_internal_size(request, height, width, recommended=recommended, device=device, dtype=dtype)
     if internal is None:
         return SameSize((height, width))
     automatic = request == AUTO
     (logger.warning if automatic and why.endswith("runs well") else logger.info)(
-        "segmenting %dx%d frames at %dx%d (%s)%s", height, width, *internal, why,
+        "segmenting %dx%d frames at %dx%d (%s)%s",
+        height,
+        width,
+        *internal,
+        why,
         "; internal_size=None (--internal-size none) keeps the input's size" if automatic else "",
     )
     return Rescaler((height, width), internal)
@@ -208,7 +223,9 @@ class Rescaler:
             logger.warning(
                 "object %d covers %d pixels, less than one pixel at the internal size %dx%d: it is kept as "
                 "one pixel; give a larger internal size to track it well",
-                object_id, int((labels == object_id).sum()), *self.internal_size,
+                object_id,
+                int((labels == object_id).sum()),
+                *self.internal_size,
             )
         return scaled
 

@@ -21,7 +21,8 @@ sequence of device work: on a GPU it runs without host synchronisation and, with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,13 +31,13 @@ from torch import Tensor
 from swiftcuda import ops
 from swiftcuda.inference.graphs import StepGraphs
 from swiftcuda.inference.inputs import merge_given_labels
-from swiftcuda.inference.memory import MemoryStore, default_capacity
+from swiftcuda.inference.memory import MemorySnapshot, MemoryStore, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
 from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
 from swiftcuda.model import QueryEncoding, SwiftNet
-from swiftcuda.model.fuse import inference_copy
+from swiftcuda.optimize import is_prepared, prepare
 from swiftcuda.precision import warn_if_slow
 
 
@@ -50,6 +51,38 @@ class _PreviousFrame:
     index: int
     given_objects: list[int]  # objects whose mask was given at this frame: memorised in full
     chosen: bool | Tensor  # its most novel pixels go to the long-term memory
+
+
+@dataclass(frozen=True, eq=False)
+class SegmenterState:
+    """Everything a :class:`Segmenter` carries from one frame to the next, copied out of it by
+    :meth:`Segmenter.save_state` (never modified afterwards, so it can be restored many times).
+
+    Attributes:
+        frame_index: the index the next frame will get (0: no frame seen yet).
+        object_ids: the objects tracked, in channel order.
+        memory_mode: the schedule the state was made under ("official" or "pam").
+        memory: the memory store's contents (None before the first frame).
+    """
+
+    frame_index: int
+    object_ids: tuple[int, ...]
+    memory_mode: str
+    memory: MemorySnapshot | None
+    _scale: Any
+    _padding: Padding | None
+    _previous: _PreviousFrame | None
+    _memorized: tuple[int, bool | Tensor] | None
+    _trigger: Any
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes of memory the state holds (tensors shared with other states included)."""
+        return self.memory.num_bytes if self.memory is not None else 0
+
+
+def _copied(value: bool | Tensor) -> bool | Tensor:
+    return value.clone() if isinstance(value, Tensor) else value
 
 
 class Segmenter(VideoStream):
@@ -66,23 +99,17 @@ class Segmenter(VideoStream):
         model: a SwiftNet in eval mode; the engine runs on its device and in its dtype (for the
             fastest dtype here, load it with ``load_model(..., dtype="auto")``, the default; a
             dtype this CPU runs slowly gets one :class:`~swiftcuda.precision.SlowPrecisionWarning`).
+            A model not prepared yet is prepared with the default options
+            (:func:`swiftcuda.optimize.prepare`: a copy with batch norms folded and faster
+            convolutions; the caller's model is not modified); a prepared one runs as it is, so
+            prepare it yourself for other options (``prepare(model, PrepareOptions(tune=False))``),
+            or :func:`~swiftcuda.optimize.mark_prepared` it to run the model itself.
         memory: "official" (the released evaluation schedule) or "pam" (variation-aware trigger).
         mem_every: update period of the official schedule.
         beta: fraction of a frame's pixels that a memory update appends.
         capacity: long-term memory entries per object; None for :func:`default_capacity`.
         pam: thresholds of the "pam" trigger.
         backend: op backend (None for the best available).
-        optimize: run a copy of the model with batch norms folded and channels-last weights
-            (the caller's model is not modified); False runs ``model`` itself.
-        compile: with ``optimize``, also compile the copy's convolutional parts with TorchInductor
-            (faster steps after a slower start; see :func:`swiftcuda.model.fuse.compile_convolutions`).
-        winograd: with ``optimize``, compute 3x3 convolutions with Winograd kernels
-            (:mod:`swiftcuda.model.winograd`); None for "in float32 on a CPU, where the extension
-            supports it, unless compiling". Labels then agree with direct convolutions on more than
-            99.99% of pixels rather than bit for bit; False gives the direct computation.
-        tune: with ``optimize`` on a CPU, run each convolution with the algorithm measured fastest
-            on this machine for its input (:mod:`swiftcuda.model.conv_tuning`; measured once, then
-            cached on disk per CPU model and torch version); False keeps the fixed rules.
         cuda_graphs: on a GPU, capture the steady-state step as CUDA graphs and replay them.
         device_decisions: decide PAM updates on the device (no host synchronisation); None for
             "on a GPU". The official schedule is always decided on the host, where it is known.
@@ -103,10 +130,6 @@ class Segmenter(VideoStream):
         capacity: int | None = None,
         pam: PamOptions | None = None,
         backend: str | None = None,
-        optimize: bool = True,
-        compile: bool = False,
-        winograd: bool | None = None,
-        tune: bool = True,
         cuda_graphs: bool = False,
         device_decisions: bool | None = None,
         internal_size: InternalSize = AUTO,
@@ -118,16 +141,16 @@ class Segmenter(VideoStream):
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         warn_if_slow(self.device, self.dtype)
-        self.model = (
-            inference_copy(model.eval(), compile=compile, winograd=winograd, tune=tune) if optimize else model.eval()
-        )
+        self.model = model.eval() if is_prepared(model) else prepare(model.eval())
         self.memory_mode = memory
         self.trigger = make_trigger(memory, mem_every, pam, backend=backend)
         self.beta = beta
         self.capacity = capacity
         self.backend = backend
         on_gpu = self.device.type == "cuda"
-        self.device_decisions = self.trigger.decides_on_device and (on_gpu if device_decisions is None else device_decisions)
+        self.device_decisions = self.trigger.decides_on_device and (
+            on_gpu if device_decisions is None else device_decisions
+        )
         self._graphs = StepGraphs() if cuda_graphs and on_gpu else None
         self.reset()
 
@@ -164,15 +187,84 @@ class Segmenter(VideoStream):
         index, happened = self._memorized
         return index if bool(happened) else None
 
+    # -- saving and restoring the stream -------------------------------------------------------
+
     @torch.inference_mode()
-    def step(self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None = None) -> Tensor:
+    def save_state(self) -> SegmenterState:
+        """A copy of the stream's state after the last step: the memory store (previous-frame slot
+        and long-term memory), the trigger, the objects and the frame index.
+
+        :meth:`restore_state` with it later (on this segmenter or another one of the same model
+        and options) continues exactly as this one would have from here: the next steps give the
+        same probabilities, bit for bit. A state shares its long-term memory with the previous
+        state saved (or restored) while that memory has not changed, so saving after every frame
+        costs one frame's keys and values per frame, and a long-term copy per memory update.
+        """
+        previous = self._previous
+        if previous is not None:
+            previous = replace(previous, given_objects=list(previous.given_objects), chosen=_copied(previous.chosen))
+        memorized = None if self._memorized is None else (self._memorized[0], _copied(self._memorized[1]))
+        return SegmenterState(
+            frame_index=self.frame_index,
+            object_ids=tuple(self._object_ids),
+            memory_mode=self.memory_mode,
+            memory=self._store.snapshot() if self._store is not None else None,
+            _scale=self._scale,
+            _padding=self._padding,
+            _previous=previous,
+            _memorized=memorized,
+            _trigger=self.trigger.save_state(),
+        )
+
+    @torch.inference_mode()
+    def restore_state(self, state: SegmenterState) -> None:
+        """Continue from ``state`` (from :meth:`save_state`): the next step is frame ``state.frame_index``.
+
+        Raises:
+            ValueError: the state was made under another memory mode, or by a model of other key or
+                value sizes or another dtype.
+        """
+        if state.memory_mode != self.memory_mode:
+            raise ValueError(
+                f"the state was saved with memory={state.memory_mode!r}, this segmenter uses {self.memory_mode!r}"
+            )
+        if state.memory is not None:
+            config = self.model.config
+            dims = (state.memory.previous_keys.shape[1], state.memory.previous_values.shape[1])
+            if dims != (config.key_dim, config.value_dim):
+                raise ValueError(
+                    f"the state's memory has key/value sizes {dims}, this model {(config.key_dim, config.value_dim)}"
+                )
+        self.reset()
+        if state.memory is None:
+            return
+        self._store = MemoryStore.from_snapshot(state.memory, self.device, self.dtype)
+        self._scale, self._padding = state._scale, state._padding
+        self._object_ids = list(state.object_ids)
+        self.frame_index = state.frame_index
+        previous = state._previous
+        if previous is not None:
+            self._previous = replace(
+                previous, given_objects=list(previous.given_objects), chosen=_copied(previous.chosen)
+            )
+        if state._memorized is not None:
+            self._memorized = (state._memorized[0], _copied(state._memorized[1]))
+        self.trigger.restore_state(state._trigger)
+
+    @torch.inference_mode()
+    def step(
+        self, image: np.ndarray | Tensor, mask: np.ndarray | Tensor | None = None, *, complete: bool = False
+    ) -> Tensor:
         """Segment the next frame.
 
         Args:
             image: (H, W, 3) uint8 RGB (gray and RGBA converted) or a (3, H, W) float tensor in [0, 1].
             mask: optional (H, W) integer labels, 0 = background. Required on the first frame; on a
                 later frame it adds the objects it introduces and replaces the prediction for those
-                it names.
+                it names. Every object it names is kept in the memory in full, never evicted.
+            complete: the mask gives every object of the frame (a corrected frame): the objects
+                already tracked that it does not show are absent (probability 0 everywhere) and are
+                memorised so; a mask of background only is then allowed.
 
         Returns:
             (K+1, H, W) float32 probabilities on the model's device, background first, then the
@@ -182,8 +274,9 @@ class Segmenter(VideoStream):
         steady = mask is None and self._previous is not None and not self._previous.given_objects
         if steady and self._graphs is not None:
             return self._replay(frame)
-        frame, labels, given = self._scaled_inputs(frame, mask)
-        return self._output(self._finish(frame, self.encode(frame), labels), given)
+        complete = complete and mask is not None and bool(self._object_ids)
+        frame, labels, given = self._scaled_inputs(frame, mask, allow_empty=complete)
+        return self._output(self._finish(frame, self.encode(frame), labels, complete), given, complete)
 
     def encode(self, frames: Tensor) -> QueryEncoding:
         """Step 1 for (B, 3, H, W) frames of this video's size (a batched session passes several)."""
@@ -191,13 +284,14 @@ class Segmenter(VideoStream):
 
     # -- the step ------------------------------------------------------------------------------
 
-    def _finish(self, frame: Tensor, query: QueryEncoding, labels: Tensor | None) -> Tensor:
+    def _finish(self, frame: Tensor, query: QueryEncoding, labels: Tensor | None, complete: bool = False) -> Tensor:
         """Steps 2 to 5 of the module docstring, eagerly, for an encoded frame.
 
         Args:
             frame: (1, 3, h, w) the frame at the internal size.
             query: its encoding.
             labels: (h, w) int64 given labels at the internal size, or None.
+            complete: the labels give every object (see :meth:`step`).
 
         Returns:
             (K+1, h, w) probabilities at the internal size.
@@ -205,7 +299,7 @@ class Segmenter(VideoStream):
         probs = self._predict(query, self._previous) if self._previous is not None else None
         given: list[int] = []
         if labels is not None:
-            probs, given = self._merge_mask(probs, labels)
+            probs, given = self._merge_mask(probs, labels, complete)
         if self.device_decisions:
             chosen: bool | Tensor = self.trigger.decide(self.frame_index, frame, probs[1:])
         else:
@@ -297,8 +391,12 @@ class Segmenter(VideoStream):
 
     def _start(self, input_height: int, input_width: int) -> None:
         self._scale = video_scale(
-            self.internal_size, input_height, input_width,
-            recommended=self.recommended_internal_size, device=self.device, dtype=self.dtype,
+            self.internal_size,
+            input_height,
+            input_width,
+            recommended=self.recommended_internal_size,
+            device=self.device,
+            dtype=self.dtype,
         )
         height, width = self._scale.internal_size
         stride = self.model.config.stride
@@ -314,8 +412,8 @@ class Segmenter(VideoStream):
             dtype=self.dtype,
         )
 
-    def _merge_mask(self, probs: Tensor | None, labels: Tensor) -> tuple[Tensor, list[int]]:
-        """Apply a given mask: add new objects, replace the named ones.
+    def _merge_mask(self, probs: Tensor | None, labels: Tensor, complete: bool = False) -> tuple[Tensor, list[int]]:
+        """Apply a given mask: add new objects, replace the named ones (every object when ``complete``).
 
         Returns:
             The (K+1, H, W) probabilities after the merge and the indices of the named objects.
@@ -328,4 +426,4 @@ class Segmenter(VideoStream):
             self._store.add_objects(len(new_ids))  # new buffers: captured graphs are stale
             if self._graphs is not None:
                 self._graphs.clear()
-        return merge_given_labels(probs, labels, self._object_ids)
+        return merge_given_labels(probs, labels, self._object_ids, named_ids=self._object_ids if complete else None)

@@ -61,24 +61,30 @@ class VideoStream:
         return frame
 
     def _scaled_inputs(
-        self, frame: Tensor, mask: np.ndarray | Tensor | None
+        self, frame: Tensor, mask: np.ndarray | Tensor | None, allow_empty: bool = False
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """A checked frame and mask at the internal size, and the mask at the input's size.
+
+        Args:
+            allow_empty: accept a mask of background only.
 
         Returns:
             (1, 3, h, w) frame, (h, w) int64 labels or None, (H, W) int64 labels or None.
         """
         if mask is None:
             return self._scale.frame_in(frame), None, None
-        labels = given_labels(mask, self.device, self._scale.input_size)
+        labels = given_labels(mask, self.device, self._scale.input_size, allow_empty=allow_empty)
         return self._scale.frame_in(frame), self._scale.mask_in(labels), labels
 
-    def _output(self, probs: Tensor, given: Tensor | None) -> Tensor:
-        """(K+1, h, w) probabilities at the input's size; a given mask holds there exactly."""
+    def _output(self, probs: Tensor, given: Tensor | None, complete: bool = False) -> Tensor:
+        """(K+1, h, w) probabilities at the input's size; a given mask holds there exactly (for every
+        object when it is ``complete``)."""
         if isinstance(self._scale, SameSize):
             return probs
         probs = self._scale.probs_out(probs)
-        return merge_given_labels(probs, given, self._object_ids)[0] if given is not None else probs
+        if given is None:
+            return probs
+        return merge_given_labels(probs, given, self._object_ids, named_ids=self._object_ids if complete else None)[0]
 
     def to_labels(self, probs: Tensor) -> Tensor:
         """(K+1, H, W) probabilities -> (H, W) int64 map of object ids (0 = background)."""

@@ -43,6 +43,14 @@ class UpdateTrigger(Protocol):
         """Forget everything seen (a new video starts)."""
         ...
 
+    def save_state(self) -> object:
+        """A copy of what the trigger has seen, for :meth:`restore_state` (never modified)."""
+        ...
+
+    def restore_state(self, state: object) -> None:
+        """Continue from a state :meth:`save_state` returned (it stays usable for another restore)."""
+        ...
+
 
 class EveryNthFrame:
     """The official schedule: frames 0, n, 2n, ... update the memory."""
@@ -61,6 +69,12 @@ class EveryNthFrame:
         return torch.tensor(self.observe(frame_index, frame, object_probs), device=frame.device)
 
     def reset(self) -> None:
+        pass
+
+    def save_state(self) -> None:
+        return None  # the schedule depends on the frame index only
+
+    def restore_state(self, state: None) -> None:
         pass
 
 
@@ -126,6 +140,16 @@ class VariationAwareTrigger:
         self._since_update: Tensor | None = None  # 0-dim int32: frames since the last update
         self._previous: tuple[Tensor, Tensor] | None = None  # last frame and its object probabilities
 
+    def save_state(self) -> tuple[Tensor | None, ...]:
+        """Copies of P, the frames since the last update, and the last frame and its probabilities."""
+        previous = self._previous if self._previous is not None else (None, None)
+        return tuple(_cloned(t) for t in (self._accumulated, self._since_update, *previous))
+
+    def restore_state(self, state: tuple[Tensor | None, ...]) -> None:
+        accumulated, since, frame, probs = (_cloned(t) for t in state)
+        self._accumulated, self._since_update = accumulated, since
+        self._previous = (frame, probs) if frame is not None else None
+
     @property
     def accumulated(self) -> float:
         """The running variation P (synchronises)."""
@@ -141,7 +165,10 @@ class VariationAwareTrigger:
             return None
         prev_frame, prev_probs = self._previous
         counts = ops.frame_variation(
-            frame[0], prev_frame[0], object_probs, prev_probs,
+            frame[0],
+            prev_frame[0],
+            object_probs,
+            prev_probs,
             frame_threshold=self.options.frame_threshold,
             mask_threshold=self.options.mask_threshold,
             backend=self.backend,
@@ -170,6 +197,10 @@ class VariationAwareTrigger:
         return bool(self.decide(frame_index, frame, object_probs))
 
 
+def _cloned(tensor: Tensor | None) -> Tensor | None:
+    return tensor.clone() if tensor is not None else None
+
+
 def make_trigger(
     memory: str, mem_every: int = 5, pam: PamOptions | None = None, backend: str | None = None
 ) -> UpdateTrigger:
@@ -179,4 +210,3 @@ def make_trigger(
     if memory == "pam":
         return VariationAwareTrigger(pam, backend=backend)
     raise ValueError(f"unknown memory mode {memory!r}: choose 'official' or 'pam'")
-

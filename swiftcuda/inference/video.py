@@ -10,23 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
-from swiftcuda.errors import InputError
+from swiftcuda.errors import FrameReadError, InputError
 from swiftcuda.inference.host_copy import LabelCopier
 from swiftcuda.inference.segmenter import Segmenter
 from swiftcuda.io.frames import Frame, FrameSource
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.masks import read_object_mask
 
 
 def open_video(
     frames: str | os.PathLike,
     mask: str | os.PathLike,
-    read: Callable[[str | os.PathLike], np.ndarray] = read_mask,
+    read: Callable[[str | os.PathLike], np.ndarray] = read_object_mask,
 ) -> tuple[FrameSource, np.ndarray]:
     """A video's frames and its first frame's labels, checked before anything runs.
 
     Args:
         frames: a folder of frames (natural name order) or a video file.
-        mask: the first frame's labels (indexed, grayscale or DAVIS-coloured PNG).
+        mask: the first frame's labels (indexed, grayscale or DAVIS-coloured PNG; a mask of only 0
+            and 255 is one object, id 1).
         read: how the mask file becomes (H, W) uint8 labels (as ``segment --mask`` by default).
 
     Returns:
@@ -67,21 +68,29 @@ def segment_frames(
         The number of frames segmented.
 
     Raises:
-        InputError: the mask's size is not the first frame's (or a frame cannot be decoded).
+        InputError: the mask's size is not the first frame's.
+        FrameReadError: a frame cannot be decoded; every frame before it has had its
+            ``on_labels`` call, and ``frames_done`` says how many there were.
     """
     segmenter.reset()
     copier = LabelCopier(segmenter.device)
     count = 0
-    for frame in frames:
-        if frame.index == 0 and frame.image.shape[:2] != first_mask.shape:
-            raise InputError(
-                f"mask {mask_origin} is {first_mask.shape[0]}x{first_mask.shape[1]} but frame {frame.name} is "
-                f"{frame.image.shape[0]}x{frame.image.shape[1]}: give the first frame's mask"
-            )
-        probs = segmenter.step(frame.image, mask=first_mask if frame.index == 0 else None)
-        for done, labels in copier.push(frame, segmenter.to_labels(probs)):
+    try:
+        for frame in frames:
+            if frame.index == 0 and frame.image.shape[:2] != first_mask.shape:
+                raise InputError(
+                    f"mask {mask_origin} is {first_mask.shape[0]}x{first_mask.shape[1]} but frame {frame.name} is "
+                    f"{frame.image.shape[0]}x{frame.image.shape[1]}: give the first frame's mask"
+                )
+            probs = segmenter.step(frame.image, mask=first_mask if frame.index == 0 else None)
+            for done, labels in copier.push(frame, segmenter.to_labels(probs)):
+                on_labels(done, labels)
+            count += 1
+    except FrameReadError as error:
+        # The masks computed so far are delivered, so that a caller may keep them.
+        for done, labels in copier.drain():
             on_labels(done, labels)
-        count += 1
+        raise FrameReadError(str(error), frames_done=count, cli_message=error.cli_message) from None
     for done, labels in copier.drain():
         on_labels(done, labels)
     return count

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from swiftcuda.errors import InputError
+from swiftcuda.errors import FrameReadError, InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 #: Frame rate assumed for a folder of frames, or a video that does not state one.
@@ -59,12 +60,27 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB.
 
     Raises:
-        InputError: the file cannot be decoded.
+        FrameReadError: the file cannot be decoded.
     """
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        raise InputError(f"cannot read frame {path}: the file is corrupt or not an image")
+        raise FrameReadError(f"cannot read frame {path}: the file is corrupt or not an image")
     return to_rgb(image, str(path))
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file, from its header (cheap: nothing is decoded), or by decoding it
+    when Pillow cannot read the header (a format only OpenCV reads).
+
+    Raises:
+        FrameReadError: the file is not an image.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+        return height, width
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return read_image(path).shape[:2]
 
 
 def list_image_files(folder: Path) -> list[Path]:
@@ -73,11 +89,31 @@ def list_image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def check_frame_files(paths: list[Path]) -> None:
+    """Check, from their headers, that the frame files are images all of one size (cheap: before
+    the first step, so that a broken frame is not found minutes into a run).
+
+    Raises:
+        FrameReadError: a file is not an image.
+        InputError: a frame's size is not the first one's.
+    """
+    first = None
+    for path in paths:
+        size = image_size(path)
+        if first is None:
+            first = size
+        elif size != first:
+            raise InputError(_size_changed(path.stem, size, first))
+
+
 class FrameSource:
     """The frames of a folder of images or of a video file, decoded one at a time.
 
     Every frame must have the first frame's size; a frame that cannot be decoded or that changes
-    size raises an :class:`InputError` naming it.
+    size raises an :class:`InputError` naming it. Both are checked when the source opens, from the
+    image files' headers (and, for a video file, from its first frame), so that such a frame is
+    found before any work; a frame whose header reads but whose pixels do not decode is found
+    when it is reached (a :class:`FrameReadError`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -88,6 +124,7 @@ class FrameSource:
             if not self._files:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
                 raise InputError(f"no frames in {self.path}: expected image files ({suffixes})")
+            check_frame_files(self._files)
         elif self.path.is_file():
             self._check_video()
         else:
@@ -142,11 +179,7 @@ class FrameSource:
             if size is None:
                 size = frame.image.shape[:2]
             elif frame.image.shape[:2] != size:
-                height, width = frame.image.shape[:2]
-                raise InputError(
-                    f"frame {frame.name} is {height}x{width} but the first frame is {size[0]}x{size[1]}: "
-                    "all frames must have one size"
-                )
+                raise InputError(_size_changed(frame.name, frame.image.shape[:2], size))
             yield frame
 
     def _iter_folder(self) -> Iterator[Frame]:
@@ -165,3 +198,10 @@ class FrameSource:
                 index += 1
         finally:
             capture.release()
+
+
+def _size_changed(name: str, size: tuple[int, int], first: tuple[int, int]) -> str:
+    return (
+        f"frame {name} is {size[0]}x{size[1]} but the first frame is {first[0]}x{first[1]}: "
+        "all frames must have one size"
+    )

@@ -24,8 +24,13 @@ def _permission_bits(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def check_writable_target(target: Path, overwrite: bool, what: str = "output") -> None:
+def check_writable_target(target: Path, overwrite: bool, what: str = "output", folder: bool | None = None) -> None:
     """Refuse a target that already holds something, unless ``overwrite``.
+
+    Args:
+        folder: True when ``target`` must be a folder, False when it must be a file, None for either:
+            an existing target of the other kind is refused even with ``overwrite`` (so a command
+            checks it before its slow parts, not when it comes to write).
 
     Raises:
         InputError: the target exists (and is non-empty, for a folder) without ``overwrite``,
@@ -33,10 +38,17 @@ def check_writable_target(target: Path, overwrite: bool, what: str = "output") -
     """
     if not target.exists():
         return
+    if folder is True and not target.is_dir():
+        raise InputError(f"{what} {target} is a file: choose a folder path")
+    if folder is False and target.is_dir():
+        raise InputError(f"{what} {target} is a folder: give a file path")
     if not overwrite:
         if target.is_dir() and not any(target.iterdir()):
             return
-        raise InputError(f"{what} {target} already exists: pass --overwrite to replace it, or choose another path")
+        raise InputError(
+            f"{what} {target} already exists: pass overwrite=True to replace it, or choose another path",
+            cli_message=f"{what} {target} already exists: pass --overwrite to replace it, or choose another path",
+        )
 
 
 @contextlib.contextmanager
@@ -51,9 +63,7 @@ def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
         The temporary folder to write into (a hidden sibling of ``target``).
     """
     target = Path(target)
-    check_writable_target(target, overwrite, "output folder")
-    if target.exists() and not target.is_dir():
-        raise InputError(f"output folder {target} is a file: choose a folder path")
+    check_writable_target(target, overwrite, "output folder", folder=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     staging.chmod(_permission_bits(directory=True))
@@ -75,9 +85,7 @@ def staged_file(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
     (OpenCV, Pillow) behave as for the real name.
     """
     target = Path(target)
-    if target.is_dir():
-        raise InputError(f"{target} is a folder: give a file path")
-    check_writable_target(target, overwrite, "file")
+    check_writable_target(target, overwrite, "file", folder=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
     os.close(handle)

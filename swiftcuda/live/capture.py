@@ -82,7 +82,11 @@ class LiveCapture:
     """
 
     def __init__(
-        self, capture: VideoCaptureLike, name: str, fps: float = DEFAULT_FPS, paced: bool = False,
+        self,
+        capture: VideoCaptureLike,
+        name: str,
+        fps: float = DEFAULT_FPS,
+        paced: bool = False,
         frame_size: tuple[int, int] | None = None,
     ) -> None:
         if fps <= 0:

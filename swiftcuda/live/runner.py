@@ -195,8 +195,12 @@ def run_live(
                 if time.perf_counter() - last_report >= report_every:
                     counts = capture.counts
                     logger.info(
-                        "live: %d received, %d processed, %d dropped; last %.1f s: %s", counts.received,
-                        total.count, counts.dropped, time.perf_counter() - last_report, recent.describe(),
+                        "live: %d received, %d processed, %d dropped; last %.1f s: %s",
+                        counts.received,
+                        total.count,
+                        counts.dropped,
+                        time.perf_counter() - last_report,
+                        recent.describe(),
                     )
                     recent, last_report = LatencyHistogram(), time.perf_counter()
         except KeyboardInterrupt:
@@ -207,6 +211,10 @@ def run_live(
     if held is not None:
         held.finish(received)
     return LiveReport(
-        received=received, processed=total.count, dropped=received - total.count, latency=total, seconds=seconds,
+        received=received,
+        processed=total.count,
+        dropped=received - total.count,
+        latency=total,
+        seconds=seconds,
         end_reason=stopped_by or capture.end_reason or "stopped",
     )

@@ -16,7 +16,6 @@ retried, each from its start.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import dataclasses
@@ -28,11 +27,15 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swiftcuda.errors import InputError
 from swiftcuda.many.inputs import VideoItem
-from swiftcuda.many.job import finished_result, remove_leftovers
+from swiftcuda.many.job import finished_result, prepare_output, remove_leftovers
 from swiftcuda.many.summary import VideoResult, write_summary
+
+if TYPE_CHECKING:
+    from swiftcuda.options import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,93 @@ def cluster_plan(
 
 
 @dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the workers run, as asked (None: the defaults of :func:`plan_workers`).
+
+    Attributes:
+        address: a running Ray cluster ("auto": the one ``ray start`` runs here, or its address);
+            None starts a local one.
+        workers: how many workers.
+        gpus_per_worker: GPUs per worker (0.5: two workers a GPU).
+        videos_per_worker: videos each worker steps together.
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    videos_per_worker: int | None = None
+
+
+def worker_engine_options(options: EngineOptions, notify: Callable[[str], None] | None = None) -> EngineOptions:
+    """The options the workers get: the weights named here (the demo weights are announced once,
+    through ``notify``), a checkpoint's path made absolute (workers may run in another folder)."""
+    from swiftcuda.engine import resolve_weights
+
+    options = resolve_weights(options, notify)
+    weights = Path(options.weights)
+    return options.replace(weights=str(weights.resolve())) if weights.is_file() else options
+
+
+def segment_many(
+    items: list[VideoItem],
+    out: Path,
+    options: EngineOptions,
+    placement: Placement = Placement(),
+    overwrite: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> list[VideoResult]:
+    """Segment ``items`` into ``out`` on Ray workers placed as asked, each running the engine
+    ``options`` describe, showing one progress bar; videos done by an earlier run are skipped
+    unless ``overwrite``.
+
+    Args:
+        notify: called with a line for the user (the demo weights are in use); None logs it.
+
+    Returns:
+        One :class:`~swiftcuda.many.summary.VideoResult` per item, in order.
+
+    Raises:
+        InputError: Ray is missing, the cluster cannot be reached or lacks the GPUs asked for,
+            ``out`` holds something else, or compiled convolutions come with several videos per
+            worker; the workers' model-loading errors.
+    """
+    from tqdm import tqdm
+
+    require_ray()
+    videos_per_worker = placement.videos_per_worker
+    if options.compile:
+        if (videos_per_worker or 1) > 1:
+            raise InputError("--compile steps one video at a time: leave out --videos-per-worker, or --compile")
+        videos_per_worker = 1
+    out = Path(out).resolve()
+    # Workers may run in another folder: every path they get is absolute.
+    items = [dataclasses.replace(i, frames=i.frames.resolve(), mask=i.mask.resolve()) for i in items]
+    options = worker_engine_options(options, notify)
+    prepare_output(out, overwrite)
+    finished = [finished_result(out, item.name) for item in ([] if overwrite else items)]
+    if finished and all(finished):  # nothing to do: no cluster to start
+        write_summary(out, finished)
+        return finished
+    with ray_session(placement.address) as ray:
+        plan = cluster_plan(ray, placement.workers, placement.gpus_per_worker, options.device, videos_per_worker)
+        many = ManyRun(items, out, options, plan, overwrite=overwrite)
+        many.start()
+        with tqdm(total=len(items), unit="video", desc="segment-many", disable=None) as bar:
+            tally = {"frames": 0, "failed": 0, "started": time.perf_counter()}
+
+            def show(result: VideoResult) -> None:
+                tally["frames"] += result.frames if result.status == "done" else 0
+                tally["failed"] += result.status == "failed"
+                elapsed = time.perf_counter() - tally["started"]
+                bar.set_postfix(
+                    fps=f"{tally['frames'] / max(elapsed, 1e-9):.1f}", failed=tally["failed"], refresh=False
+                )
+                bar.update()
+
+            return many.run(on_result=show)
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerIdentity:
     host: str
     pid: int
@@ -169,14 +259,15 @@ class ManyRun:
     Example::
 
         with ray_session(None) as ray:
-            run = ManyRun(items, out, engine_args, cluster_plan(ray, 2, None, "cpu"))
+            run = ManyRun(items, out, EngineOptions(weights="demo"), cluster_plan(ray, 2, None, "cpu"))
             run.start()
             results = run.run(on_result=print)
 
     Args:
         items: the videos.
         out: the output folder (see :func:`swiftcuda.many.job.prepare_output`).
-        engine_args: the command line's engine options, passed to every worker.
+        options: the engine's options, passed to every worker (weights named: the workers announce
+            nothing; see :func:`worker_engine_options`).
         plan: the workers.
         overwrite: segment every video again, done or not.
         frame_delay: seconds each worker sleeps per frame (tests only).
@@ -186,12 +277,12 @@ class ManyRun:
         self,
         items: list[VideoItem],
         out: Path,
-        engine_args: argparse.Namespace,
+        options: EngineOptions,
         plan: WorkerPlan,
         overwrite: bool = False,
         frame_delay: float = 0.0,
     ) -> None:
-        self.items, self.out, self.engine_args, self.plan = items, Path(out), engine_args, plan
+        self.items, self.out, self.options, self.plan = items, Path(out), options, plan
         self.overwrite, self.frame_delay = overwrite, frame_delay
         self.actors: list = []
         self.identities: list[WorkerIdentity] = []
@@ -207,11 +298,14 @@ class ManyRun:
         from swiftcuda.many.worker import SegmentWorker
 
         options = dict(
-            num_cpus=self.plan.cpus, num_gpus=self.plan.gpus, max_restarts=-1, max_task_retries=RETRIES_PER_VIDEO,
+            num_cpus=self.plan.cpus,
+            num_gpus=self.plan.gpus,
+            max_restarts=-1,
+            max_task_retries=RETRIES_PER_VIDEO,
             max_concurrency=self.plan.videos,  # each call in progress holds one of the worker's streams
         )
         self.actors = [
-            SegmentWorker.options(**options).remote(self.engine_args, self.plan.threads, self.plan.videos, self.frame_delay)
+            SegmentWorker.options(**options).remote(self.options, self.plan.threads, self.plan.videos, self.frame_delay)
             for _ in range(self.plan.workers)
         ]
         self.identities = []
@@ -350,4 +444,3 @@ def process_alive(pid: int) -> bool:
 def first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
-

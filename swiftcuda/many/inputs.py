@@ -27,7 +27,7 @@ import numpy as np
 
 from swiftcuda.errors import InputError
 from swiftcuda.io.frames import list_image_files
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.masks import read_object_mask
 
 DAVIS_RESOLUTION = "480p"
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json")
@@ -62,7 +62,7 @@ def read_first_mask(path: str | os.PathLike, mask_format: str = "labels") -> np.
     Raises:
         InputError: the mask is missing or unreadable.
     """
-    labels = read_mask(path)
+    labels = read_object_mask(path)
     if mask_format == "davis2016":
         return (labels != 0).astype(np.uint8)
     if mask_format == "davis":
@@ -131,7 +131,7 @@ def read_manifest(path: Path) -> list[VideoItem]:
             except json.JSONDecodeError as error:
                 raise InputError(f"{path} line {number} is not JSON ({error}): write one object a line") from None
             if not isinstance(row, dict):
-                raise InputError(f"{path} line {number} is not a JSON object: write {{\"frames\": ..., \"mask\": ...}}")
+                raise InputError(f'{path} line {number} is not a JSON object: write {{"frames": ..., "mask": ...}}')
             rows.append((number, row))
     base = path.parent
     items = []
@@ -152,8 +152,16 @@ def check_names(items: list[VideoItem], origin: Path) -> None:
         InputError: naming the first bad or shared name and the fix.
     """
     for item in items:
-        if not item.name or item.name in (".", "..") or item.name.startswith(".") or "/" in item.name or "\\" in item.name:
-            raise InputError(f"video output name {item.name!r} in {origin} is not a plain folder name: give a name column")
+        if (
+            not item.name
+            or item.name in (".", "..")
+            or item.name.startswith(".")
+            or "/" in item.name
+            or "\\" in item.name
+        ):
+            raise InputError(
+                f"video output name {item.name!r} in {origin} is not a plain folder name: give a name column"
+            )
         if item.name == "summary.jsonl":
             raise InputError(f"a video in {origin} is named summary.jsonl, the run's summary: give it another name")
     shared = [name for name, count in Counter(item.name for item in items).items() if count > 1]
@@ -177,4 +185,6 @@ def check_outputs_spare_inputs(items: list[VideoItem], out: Path) -> None:
         target = out / item.name
         for given in (item.frames, item.mask):
             if is_within(given, target) or is_within(target, given):
-                raise InputError(f"--out {out} would write {target} over the input {given}: choose another output folder")
+                raise InputError(
+                    f"--out {out} would write {target} over the input {given}: choose another output folder"
+                )

@@ -109,7 +109,9 @@ def segment_item(
     remove_leftovers(out, item.name)
     clear_marker(out, item.name)
     try:
-        source, labels = open_video(item.frames, item.mask, functools.partial(read_first_mask, mask_format=item.mask_format))
+        source, labels = open_video(
+            item.frames, item.mask, functools.partial(read_first_mask, mask_format=item.mask_format)
+        )
         with staged_directory(out / item.name, overwrite=True) as staging:
 
             def save(frame: Frame, predicted: np.ndarray) -> None:
@@ -121,8 +123,12 @@ def segment_item(
     except SwiftcudaError as error:
         return VideoResult(item.name, "failed", host=host, error=str(error))
     result = VideoResult(
-        item.name, "done", frames=count, objects=len(segmenter.object_ids),
-        seconds=time.perf_counter() - started, host=host,
+        item.name,
+        "done",
+        frames=count,
+        objects=len(segmenter.object_ids),
+        seconds=time.perf_counter() - started,
+        host=host,
     )
     write_marker(out, result)
     return result

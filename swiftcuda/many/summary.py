@@ -48,17 +48,26 @@ class VideoResult:
         """The JSON object of its summary line."""
         fps = self.fps
         return {
-            "video": self.video, "frames": self.frames, "objects": self.objects,
-            "fps": None if math.isnan(fps) else round(fps, 2), "seconds": round(self.seconds, 3),
-            "host": self.host, "status": self.status, "error": self.error,
+            "video": self.video,
+            "frames": self.frames,
+            "objects": self.objects,
+            "fps": None if math.isnan(fps) else round(fps, 2),
+            "seconds": round(self.seconds, 3),
+            "host": self.host,
+            "status": self.status,
+            "error": self.error,
         }
 
     @classmethod
     def from_record(cls, record: dict) -> VideoResult:
         return cls(
-            video=str(record["video"]), status=str(record["status"]), frames=int(record.get("frames", 0)),
-            objects=int(record.get("objects", 0)), seconds=float(record.get("seconds", 0.0)),
-            host=str(record.get("host", "")), error=str(record.get("error", "")),
+            video=str(record["video"]),
+            status=str(record["status"]),
+            frames=int(record.get("frames", 0)),
+            objects=int(record.get("objects", 0)),
+            seconds=float(record.get("seconds", 0.0)),
+            host=str(record.get("host", "")),
+            error=str(record.get("error", "")),
         )
 
 

@@ -7,22 +7,24 @@ it when it is missing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 import torch
 
 from swiftcuda.errors import SwiftcudaError
-from swiftcuda.inference.batched import BatchedSegmenter
-from swiftcuda.inference.segmenter import Segmenter
+from swiftcuda.inference.stream import VideoStream
 from swiftcuda.many.inputs import VideoItem
 from swiftcuda.many.job import segment_item
 from swiftcuda.many.lockstep import LockstepBatch
 from swiftcuda.many.summary import VideoResult
+
+if TYPE_CHECKING:
+    from swiftcuda.options import EngineOptions
 
 
 @ray.remote
@@ -34,31 +36,29 @@ class SegmentWorker:
     at once, in threads, each in its own stream, stepped together.
 
     Args:
-        engine_args: the engine options of the command line (``add_engine_arguments``), so that
-            the worker builds the same segmenter as ``swiftcuda segment``.
+        options: the engine's options (weights named), from which the worker builds the same
+            segmenter as ``swiftcuda segment`` (:mod:`swiftcuda.engine`).
         threads: CPU threads for PyTorch (Ray's share of CPUs for this actor).
         videos: videos stepped together (1: one :class:`Segmenter`, CUDA graphs included on a GPU).
         frame_delay: seconds to sleep after each frame; 0 except in tests that need a worker busy
             long enough to be killed mid-video.
     """
 
-    def __init__(
-        self, engine_args: argparse.Namespace, threads: int, videos: int = 1, frame_delay: float = 0.0
-    ) -> None:
+    def __init__(self, options: EngineOptions, threads: int, videos: int = 1, frame_delay: float = 0.0) -> None:
         # The engine modules are imported here, in the worker process, not pickled from the driver.
-        from swiftcuda.cli._engine import load_engine_model, make_segmenter
+        from swiftcuda.engine import build_batched_segmenter, build_segmenter, load_engine_model
 
         torch.set_num_threads(max(1, threads))
         self.frame_delay = frame_delay
         self.startup_error: SwiftcudaError | None = None
-        self.segmenter: Segmenter | None = None
+        self.segmenter: VideoStream | None = None
         self.lockstep: LockstepBatch | None = None
         try:
-            model = load_engine_model(engine_args)
+            model = load_engine_model(options)
             if videos == 1:
-                self.segmenter = make_segmenter(model, engine_args)
+                self.segmenter = build_segmenter(options, model)
             else:
-                self.lockstep = LockstepBatch(batched_segmenter(model, engine_args, videos))
+                self.lockstep = LockstepBatch(build_batched_segmenter(options, videos, model))
         except SwiftcudaError as error:
             # Kept, not raised: Ray would report a constructor's error as a dead actor with a
             # traceback, and the driver turns this into the command's one-line error instead.
@@ -76,13 +76,3 @@ class SegmentWorker:
             return segment_item(self.segmenter, item, Path(out), on_frame=on_frame)
         with self.lockstep.stream() as stream:
             return segment_item(stream, item, Path(out), on_frame=on_frame)
-
-
-def batched_segmenter(model: torch.nn.Module, args: argparse.Namespace, videos: int) -> BatchedSegmenter:
-    """``videos`` streams configured by the engine options as ``make_segmenter`` configures one
-    :class:`Segmenter` (without CUDA graphs, which are per stream, or ``--compile``, which the
-    driver refuses with several videos per worker)."""
-    return BatchedSegmenter(
-        model, videos, memory=args.memory, mem_every=args.mem_every, capacity=args.capacity, backend=args.backend,
-        winograd=False if args.direct_convolutions else None, tune=not args.no_tune, internal_size=args.internal_size,
-    )

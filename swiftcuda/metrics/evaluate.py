@@ -59,7 +59,9 @@ def list_sequences(truth_root: str | os.PathLike) -> list[str]:
     return sorted(names, key=natural_key)
 
 
-def _score_one(truth_dir: Path, results_dir: Path, options: ScoreOptions, name: str) -> SequenceScores | SequenceProblem:
+def _score_one(
+    truth_dir: Path, results_dir: Path, options: ScoreOptions, name: str
+) -> SequenceScores | SequenceProblem:
     try:
         return score_sequence(truth_dir, results_dir, options, name=name)
     except InputError as error:

@@ -112,7 +112,9 @@ def csv_paths(folder: str | os.PathLike, set_name: str) -> tuple[Path, Path]:
     return folder / f"global_results-{set_name}.csv", folder / f"per-sequence_results-{set_name}.csv"
 
 
-def write_tables(summary: Summary, folder: str | os.PathLike, set_name: str, overwrite: bool = False) -> tuple[Path, Path]:
+def write_tables(
+    summary: Summary, folder: str | os.PathLike, set_name: str, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv`` into ``folder``."""
     global_path, sequence_path = csv_paths(folder, set_name)
     for path in (global_path, sequence_path):

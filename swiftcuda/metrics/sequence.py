@@ -2,6 +2,9 @@
 
 The objects are 1..K where K is the largest id in the first ground-truth frame (void excluded),
 as in the DAVIS 2017 semi-supervised evaluation; the first and the last frames are not scored.
+A sequence whose first ground-truth frame is black and white (0 and 255 only) has one object, 1,
+which 255 marks in all its frames; the black and white results of a one-object sequence are read
+alike.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from swiftcuda.errors import InputError
 from swiftcuda.io.frames import natural_key
-from swiftcuda.io.masks import read_mask
+from swiftcuda.io.masks import binary_as_object, is_binary_mask, read_mask
 from swiftcuda.metrics.boundary import BOUND_TH, boundary_scores
 from swiftcuda.metrics.region import jaccard
 
@@ -188,6 +191,9 @@ def score_sequence(
             f"{len(truth_files)} ({detail}): write one PNG per ground-truth frame, named alike"
         )
     first = read_mask(truth_files[stems[0]])
+    # A black and white ground truth draws one object, as the engine reads its first mask.
+    binary = not options.single_object and is_binary_mask(first)
+    first = binary_as_object(first) if binary else first
     num_objects = count_objects(first, options)
     if num_objects == 0:
         raise InputError(f"the first ground-truth frame {stems[0]}.png has no object")
@@ -195,11 +201,14 @@ def score_sequence(
     prediction = np.empty_like(truth)
     for t, stem in enumerate(scored):
         truth[t] = _read_sized(truth_files[stem], first.shape, "ground truth", stems[0])
+        if binary:
+            truth[t] = np.where(truth[t] == VOID_LABEL, 1, truth[t])
         result = read_mask(result_files[stem])
+        result = binary_as_object(result) if num_objects == 1 else result
         if result.shape != first.shape:
             raise InputError(
-                f"size mismatch: {stem}.png is {result.shape[1]}x{result.shape[0]} in the results but "
-                f"{first.shape[1]}x{first.shape[0]} in the ground truth: write results at the ground truth's size"
+                f"size mismatch: {stem}.png is {result.shape[0]}x{result.shape[1]} in the results but "
+                f"{first.shape[0]}x{first.shape[1]} in the ground truth: write results at the ground truth's size"
             )
         prediction[t] = result
     j, f = score_labels(truth, prediction, num_objects, options, [s + ".png" for s in scored])
@@ -210,7 +219,7 @@ def _read_sized(path: Path, shape: tuple[int, int], what: str, first: str) -> np
     mask = read_mask(path)
     if mask.shape != shape:
         raise InputError(
-            f"size mismatch: {path.name} is {mask.shape[1]}x{mask.shape[0]} in the {what} but its first frame "
-            f"{first}.png is {shape[1]}x{shape[0]}"
+            f"size mismatch: {path.name} is {mask.shape[0]}x{mask.shape[1]} in the {what} but its first frame "
+            f"{first}.png is {shape[0]}x{shape[1]}"
         )
     return mask

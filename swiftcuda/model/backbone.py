@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swiftcuda.model.config import SwiftNetConfig
-from swiftcuda.model.fused_conv import conv_post
+from swiftcuda.model.post_ops import conv_post
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,7 +156,9 @@ class Encoder(nn.Module):
         # one pass (the engine passes float32 frames to a half-precision model).
         x = (frame - self.mean.to(frame.dtype)) / self.std.to(frame.dtype)
         weight = self.conv1.weight
-        layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format
+        layout = (
+            torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format
+        )
         x = x.to(dtype=weight.dtype, memory_format=layout)
         if isinstance(self.bn1, nn.Identity):  # folded for inference: conv and ReLU, fused where possible
             c1 = conv_post(self.conv1, x, relu=True)

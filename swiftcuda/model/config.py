@@ -45,12 +45,26 @@ class SwiftNetConfig:
 
 CONFIGS: dict[str, SwiftNetConfig] = {
     "r18": SwiftNetConfig(
-        variant="r18", c1_channels=64, r2_channels=64, r3_channels=128, r4_channels=256,
-        key_dim=32, value_dim=128, aspp_dim=128, decoder_dim=64,
+        variant="r18",
+        c1_channels=64,
+        r2_channels=64,
+        r3_channels=128,
+        r4_channels=256,
+        key_dim=32,
+        value_dim=128,
+        aspp_dim=128,
+        decoder_dim=64,
     ),
     "r50": SwiftNetConfig(
-        variant="r50", c1_channels=64, r2_channels=256, r3_channels=512, r4_channels=1024,
-        key_dim=128, value_dim=512, aspp_dim=256, decoder_dim=256,
+        variant="r50",
+        c1_channels=64,
+        r2_channels=256,
+        r3_channels=512,
+        r4_channels=1024,
+        key_dim=128,
+        value_dim=512,
+        aspp_dim=256,
+        decoder_dim=256,
     ),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from swiftcuda.model.fused_conv import conv_post
+from swiftcuda.model.post_ops import conv_post
 
 
 class ResBlock(nn.Module):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from swiftcuda.model.backbone import TrunkFeatures
 from swiftcuda.model.config import SwiftNetConfig
-from swiftcuda.model.fused_conv import conv_post
+from swiftcuda.model.post_ops import conv_post
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -45,9 +45,17 @@ class LAE(nn.Module):
         ``conv_m(own) + conv_o(others)`` equals one convolution of the channel-concatenated masks
         with the concatenated weights: one pass over the output instead of two, and one add fewer.
         """
-        for name, (own, others) in {"paired_full": (self.conv1_m, self.conv1_o), "paired_small": (self.conv2_m, self.conv2_o)}.items():
+        for name, (own, others) in {
+            "paired_full": (self.conv1_m, self.conv1_o),
+            "paired_small": (self.conv2_m, self.conv2_o),
+        }.items():
             paired = nn.Conv2d(
-                own.in_channels * 2, own.out_channels, own.kernel_size, stride=own.stride, padding=own.padding, bias=False
+                own.in_channels * 2,
+                own.out_channels,
+                own.kernel_size,
+                stride=own.stride,
+                padding=own.padding,
+                bias=False,
             ).to(device=own.weight.device, dtype=own.weight.dtype)
             paired.weight.data = torch.cat([own.weight.data, others.weight.data], dim=1)
             setattr(self, name, paired)

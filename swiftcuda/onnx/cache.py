@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from swiftcuda import __version__
+from swiftcuda._version import __version__
 from swiftcuda.errors import InputError
 from swiftcuda.model import SwiftNet
 from swiftcuda.onnx.export import FORMAT_VERSION, export_onnx, read_sidecar

@@ -25,12 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
-from swiftcuda import __version__
+from swiftcuda._version import __version__
 from swiftcuda.errors import InputError
 from swiftcuda.inference.memory import default_capacity
 from swiftcuda.io.output import staged_directory
 from swiftcuda.model import SwiftNet
-from swiftcuda.model.fuse import inference_copy
 from swiftcuda.onnx.dependencies import require_onnx
 from swiftcuda.onnx.graphs import (
     GRAPH_NAMES,
@@ -39,6 +38,7 @@ from swiftcuda.onnx.graphs import (
     QueryEncoderGraph,
     ReadDecodeGraph,
 )
+from swiftcuda.optimize import PrepareOptions, prepare
 from swiftcuda.precision import dtype_name
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 #: The sidecar's file name inside an export folder.
 SIDECAR = "swiftcuda-onnx.json"
 #: Its format version: a runner refuses a sidecar of another version.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Precisions an export may have (ONNX Runtime has no bfloat16 convolutions).
 EXPORT_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -64,10 +64,10 @@ _STATE = {
 _STATE_MEANING = {
     "previous_keys": "the previous frame's memory keys, read in full (encode_memory's keys)",
     "previous_values": "the previous frame's memory values (encode_memory's values)",
-    "long_term_keys": "long-term keys per object; entries [0, long_term_length[o]) valid, its first frame first",
+    "long_term_keys": "long-term keys per object; entries [0, long_term_length[o]) valid, its given frames first",
     "long_term_values": "long-term values per object, same entries",
     "long_term_length": "valid long-term entries per object (int64)",
-    "first_length": "entries of each object's first memorised frame, never evicted (int64)",
+    "first_length": "entries of each object's given frames (a prefix of its long-term memory), never evicted (int64)",
 }
 
 #: How a runner carries out one step with the four graphs (what OnnxSegmenter does).
@@ -80,7 +80,8 @@ PROTOCOL = [
     "object updates): in_full for the objects whose mask was given at the previous frame, novel for "
     "the others when the previous frame was chosen (the official schedule chooses frames 0, n, 2n, ...; "
     "novel_count = P - int(P * (1 - beta)) for P = h * w, computed in float64 as Python does); update "
-    "the state from its outputs.",
+    "the state from its outputs. Before an in_full update, check that first_length + 2 P fits in N "
+    "(the given frames must leave room for one more frame): otherwise stop, the memory is too small.",
     "When a mask is given: new objects get zero rows in every state tensor (lengths 0); pixels the mask "
     "labels take probability 1 for their object and 0 for the others; the background is 1 minus the "
     "objects' sum, clamped at 0.",
@@ -111,8 +112,14 @@ def _export_graph(module: nn.Module, args: tuple, names: tuple[list[str], list[s
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as log:
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module.eval(), args, str(path), input_names=input_names, output_names=output_names,
-            dynamic_shapes=shapes, dynamo=True, external_data=False,
+            module.eval(),
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=shapes,
+            dynamo=True,
+            external_data=False,
         )
     logger.info("exported %s:\n%s", path.name, log.getvalue().strip())
     model = onnx.load(str(path))
@@ -136,7 +143,13 @@ def _example_inputs(model: SwiftNet, size: tuple[int, int], objects: int, capaci
         key, value, r4, r3, r2, c1 = QueryEncoderGraph(model).eval()(frame)
     grid = (objects, grid_h, grid_w)
     return {
-        "frame": frame, "key": key, "value": value, "r4": r4, "r3": r3, "r2": r2, "c1": c1,
+        "frame": frame,
+        "key": key,
+        "value": value,
+        "r4": r4,
+        "r3": r3,
+        "r2": r2,
+        "c1": c1,
         "object_probs": torch.rand((objects, height, width), generator=generator),
         "previous_keys": torch.randn((grid[0], config.key_dim, *grid[1:]), generator=generator).to(dtype),
         "previous_values": torch.randn((grid[0], config.value_dim, *grid[1:]), generator=generator).to(dtype),
@@ -155,33 +168,70 @@ def _graph_specs(model: SwiftNet) -> dict[str, tuple[nn.Module, list[str], list[
     h, w, o, n = _GRID_H, _GRID_W, _OBJECTS, _ENTRIES
     grid = {2: h, 3: w}
     state = {
-        "previous_keys": {0: o, **grid}, "previous_values": {0: o, **grid},
-        "long_term_keys": {0: o, 2: n}, "long_term_values": {0: o, 2: n},
-        "long_term_length": {0: o}, "first_length": {0: o},
+        "previous_keys": {0: o, **grid},
+        "previous_values": {0: o, **grid},
+        "long_term_keys": {0: o, 2: n},
+        "long_term_values": {0: o, 2: n},
+        "long_term_length": {0: o},
+        "first_length": {0: o},
     }
     features = {"r4": grid, "r3": {2: 2 * h, 3: 2 * w}, "r2": {2: 4 * h, 3: 4 * w}, "c1": {2: 8 * h, 3: 8 * w}}
-    read_inputs = ["key", "value", "r3", "r2", "previous_keys", "previous_values", "long_term_keys", "long_term_values", "long_term_length"]
+    read_inputs = [
+        "key",
+        "value",
+        "r3",
+        "r2",
+        "previous_keys",
+        "previous_values",
+        "long_term_keys",
+        "long_term_values",
+        "long_term_length",
+    ]
     update_inputs = [
-        "long_term_keys", "long_term_values", "long_term_length", "first_length", "previous_keys", "previous_values",
-        "in_full", "novel", "novel_count",
+        "long_term_keys",
+        "long_term_values",
+        "long_term_length",
+        "first_length",
+        "previous_keys",
+        "previous_values",
+        "in_full",
+        "novel",
+        "novel_count",
     ]
     all_shapes = {
-        "frame": {2: 16 * h, 3: 16 * w}, "key": grid, "value": grid, **features, **state,
-        "object_probs": {0: o, 1: 16 * h, 2: 16 * w}, "in_full": {0: o}, "novel": {0: o}, "novel_count": {},
+        "frame": {2: 16 * h, 3: 16 * w},
+        "key": grid,
+        "value": grid,
+        **features,
+        **state,
+        "object_probs": {0: o, 1: 16 * h, 2: 16 * w},
+        "in_full": {0: o},
+        "novel": {0: o},
+        "novel_count": {},
     }
     specs = {
         "encode_query": (QueryEncoderGraph(model), ["frame"], ["key", "value", "r4", "r3", "r2", "c1"]),
         "read_and_decode": (ReadDecodeGraph(model), read_inputs, ["probs"]),
-        "encode_memory": (MemoryEncoderGraph(model), ["r4", "r3", "r2", "c1", "object_probs"], ["previous_keys_out", "previous_values_out"]),
+        "encode_memory": (
+            MemoryEncoderGraph(model),
+            ["r4", "r3", "r2", "c1", "object_probs"],
+            ["previous_keys_out", "previous_values_out"],
+        ),
         "update_memory": (
-            MemoryUpdateGraph(), update_inputs,
+            MemoryUpdateGraph(),
+            update_inputs,
             ["long_term_keys_out", "long_term_values_out", "long_term_length_out", "first_length_out"],
         ),
     }
-    return {name: (module, inputs, outputs, {i: all_shapes[i] for i in inputs}) for name, (module, inputs, outputs) in specs.items()}
+    return {
+        name: (module, inputs, outputs, {i: all_shapes[i] for i in inputs})
+        for name, (module, inputs, outputs) in specs.items()
+    }
 
 
-def check_export_options(size: tuple[int, int], objects: int, capacity: int | None, precision: str, stride: int = 16) -> int:
+def check_export_options(
+    size: tuple[int, int], objects: int, capacity: int | None, precision: str, stride: int = 16
+) -> int:
     """Validate the options of :func:`export_onnx`; returns the capacity to use.
 
     Raises:
@@ -190,7 +240,9 @@ def check_export_options(size: tuple[int, int], objects: int, capacity: int | No
     """
     height, width = size
     if height < stride or width < stride or height % stride or width % stride:
-        raise InputError(f"--size {height}x{width} must be positive multiples of {stride} (e.g. 480x864): the graphs take padded frames")
+        raise InputError(
+            f"--size {height}x{width} must be positive multiples of {stride} (e.g. 480x864): the graphs take padded frames"
+        )
     if precision not in EXPORT_PRECISIONS:
         raise InputError(f"precision {precision!r} cannot be exported: use {' or '.join(EXPORT_PRECISIONS)}")
     if objects < 1:
@@ -240,7 +292,8 @@ def export_onnx(
     dtype = EXPORT_PRECISIONS[precision]
     # Standard layers only (no tuned, Winograd or oneDNN-fused convolutions), batch norms folded, in
     # float32 first (as the engine folds them) and then in the export's precision.
-    prepared = inference_copy(model, channels_last=False, pointwise=False).to(device="cpu", dtype=dtype)
+    plain = PrepareOptions(winograd=False, tune=False, pointwise=False, channels_last=False)
+    prepared = prepare(model, plain).to(device="cpu", dtype=dtype)
     example = _example_inputs(prepared, size, objects, capacity)
     out_dir = Path(out_dir)
     graphs = {}
@@ -255,7 +308,13 @@ def export_onnx(
 
 
 def _sidecar(
-    model: SwiftNet, graphs: dict, size: tuple[int, int], objects: int, capacity: int, precision: str, weights: str | None
+    model: SwiftNet,
+    graphs: dict,
+    size: tuple[int, int],
+    objects: int,
+    capacity: int,
+    precision: str,
+    weights: str | None,
 ) -> dict:
     config = model.config
     sizes = {"Ck": config.key_dim, "Cv": config.value_dim}
@@ -274,7 +333,8 @@ def _sidecar(
         "capacity": capacity,
         "dimensions": {
             "O": "objects (any count; a new object adds a row to every state tensor)",
-            "h": "padded frame height / 16", "w": "padded frame width / 16",
+            "h": "padded frame height / 16",
+            "w": "padded frame width / 16",
             "N": "long-term capacity per object (entries), at least 2 * h * w",
             **{name: f"{value} channels" for name, value in sizes.items()},
         },
@@ -302,7 +362,9 @@ def read_sidecar(folder: str | os.PathLike) -> dict:
     folder = Path(folder)
     path = folder / SIDECAR
     if not path.is_file():
-        raise InputError(f"{folder} is not a swiftcuda ONNX export (no {SIDECAR}): create one with `swiftcuda export --onnx {folder}`")
+        raise InputError(
+            f"{folder} is not a swiftcuda ONNX export (no {SIDECAR}): create one with `swiftcuda export --onnx {folder}`"
+        )
     try:
         sidecar = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -313,5 +375,7 @@ def read_sidecar(folder: str | os.PathLike) -> dict:
         )
     missing = [name for name in GRAPH_NAMES if not (folder / f"{name}.onnx").is_file()]
     if missing:
-        raise InputError(f"{folder} lacks {', '.join(f'{m}.onnx' for m in missing)}: export again with `swiftcuda export --onnx`")
+        raise InputError(
+            f"{folder} lacks {', '.join(f'{m}.onnx' for m in missing)}: export again with `swiftcuda export --onnx`"
+        )
     return sidecar

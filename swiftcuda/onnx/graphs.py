@@ -27,7 +27,7 @@ memory grid and a long-term capacity of N entries per object:
 - ``long_term_length`` (O,) int64 valid entries, ``first_length`` (O,) int64 entries of the first
   frame (never evicted).
 
-The modules take a SwiftNet prepared for inference (:func:`~swiftcuda.model.fuse.inference_copy`
+The modules take a SwiftNet prepared for inference (:func:`~swiftcuda.optimize.prepare`
 without tuning or Winograd, so that only standard layers remain).
 """
 
@@ -144,15 +144,16 @@ class MemoryUpdateGraph(nn.Module):
     """``update_memory``: the memory update of the previous frame, per object.
 
     Inputs: the state's long_term_keys (O, Ck, N), long_term_values (O, Cv, N), long_term_length
-    and first_length (O,) int64, previous_keys (O, Ck, h, w) and previous_values (O, Cv, h, w);
-    in_full (O,) bool: append every pixel of the previous frame (its mask was given; the first
-    frame an object memorises this way becomes its protected first frame); novel (O,) bool: append
-    its ``novel_count`` (0-dim int64, ``P - int(P * (1 - beta))`` for P = h * w pixels) pixels
-    least similar to the object's long-term keys, in ascending pixel order. At most one of the two
-    is true per object; an object with neither is left unchanged.
+    and first_length (O,) int64 (the entries of the given frames, a protected prefix),
+    previous_keys (O, Ck, h, w) and previous_values (O, Cv, h, w); in_full (O,) bool: keep every
+    pixel of the previous frame (its mask was given), inserted at the end of the protected prefix,
+    which grows by P = h * w; novel (O,) bool: append its ``novel_count`` (0-dim int64,
+    ``P - int(P * (1 - beta))``) pixels least similar to the object's long-term keys, in ascending
+    pixel order. At most one of the two is true per object; an object with neither is left unchanged.
 
     Before appending, an object whose memory would overflow drops its oldest entries after its
-    first frame (FIFO), as :class:`~swiftcuda.inference.MemoryStore` does.
+    given frames (FIFO), as :class:`~swiftcuda.inference.MemoryStore` does (whose host side
+    checks that the given frames leave room).
 
     Outputs: the new long_term_keys, long_term_values, long_term_length, first_length.
     """
@@ -195,12 +196,17 @@ class MemoryUpdateGraph(nn.Module):
         position = torch.where(chosen, taken - 1, taken[:, -1:] + pixel - taken)
         appended = torch.zeros_like(order).scatter(1, position, pixel)
 
-        slot = entry - length[:, None]  # (O, N): position of each entry in the appended run
+        # Where the run goes: after the given frames for a given mask (the novel entries move up
+        # by P), at the end for novel pixels.
+        at = torch.where(in_full, first_length, length)[:, None]
+        moved = torch.where(entry >= at + incoming[:, None], entry - incoming[:, None], entry)
+        keys, values = _gather_entries(keys, moved), _gather_entries(values, moved)
+        slot = entry - at  # (O, N): position of each entry in the inserted run
         written = ((slot >= 0) & (slot < incoming[:, None]))[:, None, :]
         source_pixel = torch.gather(appended, 1, slot.clamp(0, pixels - 1))
         keys = torch.where(written, _gather_entries(new_keys, source_pixel), keys)
         values = torch.where(written, _gather_entries(new_values, source_pixel), values)
-        first = torch.where(in_full & (length == 0), all_pixels, first_length)
+        first = torch.where(in_full, first_length + all_pixels, first_length)
         return keys, values, length + incoming, first
 
 

@@ -22,15 +22,15 @@ from torch import Tensor
 
 from swiftcuda.errors import InputError
 from swiftcuda.inference.inputs import merge_given_labels
-from swiftcuda.inference.memory import default_capacity
+from swiftcuda.inference.memory import check_room_for_given, default_capacity
 from swiftcuda.inference.padding import Padding
 from swiftcuda.inference.rescale import AUTO, InternalSize, Rescaler, SameSize, check_request, video_scale
 from swiftcuda.inference.stream import VideoStream
 from swiftcuda.inference.trigger import PamOptions, make_trigger
+from swiftcuda.model import SwiftNet
 from swiftcuda.onnx.dependencies import onnxruntime
 from swiftcuda.onnx.export import read_sidecar
 from swiftcuda.onnx.graphs import GRAPH_NAMES
-from swiftcuda.model import SwiftNet
 from swiftcuda.ops import novel_pixel_count
 from swiftcuda.precision import dtype_name
 
@@ -52,7 +52,9 @@ def choose_providers(available: list[str], requested: list[str] | None = None) -
         return [p for p in PREFERRED_PROVIDERS if p in available]
     missing = [p for p in requested if p not in available]
     if missing:
-        raise InputError(f"this onnxruntime has no {', '.join(missing)} (it has {', '.join(available)}): choose among those")
+        raise InputError(
+            f"this onnxruntime has no {', '.join(missing)} (it has {', '.join(available)}): choose among those"
+        )
     return list(requested)
 
 
@@ -128,9 +130,7 @@ class OnnxSegmenter(VideoStream):
         self.reset()
 
     @classmethod
-    def from_model(
-        cls, model: SwiftNet, notify: Callable[[str], None] = logger.info, **options: Any
-    ) -> OnnxSegmenter:
+    def from_model(cls, model: SwiftNet, notify: Callable[[str], None] = logger.info, **options: Any) -> OnnxSegmenter:
         """An OnnxSegmenter of ``model``, exported through the cache on first use
         (:func:`~swiftcuda.onnx.cache.cached_export`): fp16 for a float16 model, else fp32.
 
@@ -146,7 +146,9 @@ class OnnxSegmenter(VideoStream):
 
         dtype = next(model.parameters()).dtype
         if dtype not in (torch.float32, torch.float16):
-            raise InputError(f"ONNX Runtime runs fp32 or fp16 models, not {dtype_name(dtype)}: use precision fp32 or fp16")
+            raise InputError(
+                f"ONNX Runtime runs fp32 or fp16 models, not {dtype_name(dtype)}: use precision fp32 or fp16"
+            )
         return cls(cached_export(model, "fp16" if dtype == torch.float16 else "fp32", notify), **options)
 
     def reset(self) -> None:
@@ -216,7 +218,10 @@ class OnnxSegmenter(VideoStream):
     def _run(self, graph: str, feeds: dict) -> dict:
         """Run one graph; NumPy feeds are wrapped (no copy), outputs stay ONNX Runtime values."""
         session = self._sessions[graph]
-        values = {name: self._ort_value(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v for name, v in feeds.items()}
+        values = {
+            name: self._ort_value(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+            for name, v in feeds.items()
+        }
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run_with_ort_values(names, values)))
 
@@ -278,7 +283,18 @@ class OnnxSegmenter(VideoStream):
         self._memorized = (previous.index, happened)
         if not happened:
             return
-        names = ("long_term_keys", "long_term_values", "long_term_length", "first_length", "previous_keys", "previous_values")
+        if in_full.any():  # the given frames must leave room for one more frame, as the engine checks
+            pixels = int(np.prod(self._state["previous_keys"].shape()[2:]))
+            for protected in self._state["first_length"].numpy()[in_full]:
+                check_room_for_given(int(protected) + pixels, pixels, pixels, self._capacity)
+        names = (
+            "long_term_keys",
+            "long_term_values",
+            "long_term_length",
+            "first_length",
+            "previous_keys",
+            "previous_values",
+        )
         feeds = {name: self._state[name] for name in names}
         feeds.update(in_full=in_full, novel=novel, novel_count=self._novel_count)
         updated = self._run("update_memory", feeds)

@@ -1,16 +1,16 @@
-"""The three SwiftNet ops, one contract each, several implementations.
+"""SwiftNet's ops (memory read, memory update, reversed sub-pixel, soft aggregation, frame
+variation), one checked contract each, several implementations.
 
-``backend=None`` picks the fastest implementation available for the tensors' device
-(see :mod:`swiftcuda.ops.backends`); ``backend="reference"`` forces the plain PyTorch spec in
-:mod:`swiftcuda.ops.reference`. The model and the engine call only these functions for the memory
-read, the memory update and reversed sub-pixel, so every backend slots in behind them.
+``backend=None`` runs the fastest implementation that runs on the tensors' device and takes the
+call's inputs (see :mod:`swiftcuda.ops.backends`); ``backend="reference"`` forces the plain PyTorch
+spec in :mod:`swiftcuda.ops.reference`. The model and the engine call only these functions for
+these ops, so every backend slots in behind them. Each op's schema is declared once, in
+:mod:`swiftcuda.ops.schema`.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -40,8 +40,7 @@ def _check_float(name: str, tensor: Tensor, ndim: int, like: Tensor | None = Non
         raise ValueError(f"{name} must be float32, float16 or bfloat16, got {tensor.dtype}")
     if like is not None and (tensor.dtype != like.dtype or tensor.device != like.device):
         raise ValueError(
-            f"{name} is {tensor.dtype} on {tensor.device} but the other inputs are "
-            f"{like.dtype} on {like.device}"
+            f"{name} is {tensor.dtype} on {tensor.device} but the other inputs are {like.dtype} on {like.device}"
         )
 
 
@@ -60,8 +59,7 @@ def _check_memory_pair(keys: Tensor, values: Tensor, key_name: str, value_name: 
     _check_float(value_name, values, 3, like=keys)
     if values.shape[0] != keys.shape[0] or values.shape[2] != keys.shape[2]:
         raise ValueError(
-            f"{key_name} {tuple(keys.shape)} and {value_name} {tuple(values.shape)} must agree "
-            "in batch and length"
+            f"{key_name} {tuple(keys.shape)} and {value_name} {tuple(values.shape)} must agree in batch and length"
         )
 
 
@@ -79,12 +77,16 @@ def _check_read_options(
         raise ValueError(f"affinity must be one of {', '.join(map(repr, reference.AFFINITIES))}, got {affinity!r}")
     if affinity != "l2" and (shrinkage is not None or selection is not None):
         raise ValueError("shrinkage and selection belong to the l2 affinity: pass affinity='l2' or drop them")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)):
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)
+    ):
         raise ValueError(f"scale must be a finite number (None for 1/sqrt(Ck)), got {scale!r}")
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= reference.MAX_TOP_K
     ):
-        raise ValueError(f"top_k must be an integer from 1 to {reference.MAX_TOP_K} (None for the full softmax), got {top_k!r}")
+        raise ValueError(
+            f"top_k must be an integer from 1 to {reference.MAX_TOP_K} (None for the full softmax), got {top_k!r}"
+        )
     if shrinkage is not None:
         _check_float("shrinkage", shrinkage, 2, like=mem_key)
         if shrinkage.shape != (batch, entries):
@@ -93,12 +95,6 @@ def _check_read_options(
         _check_float("selection", selection, 3, like=mem_key)
         if selection.shape != q_key.shape:
             raise ValueError(f"selection must have shape {tuple(q_key.shape)} (B, Ck, P), got {tuple(selection.shape)}")
-
-
-def _read_with_options(impl: Callable) -> Callable:
-    """The read with the family's options on ``impl``'s backend: its ``memory_read_family`` where
-    it has one, else the reference (the spec runs every option on every device)."""
-    return getattr(inspect.getmodule(impl), "memory_read_family", reference.memory_read)
 
 
 def memory_read(
@@ -165,15 +161,43 @@ def memory_read(
         out_shape = (batch, value_dim if q_val is None else 2 * value_dim, pixels)
         if out.shape != out_shape:
             raise ValueError(f"out must have shape {out_shape}, got {tuple(out.shape)}")
-    impl = backends.resolve("memory_read", backend, mem_key.device)
+    sizes = {"key_dim": key_dim, "value_dim": value_dim, "top_k": top_k}
     swiftnet_read = q_val is not None and affinity == "dot" and scale is None and top_k is None and not return_usage
-    if not swiftnet_read:  # every backend runs SwiftNet's read; the other options may need the reference
-        impl = _read_with_options(impl)
-        return impl(
-            mem_key, mem_val, q_key, q_val, n_valid, out, affinity=affinity, scale=scale, shrinkage=shrinkage,
-            selection=selection, top_k=top_k, return_usage=return_usage,
-        )
-    return impl(mem_key, mem_val, q_key, q_val, n_valid, out)
+    if swiftnet_read:
+        inputs = backends.describe(mem_key, sizes, n_valid=n_valid)
+        if out is None:
+            return backends.resolve("memory_read", backend, inputs)(mem_key, mem_val, q_key, q_val, n_valid)
+        backends.resolve("memory_read.into", backend, inputs)(mem_key, mem_val, q_key, q_val, n_valid, out)
+        return out
+    inputs = backends.describe(
+        mem_key,
+        sizes,
+        n_valid=n_valid,
+        affinity=None if affinity == "dot" else affinity,
+        scale=scale,
+        shrinkage=shrinkage,
+        selection=selection,
+        return_usage=return_usage,
+        readout_only=q_val is None,
+    )
+    read = backends.resolve("memory_read_family", backend, inputs)
+    result, usage = read(
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        shrinkage,
+        selection,
+        affinity,
+        None if scale is None else float(scale),
+        top_k,
+        return_usage,
+    )
+    if out is not None:
+        out.copy_(result)
+        result = out
+    return (result, usage) if return_usage else result
 
 
 def _check_update_inputs(keys: Tensor, values: Tensor, new_key: Tensor, new_val: Tensor, beta: float) -> None:
@@ -188,6 +212,10 @@ def _check_update_inputs(keys: Tensor, values: Tensor, new_key: Tensor, new_val:
         )
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1], got {beta}")
+
+
+def _update_sizes(keys: Tensor, values: Tensor) -> dict[str, int]:
+    return {"key_dim": keys.shape[1], "value_dim": values.shape[1]}
 
 
 def memory_update(
@@ -216,8 +244,8 @@ def memory_update(
         (B, Ck, N + k) keys and (B, Cv, N + k) values.
     """
     _check_update_inputs(mem_key, mem_val, new_key, new_val, beta)
-    impl = backends.resolve("memory_update", backend, mem_key.device)
-    return impl(mem_key, mem_val, new_key, new_val, beta)
+    inputs = backends.describe(mem_key, _update_sizes(mem_key, mem_val))
+    return backends.resolve("memory_update", backend, inputs)(mem_key, mem_val, new_key, new_val, beta)
 
 
 def memory_update_(
@@ -248,8 +276,8 @@ def memory_update_(
     """
     _check_update_inputs(key_buf, val_buf, new_key, new_val, beta)
     _check_lengths(n_valid, key_buf.shape[0], key_buf)
-    impl = backends.resolve("memory_update_", backend, key_buf.device)
-    impl(key_buf, val_buf, n_valid, new_key, new_val, beta)
+    inputs = backends.describe(key_buf, _update_sizes(key_buf, val_buf))
+    backends.resolve("memory_update_", backend, inputs)(key_buf, val_buf, n_valid, new_key, new_val, beta)
 
 
 def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple[Tensor, Tensor]:
@@ -271,8 +299,7 @@ def rsp(probs: Tensor, *, factor: int = 16, backend: str | None = None) -> tuple
             f"probs of shape {tuple(probs.shape)} cannot be unshuffled by {factor}: "
             "height and width must be multiples of the factor"
         )
-    impl = backends.resolve("rsp", backend, probs.device)
-    return impl(probs, factor)
+    return backends.resolve("rsp", backend, backends.describe(probs))(probs, factor)
 
 
 def soft_aggregate(object_probs: Tensor, *, backend: str | None = None) -> Tensor:
@@ -290,8 +317,7 @@ def soft_aggregate(object_probs: Tensor, *, backend: str | None = None) -> Tenso
     _check_float("object_probs", object_probs, 3)
     if object_probs.shape[0] < 1:
         raise ValueError("soft_aggregate needs at least one object")
-    impl = backends.resolve("soft_aggregate", backend, object_probs.device)
-    return impl(object_probs)
+    return backends.resolve("soft_aggregate", backend, backends.describe(object_probs))(object_probs)
 
 
 def frame_variation(
@@ -330,5 +356,5 @@ def frame_variation(
             f"probabilities {tuple(object_probs.shape)} and {tuple(previous_probs.shape)} must be "
             f"(O, {size[0]}, {size[1]}) like the frames"
         )
-    impl = backends.resolve("frame_variation", backend, frame.device)
+    impl = backends.resolve("frame_variation", backend, backends.describe(frame))
     return impl(frame, previous_frame, object_probs, previous_probs, frame_threshold, mask_threshold)

@@ -17,8 +17,6 @@ import torch
 import triton
 from torch import Tensor
 
-from swiftcuda.ops._triton_compat import wrap_triton
-
 from swiftcuda.kernels.triton.frame_variation import frame_variation_kernel
 from swiftcuda.kernels.triton.memory_read import memory_read_combine_kernel, memory_read_kernel
 from swiftcuda.kernels.triton.memory_read_family import family_read_kernel, family_usage_kernel
@@ -26,6 +24,7 @@ from swiftcuda.kernels.triton.memory_read_topk import topk_readout_kernel, topk_
 from swiftcuda.kernels.triton.memory_update import append_kernel, best_match_kernel, select_novel_kernel
 from swiftcuda.kernels.triton.rsp import rsp_kernel
 from swiftcuda.kernels.triton.soft_aggregate import soft_aggregate_kernel
+from swiftcuda.ops._triton_compat import wrap_triton
 
 #: True when ``TRITON_INTERPRET=1`` was set before triton was imported: the kernels are then
 #: Python functions that run on the CPU (and on host copies of CUDA tensors).
@@ -171,9 +170,24 @@ def launch_memory_read(
         part_acc = part_ml = out  # never touched
     grid = (triton.cdiv(pixels, block_p), batch * value_blocks, splits)
     wrap_triton(memory_read_kernel)[grid](
-        mem_key, mem_val, q_key, q_val, n_valid if n_valid is not None else mem_key, out, part_acc, part_ml,
-        batch, entries, pixels, key_dim, value_dim,
-        *mem_key.stride(), *mem_val.stride(), *q_key.stride(), *q_val.stride(), *out.stride(),
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid if n_valid is not None else mem_key,
+        out,
+        part_acc,
+        part_ml,
+        batch,
+        entries,
+        pixels,
+        key_dim,
+        value_dim,
+        *mem_key.stride(),
+        *mem_val.stride(),
+        *q_key.stride(),
+        *q_val.stride(),
+        *out.stride(),
         math.log2(math.e) / math.sqrt(key_dim),
         HAS_N_VALID=n_valid is not None,
         NUM_SPLITS=splits,
@@ -195,7 +209,14 @@ def launch_memory_read(
         combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
         combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
         wrap_triton(memory_read_combine_kernel)[combine_grid](
-            part_acc, part_ml, out, splits, batch, pixels, value_dim, *out.stride(),
+            part_acc,
+            part_ml,
+            out,
+            splits,
+            batch,
+            pixels,
+            value_dim,
+            *out.stride(),
             BLOCK_V=combine_v,
             BLOCK_P=combine_p,
             num_warps=4,
@@ -303,8 +324,23 @@ def launch_memory_read_family(
         "UPCAST_DOT": INTERPRETED and mem_key.dtype == torch.bfloat16,
     }
     if top_k is not None:
-        _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrink, sel_strides, shrink_strides,
-                     scale_log2, top_k, num_splits, common)
+        _launch_topk(
+            mem_key,
+            mem_val,
+            q_key,
+            q_val,
+            lengths,
+            out,
+            usage,
+            sel,
+            shrink,
+            sel_strides,
+            shrink_strides,
+            scale_log2,
+            top_k,
+            num_splits,
+            common,
+        )
         return
 
     tiles = family_read_tiles(mem_key.dtype, key_dim, value_dim)
@@ -315,17 +351,39 @@ def launch_memory_read_family(
     programs = triton.cdiv(pixels, block_p) * batch * value_blocks
     splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, programs, entries)
     write_stats = usage is not None
-    part_acc = torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device) \
-        if splits > 1 else out
-    part_ml = torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device) \
-        if splits > 1 or write_stats else out
+    part_acc = (
+        torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device) if splits > 1 else out
+    )
+    part_ml = (
+        torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device)
+        if splits > 1 or write_stats
+        else out
+    )
     q_vals = q_val if q_val is not None else placeholder
     grid = (triton.cdiv(pixels, block_p), batch * value_blocks, splits)
     wrap_triton(family_read_kernel)[grid](
-        mem_key, mem_val, q_key, q_vals, sel, shrink, lengths, out, part_acc, part_ml,
-        batch, entries, pixels, key_dim, value_dim,
-        *mem_key.stride(), *mem_val.stride(), *q_key.stride(),
-        *(q_val.stride() if q_val is not None else (0, 0, 0)), *sel_strides, *shrink_strides, *out.stride(),
+        mem_key,
+        mem_val,
+        q_key,
+        q_vals,
+        sel,
+        shrink,
+        lengths,
+        out,
+        part_acc,
+        part_ml,
+        batch,
+        entries,
+        pixels,
+        key_dim,
+        value_dim,
+        *mem_key.stride(),
+        *mem_val.stride(),
+        *q_key.stride(),
+        *(q_val.stride() if q_val is not None else (0, 0, 0)),
+        *sel_strides,
+        *shrink_strides,
+        *out.stride(),
         scale_log2,
         HAS_Q_VAL=q_val is not None,
         WRITE_STATS=write_stats,
@@ -346,7 +404,14 @@ def launch_memory_read_family(
         combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
         combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
         wrap_triton(memory_read_combine_kernel)[combine_grid](
-            part_acc, part_ml, out, splits, batch, pixels, value_dim, *out.stride(),
+            part_acc,
+            part_ml,
+            out,
+            splits,
+            batch,
+            pixels,
+            value_dim,
+            *out.stride(),
             BLOCK_V=combine_v,
             BLOCK_P=combine_p,
             num_warps=4,
@@ -356,9 +421,23 @@ def launch_memory_read_family(
         u_chunks, u_chunk_ck = usage_tiles.key_chunks(key_dim)
         u_block_p = min(usage_tiles.block_p, _pow2(pixels, _MIN_DOT))
         wrap_triton(family_usage_kernel)[(triton.cdiv(entries, usage_tiles.block_n), batch)](
-            mem_key, q_key, sel, shrink, lengths, part_ml, usage,
-            splits, batch, entries, pixels, key_dim,
-            *mem_key.stride(), *q_key.stride(), *sel_strides, *shrink_strides, usage.stride(0),
+            mem_key,
+            q_key,
+            sel,
+            shrink,
+            lengths,
+            part_ml,
+            usage,
+            splits,
+            batch,
+            entries,
+            pixels,
+            key_dim,
+            *mem_key.stride(),
+            *q_key.stride(),
+            *sel_strides,
+            *shrink_strides,
+            usage.stride(0),
             scale_log2,
             MASK_C=key_dim % u_chunk_ck != 0,
             CHUNKS=u_chunks,
@@ -371,8 +450,23 @@ def launch_memory_read_family(
         )
 
 
-def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrink, sel_strides, shrink_strides,
-                 scale_log2: float, top_k: int, num_splits: int, common: dict) -> None:
+def _launch_topk(
+    mem_key,
+    mem_val,
+    q_key,
+    q_val,
+    lengths,
+    out,
+    usage,
+    sel,
+    shrink,
+    sel_strides,
+    shrink_strides,
+    scale_log2: float,
+    top_k: int,
+    num_splits: int,
+    common: dict,
+) -> None:
     """The top-k sweep (per-split lists in an int64 workspace) and the merge-softmax-gather readout."""
     batch, key_dim, entries = mem_key.shape
     value_dim, pixels = mem_val.shape[1], q_key.shape[2]
@@ -388,9 +482,21 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
     splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, pixel_tiles * list_items, entries)
     lists = torch.empty((splits, list_items, pixels, kpad), dtype=torch.int64, device=out.device)
     wrap_triton(topk_sweep_kernel)[(pixel_tiles, list_items, splits)](
-        mem_key, q_key, sel, shrink, lengths, lists,
-        list_items, entries, pixels, key_dim, top_k,
-        *mem_key.stride(), *q_key.stride(), *sel_strides, *shrink_strides,
+        mem_key,
+        q_key,
+        sel,
+        shrink,
+        lengths,
+        lists,
+        list_items,
+        entries,
+        pixels,
+        key_dim,
+        top_k,
+        *mem_key.stride(),
+        *q_key.stride(),
+        *sel_strides,
+        *shrink_strides,
         scale_log2,
         NUM_SPLITS=splits,
         MASK_C=key_dim % chunk_ck != 0,
@@ -406,9 +512,19 @@ def _launch_topk(mem_key, mem_val, q_key, q_val, lengths, out, usage, sel, shrin
     readout_p = min(_TOPK_READOUT_BLOCK_P, _pow2(pixels))
     block_v = max(1, min(_pow2(value_dim), _TOPK_GATHER_ELEMENTS // (readout_p * kpad)))
     wrap_triton(topk_readout_kernel)[(triton.cdiv(pixels, readout_p), batch)](
-        lists, mem_val, q_val if q_val is not None else mem_val, out, usage if usage is not None else out,
-        splits, list_items, pixels, value_dim, top_k,
-        *mem_val.stride(), *(q_val.stride() if q_val is not None else (0, 0, 0)), *out.stride(),
+        lists,
+        mem_val,
+        q_val if q_val is not None else mem_val,
+        out,
+        usage if usage is not None else out,
+        splits,
+        list_items,
+        pixels,
+        value_dim,
+        top_k,
+        *mem_val.stride(),
+        *(q_val.stride() if q_val is not None else (0, 0, 0)),
+        *out.stride(),
         usage.stride(0) if usage is not None else 0,
         HAS_Q_VAL=q_val is not None,
         HAS_USAGE=usage is not None,
@@ -457,9 +573,16 @@ def launch_memory_update(
     keys, first = _aligned_down(key_buf, tiles.block_n)
 
     wrap_triton(best_match_kernel)[(pixel_tiles, batch, splits)](
-        keys, new_key, lengths, best,
-        first, compared, pixels, key_dim,
-        *keys.stride(), *new_key.stride(),
+        keys,
+        new_key,
+        lengths,
+        best,
+        first,
+        compared,
+        pixels,
+        key_dim,
+        *keys.stride(),
+        *new_key.stride(),
         batch,
         HAS_N_VALID=n_valid is not None,
         NUM_SPLITS=splits,
@@ -475,17 +598,33 @@ def launch_memory_update(
     )
     block = _pow2(pixels, _MIN_DOT)
     wrap_triton(select_novel_kernel)[(batch,)](
-        best, lengths, dest,
-        pixels, count, capacity, compared, splits, batch,
+        best,
+        lengths,
+        dest,
+        pixels,
+        count,
+        capacity,
+        compared,
+        splits,
+        batch,
         HAS_N_VALID=n_valid is not None,
         BLOCK=block,
         num_warps=8 if block >= 2048 else 4,
     )
     append_block_p = min(128, _pow2(pixels, _MIN_DOT))
     wrap_triton(append_kernel)[(triton.cdiv(pixels, append_block_p), batch)](
-        dest, new_key, new_val, key_buf, val_buf,
-        pixels, key_dim, value_dim,
-        *new_key.stride(), *new_val.stride(), *key_buf.stride(), *val_buf.stride(),
+        dest,
+        new_key,
+        new_val,
+        key_buf,
+        val_buf,
+        pixels,
+        key_dim,
+        value_dim,
+        *new_key.stride(),
+        *new_val.stride(),
+        *key_buf.stride(),
+        *val_buf.stride(),
         BLOCK_C=32,
         BLOCK_P=append_block_p,
         num_warps=4,
@@ -502,8 +641,14 @@ def launch_rsp(probs: Tensor, factor: int, own: Tensor, others: Tensor) -> None:
     # About 4096 elements a tile: a few cell columns at factor 16, more at small factors.
     block_w = min(_pow2(cells_w), max(1, 4096 // (block_f * block_f)))
     wrap_triton(rsp_kernel)[(cells_h, triton.cdiv(cells_w, block_w))](
-        probs, own, others,
-        objects, factor, cells_h, cells_w, *probs.stride(),
+        probs,
+        own,
+        others,
+        objects,
+        factor,
+        cells_h,
+        cells_w,
+        *probs.stride(),
         BLOCK_F=block_f,
         BLOCK_W=block_w,
         num_warps=4,
@@ -529,7 +674,13 @@ def launch_soft_aggregate(object_probs: Tensor, out: Tensor, eps: float) -> None
         return
     probs = _flat_pixels(object_probs)
     wrap_triton(soft_aggregate_kernel)[(triton.cdiv(pixels, _ELEMENTWISE_BLOCK),)](
-        probs, out, objects, pixels, probs.stride(0), eps, 1.0 - eps,
+        probs,
+        out,
+        objects,
+        pixels,
+        probs.stride(0),
+        eps,
+        1.0 - eps,
         BLOCK=_ELEMENTWISE_BLOCK,
         num_warps=4,
     )
@@ -552,10 +703,19 @@ def launch_frame_variation(
     frame, previous_frame = _flat_pixels(frame), _flat_pixels(previous_frame)
     object_probs, previous_probs = _flat_pixels(object_probs), _flat_pixels(previous_probs)
     wrap_triton(frame_variation_kernel)[(triton.cdiv(pixels, _ELEMENTWISE_BLOCK),)](
-        frame, previous_frame, object_probs, previous_probs, counts,
-        objects, pixels,
-        frame.stride(0), previous_frame.stride(0), object_probs.stride(0), previous_probs.stride(0),
-        float(frame_threshold), float(mask_threshold),
+        frame,
+        previous_frame,
+        object_probs,
+        previous_probs,
+        counts,
+        objects,
+        pixels,
+        frame.stride(0),
+        previous_frame.stride(0),
+        object_probs.stride(0),
+        previous_probs.stride(0),
+        float(frame_threshold),
+        float(mask_threshold),
         BLOCK=_ELEMENTWISE_BLOCK,
         num_warps=4,
     )

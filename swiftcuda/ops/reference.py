@@ -1,8 +1,10 @@
-"""Plain PyTorch implementations of the three SwiftNet ops: the specification.
+"""Plain PyTorch implementations of SwiftNet's ops: the specification (and the "reference" backend).
 
 Every other backend (Triton, CUDA C++, C++ CPU) is tested against these functions. They favour
 clarity over speed: the memory read and update materialise the full similarity matrix, which the
-fused kernels never do. Arguments are assumed valid here; :mod:`swiftcuda.ops` checks them.
+fused kernels never do. They run in float64 too. Each takes its op's arguments in the order of its
+schema (:mod:`swiftcuda.ops.schema`); the memory read's ``out`` makes it serve ``memory_read`` and
+``memory_read.into`` alike. Arguments are assumed valid here; :mod:`swiftcuda.ops` checks them.
 
 Shapes use B for the batch (one row per object), Ck / Cv for the key / value channels, N for memory
 entries and P for pixels of the 1/16-resolution feature map.
@@ -160,9 +162,7 @@ def memory_read(
         mem_key = mem_key.masked_fill(~valid[:, None, :], 0.0)
         mem_val = mem_val.masked_fill(~valid[:, None, :], 0.0)
         shrinkage = None if shrinkage is None else shrinkage.masked_fill(~valid, 0.0)
-    logits = read_logits(
-        mem_key, q_key, affinity=affinity, scale=scale, shrinkage=shrinkage, selection=selection
-    )
+    logits = read_logits(mem_key, q_key, affinity=affinity, scale=scale, shrinkage=shrinkage, selection=selection)
     weights = read_weights(logits, valid, top_k)
     readout = torch.bmm(mem_val, weights)  # (B, Cv, P)
 
@@ -354,3 +354,36 @@ def frame_variation(
     region = (object_probs.amax(dim=0) > 0.5) | (previous_probs.amax(dim=0) > 0.5)
     varied = (image_varied | mask_varied) & region
     return torch.stack([varied.sum(), region.sum()]).float()
+
+
+def memory_read_family(
+    mem_key: Tensor,
+    mem_val: Tensor,
+    q_key: Tensor,
+    q_val: Tensor | None = None,
+    n_valid: Tensor | None = None,
+    shrinkage: Tensor | None = None,
+    selection: Tensor | None = None,
+    affinity: str = "dot",
+    scale: float | None = None,
+    top_k: int | None = None,
+    return_usage: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """:func:`memory_read` with the family's options, under the op's schema: the result, and the
+    (B, N) float32 usage (an empty (0, 0) tensor without ``return_usage``)."""
+    result = memory_read(
+        mem_key,
+        mem_val,
+        q_key,
+        q_val,
+        n_valid,
+        affinity=affinity,
+        scale=scale,
+        shrinkage=shrinkage,
+        selection=selection,
+        top_k=top_k,
+        return_usage=return_usage,
+    )
+    if return_usage:
+        return result
+    return result, torch.empty((0, 0), dtype=torch.float32, device=mem_key.device)

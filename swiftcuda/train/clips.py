@@ -57,7 +57,9 @@ def load_davis_sequences(
     root = Path(root)
     images_root, masks_root = root / "JPEGImages" / resolution, root / "Annotations" / resolution
     if not images_root.is_dir() or not masks_root.is_dir():
-        raise InputError(f"{root} is not in the DAVIS layout: expected JPEGImages/{resolution} and Annotations/{resolution}")
+        raise InputError(
+            f"{root} is not in the DAVIS layout: expected JPEGImages/{resolution} and Annotations/{resolution}"
+        )
     available = sorted((p.name for p in images_root.iterdir() if p.is_dir()), key=natural_key)
     chosen = available if names is None else names
     sequences = []

@@ -57,7 +57,9 @@ def self_read_attention(model: SwiftNet, frame: Tensor, mask: Tensor) -> SelfRea
     """
     height, width = mask.shape
     if frame.shape != (3, height, width) or height % 16 or width % 16:
-        raise InputError(f"frame {tuple(frame.shape)} and mask {tuple(mask.shape)}: need (3, H, W) and (H, W), H and W multiples of 16")
+        raise InputError(
+            f"frame {tuple(frame.shape)} and mask {tuple(mask.shape)}: need (3, H, W) and (H, W), H and W multiples of 16"
+        )
     parameter = next(model.parameters())
     frame = frame.to(parameter.device, parameter.dtype)
     object_map = mask.to(parameter.device, parameter.dtype)

@@ -65,7 +65,9 @@ def _predict_clip(model: SwiftNet, queries: list[QueryEncoding], first_objects: 
             mem_key, mem_val = first_key, first_val
         else:
             previous_objects = outputs[-1][1:].to(first_objects.dtype)
-            previous_key, previous_val = model.encode_memory(queries[t - 1].features, previous_objects, backend=TRAIN_BACKEND)
+            previous_key, previous_val = model.encode_memory(
+                queries[t - 1].features, previous_objects, backend=TRAIN_BACKEND
+            )
             mem_key, mem_val = torch.cat([first_key, previous_key], 2), torch.cat([first_val, previous_val], 2)
         object_probs = model.segment_objects(queries[t], mem_key, mem_val, backend=TRAIN_BACKEND)
         outputs.append(ops.soft_aggregate(object_probs, backend=TRAIN_BACKEND))
@@ -128,7 +130,6 @@ def clip_loss(probabilities: list[Tensor], labels: Tensor) -> Tensor:
         labels: (T, H, W) int64 labels of the whole clip (frame 0 included, not scored).
     """
     losses = [
-        F.nll_loss(torch.log(probs.clamp_min(1e-8))[None], labels[t + 1][None])
-        for t, probs in enumerate(probabilities)
+        F.nll_loss(torch.log(probs.clamp_min(1e-8))[None], labels[t + 1][None]) for t, probs in enumerate(probabilities)
     ]
     return torch.stack(losses).mean()

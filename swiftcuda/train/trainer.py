@@ -231,15 +231,15 @@ class Trainer:
         labels = [label.to(self.device, non_blocking=True) for label in labels]
         first_objects = [object_masks(label[0], count) for label, count in zip(labels, num_objects)]
         _set_train_mode(self.model, self.options.freeze_bn)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp else contextlib.nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp else contextlib.nullcontext()
         with autocast:
             predictions = predict_clips(self.model, frames, first_objects)
             losses = [clip_loss(p.probabilities, label) for p, label in zip(predictions, labels)]
             if self.options.matching_loss > 0:
                 weight = self.options.matching_loss
-                losses = [loss + weight * matching_loss(p, label) for loss, p, label in zip(losses, predictions, labels)]
+                losses = [
+                    loss + weight * matching_loss(p, label) for loss, p, label in zip(losses, predictions, labels)
+                ]
             loss = torch.stack(losses).mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -270,7 +270,9 @@ class Trainer:
                 losses.append(loss)
                 smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{smoothed:.4f}", clips_per_s=f"{len(losses) * self.options.batch_size / elapsed:.2f}")
+                bar.set_postfix(
+                    loss=f"{smoothed:.4f}", clips_per_s=f"{len(losses) * self.options.batch_size / elapsed:.2f}"
+                )
                 bar.update()
                 if self.step % self.options.save_every == 0 or self.step == self.options.steps:
                     self.save()
@@ -296,15 +298,18 @@ def train(
     Returns:
         The loss of every step run.
     """
-    trainer = Trainer(data_roots, out, options)
+    # The output folder is checked before the data loads.
     last = Path(out) / LAST_CHECKPOINT
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"output folder {out} is a file: choose a folder path")
+    if resume and not last.is_file():
+        raise InputError(f"nothing to resume: {last} does not exist (drop --resume to start afresh)")
+    if not resume and last.is_file():
+        raise InputError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+    trainer = Trainer(data_roots, out, options)
     if resume:
-        if not last.is_file():
-            raise InputError(f"nothing to resume: {last} does not exist (drop --resume to start afresh)")
         trainer.resume(last)
         logger.info("resumed from %s at step %d", last, trainer.step)
-    elif last.is_file():
-        raise InputError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
     elif init is not None:
         trainer.initialise_from(init)
     return trainer.run(progress=progress)

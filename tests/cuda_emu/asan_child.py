@@ -3,10 +3,14 @@ environment preloads libasan (harness.asan_environment()). Exits 0 when every ch
 ASan report exits with ASAN_OPTIONS' exitcode (23).
 
 Usage: python -m tests.cuda_emu.asan_child LIBRARY OP [OP ...]   (OP: read, update, rsp, aggregate, family)
+
+Inputs and the shuffled thread schedule come from $SWIFTCUDA_TEST_SEED, which the parent test sets
+to its own seed (tests/conftest.py), so a failure reruns identically.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -16,8 +20,9 @@ from tests.cuda_emu.harness import EmulatedKernels
 
 
 def main(library: str, ops: list[str]) -> None:
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-    emu = EmulatedKernels.load(library, schedule="shuffle", seed=1)
+    seed = int(os.environ["SWIFTCUDA_TEST_SEED"])
+    generator = torch.Generator().manual_seed(seed)
+    emu = EmulatedKernels.load(library, schedule="shuffle", seed=seed)
     for op in ops:
         if op == "read":
             for dtype in (torch.float32, torch.float16):  # the SIMT kernel with splits, the mma kernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.cuda_emu import harness
 
@@ -12,7 +11,7 @@ SCHEDULES = ["forward", "reverse", "shuffle"]
 
 @pytest.fixture(scope="session")
 def emu_library_path():
-    """Path of the emulated kernels built from kernels/cuda and csrc/emu (content-hash cached)."""
+    """Path of the emulated kernels built from kernels/cuda and tools/cuda_emu (content-hash cached)."""
     reason = harness.unavailable_reason()
     if reason is not None:
         pytest.skip(f"CUDA emulator unavailable: {reason}")
@@ -20,16 +19,6 @@ def emu_library_path():
 
 
 @pytest.fixture(params=SCHEDULES)
-def emu(request, emu_library_path) -> harness.EmulatedKernels:
-    """The emulated kernels under one thread-schedule order (a fresh shuffle seed each test)."""
-    import random
-
-    return harness.EmulatedKernels.load(emu_library_path, schedule=request.param, seed=random.getrandbits(63))
-
-
-@pytest.fixture
-def generator() -> torch.Generator:
-    """A freshly seeded generator: every run draws new inputs, and the seed is printed on failure."""
-    seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    print(f"random seed: {seed}")
-    return torch.Generator().manual_seed(seed)
+def emu(request, emu_library_path, seed) -> harness.EmulatedKernels:
+    """The emulated kernels under one thread-schedule order; the shuffle is drawn from the test's seed."""
+    return harness.EmulatedKernels.load(emu_library_path, schedule=request.param, seed=seed)

@@ -1,8 +1,8 @@
-"""The CUDA kernels of kernels/cuda, compiled for the CPU emulator (csrc/emu) and called on CPU tensors.
+"""The CUDA kernels of kernels/cuda, compiled for the CPU emulator (tools/cuda_emu) and called on CPU tensors.
 
 The build compiles the kernels FROM THE SOURCES IN THE TREE with g++ (``-DSWIFTCUDA_EMU``, the
 CUDA headers of ``$CUDA_HOME/include`` for the host half-precision types, ``-include cuda_emu.h``)
-together with the emulator's runtime and its C ABI (csrc/emu/ops.cpp), into one shared library
+together with the emulator's runtime and its C ABI (tools/cuda_emu/ops.cpp), into one shared library
 loaded with ctypes. Objects and the library are cached by the SHA-256 of everything that goes
 into them (sources, headers, flags, compiler), so editing a kernel and rerunning the tests checks
 the edit, and an unchanged tree compiles nothing.
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL_DIR = REPO / "kernels" / "cuda"
-EMU_DIR = REPO / "csrc" / "emu"
+EMU_DIR = REPO / "tools" / "cuda_emu"
 SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 _DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _EXTERN_SHARED = re.compile(
@@ -55,10 +55,18 @@ def cuda_include_dir() -> Path:
     return Path(home) / "include"
 
 
-def run_asan_child(library: Path, ops: list[str]) -> subprocess.CompletedProcess:
-    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "tests.cuda_emu.asan_child", str(library), *ops], cwd=REPO,
-                          env=asan_environment(), capture_output=True, text=True, timeout=600)
+def run_asan_child(library: Path, ops: list[str], seed: int) -> subprocess.CompletedProcess:
+    """Runs tests/cuda_emu/asan_child.py on an AddressSanitizer build in a fresh process, its inputs
+    and schedule drawn from ``seed``."""
+    env = {**asan_environment(), "SWIFTCUDA_TEST_SEED": str(seed)}
+    return subprocess.run(
+        [sys.executable, "-m", "tests.cuda_emu.asan_child", str(library), *ops],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def unavailable_reason() -> str | None:
@@ -76,7 +84,7 @@ def boost_context_available() -> bool:
 
 
 def default_fibers() -> str:
-    """"boost" where Boost.Context is installed, else "ucontext" (POSIX, always there, slower)."""
+    """ "boost" where Boost.Context is installed, else "ucontext" (POSIX, always there, slower)."""
     return os.environ.get("SWIFTCUDA_EMU_FIBERS") or ("boost" if boost_context_available() else "ucontext")
 
 
@@ -92,8 +100,10 @@ def lower_source(text: str) -> str:
         text,
     )
     if re.search(r"extern\s+__shared__", lowered):
-        raise ValueError("an extern __shared__ declaration the emulator build cannot lower (expected `extern "
-                         "__shared__ [__align__(n)] T name[];`)")
+        raise ValueError(
+            "an extern __shared__ declaration the emulator build cannot lower (expected `extern "
+            "__shared__ [__align__(n)] T name[];`)"
+        )
     return lowered
 
 
@@ -115,13 +125,14 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"emulator build failed: {' '.join(command)}\n{result.stdout}{result.stderr}")
 
 
-def build(kernel_dir: Path = KERNEL_DIR, emu_dir: Path = EMU_DIR, *, sanitize: bool = False,
-          fibers: str | None = None) -> Path:
+def build(
+    kernel_dir: Path = KERNEL_DIR, emu_dir: Path = EMU_DIR, *, sanitize: bool = False, fibers: str | None = None
+) -> Path:
     """Compile (or find in the cache) the emulated kernels; returns the shared library's path.
 
     Args:
         kernel_dir: the CUDA sources (``*.cu``, ``*.cuh``), normally kernels/cuda.
-        emu_dir: the emulator (csrc/emu).
+        emu_dir: the emulator (tools/cuda_emu).
         sanitize: build with AddressSanitizer (load the result only in a process started with
             ``LD_PRELOAD`` of libasan, see :func:`asan_environment`).
         fibers: "boost" (Boost.Context) or "ucontext"; default :func:`default_fibers`.
@@ -141,9 +152,15 @@ def build(kernel_dir: Path = KERNEL_DIR, emu_dir: Path = EMU_DIR, *, sanitize: b
     common = _digest(" ".join(flags).encode(), _compiler_identity(cxx), str(cuda_include_dir()).encode(), header_bytes)
     kernels = sorted(kernel_dir.glob("*.cu")) + [emu_dir / "selftest.cu"]  # device code, compiled alike
     emu_sources = [emu_dir / "runtime.cpp", emu_dir / "ops.cpp"]
-    keys = {p: _digest(common.encode(), p.name.encode(), p.read_bytes(),
-                       " ".join(runtime_flags if p.name == "runtime.cpp" else []).encode())
-            for p in [*kernels, *emu_sources]}
+    keys = {
+        p: _digest(
+            common.encode(),
+            p.name.encode(),
+            p.read_bytes(),
+            " ".join(runtime_flags if p.name == "runtime.cpp" else []).encode(),
+        )
+        for p in [*kernels, *emu_sources]
+    }
     link_flags = ["-shared", "-Wl,-Bsymbolic", *(["-fsanitize=address"] if sanitize else [])]
     link_flags += ["-lboost_context"] if boost else []
     library_key = _digest(" ".join(link_flags).encode(), *(k.encode() for k in keys.values()))
@@ -190,6 +207,7 @@ def asan_environment() -> dict[str, str]:
     An ASan report ends the process with exit code 23.
     """
     cxx = os.environ.get("CXX", "g++")
+
     def library(name: str) -> str:
         found = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True, check=True)
         return found.stdout.strip()
@@ -223,7 +241,7 @@ class EmulatedKernels:
     seed: int = 0
 
     @classmethod
-    def load(cls, path: Path | None = None, **kwargs) -> "EmulatedKernels":
+    def load(cls, path: Path | None = None, **kwargs) -> EmulatedKernels:
         return cls(ctypes.CDLL(str(path or build())), **kwargs)
 
     @property
@@ -240,8 +258,16 @@ class EmulatedKernels:
     def _prepare(self) -> None:
         self.library.swiftcuda_emu_set_schedule(ctypes.c_int(SCHEDULES[self.schedule]), ctypes.c_uint64(self.seed))
 
-    def memory_read(self, mem_key: Tensor, mem_val: Tensor, q_key: Tensor, q_val: Tensor, n_valid: Tensor | None = None,
-                    *, multiprocessors: int = 132) -> tuple[Tensor, int]:
+    def memory_read(
+        self,
+        mem_key: Tensor,
+        mem_val: Tensor,
+        q_key: Tensor,
+        q_val: Tensor,
+        n_valid: Tensor | None = None,
+        *,
+        multiprocessors: int = 132,
+    ) -> tuple[Tensor, int]:
         """(B, 2Cv, P) read (poisoned with NaN before the launch) and the splits the launcher chose.
 
         Shapes: mem_key (B, Ck, N), mem_val (B, Cv, N), q_key (B, Ck, P), q_val (B, Cv, P), n_valid (B,).
@@ -249,24 +275,54 @@ class EmulatedKernels:
         batch, key_dim, entries = mem_key.shape
         value_dim, pixels = mem_val.shape[1], q_key.shape[2]
         out = torch.full((batch, 2 * value_dim, pixels), float("nan"), dtype=mem_key.dtype)
-        strides = sum((_strides(t, n) for t, n in [(mem_key, "mem_key"), (mem_val, "mem_val"), (q_key, "q_key"),
-                                                   (q_val, "q_val"), (out, "out")]), [])
+        strides = sum(
+            (
+                _strides(t, n)
+                for t, n in [
+                    (mem_key, "mem_key"),
+                    (mem_val, "mem_val"),
+                    (q_key, "q_key"),
+                    (q_val, "q_val"),
+                    (out, "out"),
+                ]
+            ),
+            [],
+        )
         splits = ctypes.c_int(0)
         self._prepare()
         code = self.library.swiftcuda_emu_memory_read(
-            ctypes.c_int(_DTYPES[mem_key.dtype]), _int64_array([batch, key_dim, value_dim, entries, pixels]),
-            ctypes.c_void_p(mem_key.data_ptr()), ctypes.c_void_p(mem_val.data_ptr()), ctypes.c_void_p(q_key.data_ptr()),
-            ctypes.c_void_p(q_val.data_ptr()), ctypes.c_void_p(n_valid.data_ptr() if n_valid is not None else None),
-            ctypes.c_int(int(n_valid is not None and n_valid.dtype == torch.int64)), ctypes.c_void_p(out.data_ptr()),
-            _int64_array(strides), ctypes.c_int(multiprocessors), ctypes.byref(splits))
+            ctypes.c_int(_DTYPES[mem_key.dtype]),
+            _int64_array([batch, key_dim, value_dim, entries, pixels]),
+            ctypes.c_void_p(mem_key.data_ptr()),
+            ctypes.c_void_p(mem_val.data_ptr()),
+            ctypes.c_void_p(q_key.data_ptr()),
+            ctypes.c_void_p(q_val.data_ptr()),
+            ctypes.c_void_p(n_valid.data_ptr() if n_valid is not None else None),
+            ctypes.c_int(int(n_valid is not None and n_valid.dtype == torch.int64)),
+            ctypes.c_void_p(out.data_ptr()),
+            _int64_array(strides),
+            ctypes.c_int(multiprocessors),
+            ctypes.byref(splits),
+        )
         self._check(code, "memory_read")
         return out, splits.value
 
-    def memory_read_family(self, mem_key: Tensor, mem_val: Tensor, q_key: Tensor, q_val: Tensor | None = None,
-                           n_valid: Tensor | None = None, *, affinity: str = "dot", scale: float | None = None,
-                           shrinkage: Tensor | None = None, selection: Tensor | None = None, top_k: int | None = None,
-                           return_usage: bool = False, multiprocessors: int = 132
-                           ) -> tuple[Tensor, Tensor | None, int]:
+    def memory_read_family(
+        self,
+        mem_key: Tensor,
+        mem_val: Tensor,
+        q_key: Tensor,
+        q_val: Tensor | None = None,
+        n_valid: Tensor | None = None,
+        *,
+        affinity: str = "dot",
+        scale: float | None = None,
+        shrinkage: Tensor | None = None,
+        selection: Tensor | None = None,
+        top_k: int | None = None,
+        return_usage: bool = False,
+        multiprocessors: int = 132,
+    ) -> tuple[Tensor, Tensor | None, int]:
         """The family's read: (out, usage or None, splits). out (B, 2Cv, P) with ``q_val``, (B, Cv, P)
         without, and usage (B, N) float32 are poisoned with NaN before the launch.
 
@@ -281,10 +337,20 @@ class EmulatedKernels:
         out = torch.full((batch, channels, pixels), float("nan"), dtype=mem_key.dtype)
         usage = torch.full((batch, entries), float("nan"), dtype=torch.float32) if return_usage else None
         placeholder = q_key
-        strides = sum((_strides(t, n) for t, n in [
-            (mem_key, "mem_key"), (mem_val, "mem_val"), (q_key, "q_key"),
-            (q_val if q_val is not None else placeholder, "q_val"),
-            (selection if selection is not None else placeholder, "selection"), (out, "out")]), [])
+        strides = sum(
+            (
+                _strides(t, n)
+                for t, n in [
+                    (mem_key, "mem_key"),
+                    (mem_val, "mem_val"),
+                    (q_key, "q_key"),
+                    (q_val if q_val is not None else placeholder, "q_val"),
+                    (selection if selection is not None else placeholder, "selection"),
+                    (out, "out"),
+                ]
+            ),
+            [],
+        )
         if shrinkage is not None and shrinkage.shape[1] > 1 and shrinkage.stride(1) != 1:
             raise ValueError("shrinkage must have a contiguous last dimension")
         strides.append(shrinkage.stride(0) if shrinkage is not None else 0)
@@ -296,17 +362,38 @@ class EmulatedKernels:
 
         self._prepare()
         code = self.library.swiftcuda_emu_memory_read_family(
-            ctypes.c_int(_DTYPES[mem_key.dtype]), _int64_array([batch, key_dim, value_dim, entries, pixels]),
-            pointer(mem_key), pointer(mem_val), pointer(q_key), pointer(q_val), pointer(selection), pointer(shrinkage),
-            pointer(n_valid), ctypes.c_int(int(n_valid is not None and n_valid.dtype == torch.int64)), pointer(out),
-            pointer(usage), _int64_array(strides),
-            (ctypes.c_int * 2)(int(affinity == "l2"), 0 if top_k is None else int(top_k)), ctypes.c_float(resolved),
-            ctypes.c_int(multiprocessors), ctypes.byref(splits))
+            ctypes.c_int(_DTYPES[mem_key.dtype]),
+            _int64_array([batch, key_dim, value_dim, entries, pixels]),
+            pointer(mem_key),
+            pointer(mem_val),
+            pointer(q_key),
+            pointer(q_val),
+            pointer(selection),
+            pointer(shrinkage),
+            pointer(n_valid),
+            ctypes.c_int(int(n_valid is not None and n_valid.dtype == torch.int64)),
+            pointer(out),
+            pointer(usage),
+            _int64_array(strides),
+            (ctypes.c_int * 2)(int(affinity == "l2"), 0 if top_k is None else int(top_k)),
+            ctypes.c_float(resolved),
+            ctypes.c_int(multiprocessors),
+            ctypes.byref(splits),
+        )
         self._check(code, "memory_read_family")
         return out, usage, splits.value
 
-    def memory_update_(self, key_buf: Tensor, val_buf: Tensor, n_valid: Tensor, new_key: Tensor, new_val: Tensor,
-                       beta: float = 0.1, *, multiprocessors: int = 132) -> int:
+    def memory_update_(
+        self,
+        key_buf: Tensor,
+        val_buf: Tensor,
+        n_valid: Tensor,
+        new_key: Tensor,
+        new_val: Tensor,
+        beta: float = 0.1,
+        *,
+        multiprocessors: int = 132,
+    ) -> int:
         """In-place update of the (B, Ck, capacity) / (B, Cv, capacity) buffers and the (B,) lengths.
 
         Returns the memory-axis splits the launcher chose.
@@ -318,16 +405,28 @@ class EmulatedKernels:
         count = novel_pixel_count(pixels, beta)
         if batch == 0 or pixels == 0 or count < 1:
             return 0
-        strides = sum((_strides(t, n) for t, n in [(key_buf, "key_buf"), (val_buf, "val_buf"), (new_key, "new_key"),
-                                                   (new_val, "new_val")]), [])
+        strides = sum(
+            (
+                _strides(t, n)
+                for t, n in [(key_buf, "key_buf"), (val_buf, "val_buf"), (new_key, "new_key"), (new_val, "new_val")]
+            ),
+            [],
+        )
         splits = ctypes.c_int(0)
         self._prepare()
         code = self.library.swiftcuda_emu_memory_update(
-            ctypes.c_int(_DTYPES[key_buf.dtype]), _int64_array([batch, key_dim, value_dim, capacity, pixels, count]),
-            ctypes.c_void_p(key_buf.data_ptr()), ctypes.c_void_p(val_buf.data_ptr()),
-            ctypes.c_void_p(n_valid.data_ptr()), ctypes.c_int(int(n_valid.dtype == torch.int64)),
-            ctypes.c_void_p(new_key.data_ptr()), ctypes.c_void_p(new_val.data_ptr()), _int64_array(strides),
-            ctypes.c_int(multiprocessors), ctypes.byref(splits))
+            ctypes.c_int(_DTYPES[key_buf.dtype]),
+            _int64_array([batch, key_dim, value_dim, capacity, pixels, count]),
+            ctypes.c_void_p(key_buf.data_ptr()),
+            ctypes.c_void_p(val_buf.data_ptr()),
+            ctypes.c_void_p(n_valid.data_ptr()),
+            ctypes.c_int(int(n_valid.dtype == torch.int64)),
+            ctypes.c_void_p(new_key.data_ptr()),
+            ctypes.c_void_p(new_val.data_ptr()),
+            _int64_array(strides),
+            ctypes.c_int(multiprocessors),
+            ctypes.byref(splits),
+        )
         self._check(code, "memory_update_")
         return splits.value
 
@@ -340,9 +439,15 @@ class EmulatedKernels:
         others = torch.full(shape, float("nan"), dtype=probs.dtype)
         self._prepare()
         code = self.library.swiftcuda_emu_rsp(
-            ctypes.c_int(_DTYPES[probs.dtype]), ctypes.c_int64(objects), ctypes.c_int64(height), ctypes.c_int64(width),
-            ctypes.c_int64(factor), ctypes.c_void_p(probs.data_ptr()), ctypes.c_void_p(own.data_ptr()),
-            ctypes.c_void_p(others.data_ptr()))
+            ctypes.c_int(_DTYPES[probs.dtype]),
+            ctypes.c_int64(objects),
+            ctypes.c_int64(height),
+            ctypes.c_int64(width),
+            ctypes.c_int64(factor),
+            ctypes.c_void_p(probs.data_ptr()),
+            ctypes.c_void_p(own.data_ptr()),
+            ctypes.c_void_p(others.data_ptr()),
+        )
         self._check(code, "rsp")
         return own, others
 
@@ -353,7 +458,11 @@ class EmulatedKernels:
         out = torch.full((objects + 1, height, width), float("nan"), dtype=torch.float32)
         self._prepare()
         code = self.library.swiftcuda_emu_soft_aggregate(
-            ctypes.c_int(_DTYPES[probs.dtype]), ctypes.c_int64(objects), ctypes.c_int64(height * width),
-            ctypes.c_void_p(probs.data_ptr()), ctypes.c_void_p(out.data_ptr()))
+            ctypes.c_int(_DTYPES[probs.dtype]),
+            ctypes.c_int64(objects),
+            ctypes.c_int64(height * width),
+            ctypes.c_void_p(probs.data_ptr()),
+            ctypes.c_void_p(out.data_ptr()),
+        )
         self._check(code, "soft_aggregate")
         return out

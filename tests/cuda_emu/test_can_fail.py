@@ -19,9 +19,9 @@ pytestmark = pytest.mark.cuda_emu
 
 
 def planted(tmp_path: Path, file: str, pattern: str, replacement: str) -> tuple[Path, Path]:
-    """Copies kernels/cuda and csrc/emu under tmp_path with `pattern` replaced once in `file`.
+    """Copies kernels/cuda and tools/cuda_emu under tmp_path with `pattern` replaced once in `file`.
 
-    ``file`` is ``kernels/<name>`` or ``emu/<name>``. Returns the (kernel_dir, emu_dir) of the copy.
+    ``file`` is ``kernels/<name>`` or ``emu/<name>`` (the emulator, tools/cuda_emu). Returns the (kernel_dir, emu_dir) of the copy.
     """
     kernel_dir, emu_dir = tmp_path / "kernels", tmp_path / "emu"
     shutil.copytree(harness.KERNEL_DIR, kernel_dir)
@@ -49,20 +49,28 @@ def assert_caught(emu: harness.EmulatedKernels, check) -> None:
 @pytest.mark.parametrize("schedule", ["forward", "reverse"])
 def test_a_missing_syncthreads_is_caught(tmp_path, skip_without_emulator, schedule):
     # best_match: the memory-key tile must be complete before its column norms are computed.
-    dirs = planted(tmp_path, "kernels/memory_update.cu",
-                   "    __syncthreads();\n    tile_inverse_norms(ks, key_dim, inverse_mem);",
-                   "    tile_inverse_norms(ks, key_dim, inverse_mem);")
+    dirs = planted(
+        tmp_path,
+        "kernels/memory_update.cu",
+        "    __syncthreads();\n    tile_inverse_norms(ks, key_dim, inverse_mem);",
+        "    tile_inverse_norms(ks, key_dim, inverse_mem);",
+    )
     emu = harness.EmulatedKernels.load(harness.build(*dirs), schedule=schedule)
     generator = torch.Generator().manual_seed(0)
-    assert_caught(emu, lambda e: checks.check_memory_update(e, generator, torch.float32, 16, 8, 300, [200, 90], 131,
-                                                            0.37, 1))
+    assert_caught(
+        emu, lambda e: checks.check_memory_update(e, generator, torch.float32, 16, 8, 300, [200, 90], 131, 0.37, 1)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_an_off_by_one_mma_fragment_index_is_caught(tmp_path, skip_without_emulator, dtype):
     # The emulated mma's C/D fragment: column 2t + (e & 1) shifted by one.
-    dirs = planted(tmp_path, "emu/runtime.cpp", "const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);",
-                   "const int row = g + 8 * (e >> 1), col = (2 * t + (e & 1) + 1) % 8;")
+    dirs = planted(
+        tmp_path,
+        "emu/runtime.cpp",
+        "const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);",
+        "const int row = g + 8 * (e >> 1), col = (2 * t + (e & 1) + 1) % 8;",
+    )
     emu = harness.EmulatedKernels.load(harness.build(*dirs))
     generator = torch.Generator().manual_seed(0)
     assert_caught(emu, lambda e: checks.check_memory_read(e, generator, dtype, 1, 32, 16, 100, 70, [90], 1))
@@ -71,8 +79,12 @@ def test_an_off_by_one_mma_fragment_index_is_caught(tmp_path, skip_without_emula
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_an_off_by_one_fragment_row_in_the_read_kernel_is_caught(tmp_path, skip_without_emulator, dtype):
     # read_mma_kernel: the softmax weights of accumulator row g stored into row g + 1 of P.
-    dirs = planted(tmp_path, "kernels/memory_read.cu", "uint16_t* p_row = ps + (row0 + g) * kLd",
-                   "uint16_t* p_row = ps + (row0 + g + 1) * kLd")
+    dirs = planted(
+        tmp_path,
+        "kernels/memory_read.cu",
+        "uint16_t* p_row = ps + (row0 + g) * kLd",
+        "uint16_t* p_row = ps + (row0 + g + 1) * kLd",
+    )
     emu = harness.EmulatedKernels.load(harness.build(*dirs))
     generator = torch.Generator().manual_seed(0)
     assert_caught(emu, lambda e: checks.check_memory_read(e, generator, dtype, 1, 32, 16, 100, 70, [90], 1))
@@ -83,14 +95,19 @@ def test_dropping_nan_in_best_match_is_caught(tmp_path, skip_without_emulator):
     dirs = planted(tmp_path, "kernels/memory_update.cu", "best[j] = nan_max(best[j], ", "best[j] = fmaxf(best[j], ")
     emu = harness.EmulatedKernels.load(harness.build(*dirs))
     generator = torch.Generator().manual_seed(0)
-    assert_caught(emu, lambda e: checks.check_memory_update(e, generator, torch.float32, 16, 8, 300, [40], 100, 0.1, 1,
-                                                            nan_pixels=(3, 50, 99)))
+    assert_caught(
+        emu,
+        lambda e: checks.check_memory_update(
+            e, generator, torch.float32, 16, 8, 300, [40], 100, 0.1, 1, nan_pixels=(3, 50, 99)
+        ),
+    )
 
 
-def test_an_out_of_bounds_read_is_caught_by_address_sanitizer(tmp_path, skip_without_emulator):
+def test_an_out_of_bounds_read_is_caught_by_address_sanitizer(tmp_path, skip_without_emulator, seed):
     # soft_aggregate's grid-stride loop one pixel too far: reads past the last object's plane.
     dirs = planted(tmp_path, "kernels/soft_aggregate.cu", "x < p.pixels;", "x <= p.pixels;")
-    result = harness.run_asan_child(harness.build(*dirs, sanitize=True), ["aggregate"])
-    assert result.returncode != 0 and "AddressSanitizer" in result.stderr, \
+    result = harness.run_asan_child(harness.build(*dirs, sanitize=True), ["aggregate"], seed)
+    assert result.returncode != 0 and "AddressSanitizer" in result.stderr, (
         f"exit {result.returncode}; ASan should have reported the overflow\n{result.stderr[-3000:]}"
+    )
     assert "heap-buffer-overflow" in result.stderr

@@ -1,5 +1,5 @@
-"""The emulator itself (csrc/emu): each device feature against its CUDA / PTX definition, and the
-errors it must report instead of running undefined behaviour (csrc/emu/selftest.cu's kernels)."""
+"""The emulator itself (tools/cuda_emu): each device feature against its CUDA / PTX definition, and the
+errors it must report instead of running undefined behaviour (tools/cuda_emu/selftest.cu's kernels)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import ctypes
 
 import pytest
 import torch
-
-from tests.cuda_emu import harness
 
 pytestmark = pytest.mark.cuda_emu
 
@@ -64,13 +62,16 @@ def test_ldmatrix_x4_plain_and_transposed(emu):
             assert got[lane * 8 + 4 + i] == m[col][row] | (m[col + 1][row] << 16), f"lane {lane} matrix {i}, .trans"
 
 
-@pytest.mark.parametrize("which, message", [
-    (0, "not in its mask"),
-    (1, "has exited"),
-    (2, "deadlock"),
-    (3, "__trap"),
-    (4, "outside the mask"),
-])
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        (0, "not in its mask"),
+        (1, "has exited"),
+        (2, "deadlock"),
+        (3, "__trap"),
+        (4, "outside the mask"),
+    ],
+)
 def test_misuse_is_reported(emu, which, message):
     out = torch.zeros(64, dtype=torch.int32)
     code = emu.library.swiftcuda_emu_selftest_misuse(which, _ptr(out))

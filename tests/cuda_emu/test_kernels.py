@@ -1,4 +1,4 @@
-"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (csrc/emu), against the float64 spec.
+"""Every CUDA kernel of kernels/cuda, run on the CPU by the emulator (tools/cuda_emu), against the float64 spec.
 
 Ragged sizes (pixels not a multiple of the 64-pixel tile, key dims not a multiple of the mma's 16,
 value dims over one value chunk), per-item valid lengths with NaN past them, empty memory, one split
@@ -31,8 +31,19 @@ READ_CASES = {
 @pytest.mark.parametrize("case", READ_CASES.values(), ids=READ_CASES.keys())
 def test_memory_read(emu, case, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors, splits = case
-    checks.check_memory_read(emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths,
-                             multiprocessors, expect_splits=splits)
+    checks.check_memory_read(
+        emu,
+        generator,
+        dtype,
+        batch,
+        key_dim,
+        value_dim,
+        entries,
+        pixels,
+        lengths,
+        multiprocessors,
+        expect_splits=splits,
+    )
 
 
 # (key_dim, value_dim, capacity, per-item lengths, pixels, beta, multiprocessors, expected splits)
@@ -46,16 +57,18 @@ UPDATE_CASES = {
 @pytest.mark.parametrize("case", UPDATE_CASES.values(), ids=UPDATE_CASES.keys())
 def test_memory_update(emu, case, dtype, generator):
     key_dim, value_dim, capacity, starts, pixels, beta, multiprocessors, splits = case
-    checks.check_memory_update(emu, generator, dtype, key_dim, value_dim, capacity, starts, pixels, beta,
-                               multiprocessors, expect_splits=splits)
+    checks.check_memory_update(
+        emu, generator, dtype, key_dim, value_dim, capacity, starts, pixels, beta, multiprocessors, expect_splits=splits
+    )
 
 
 @pytest.mark.parametrize("multiprocessors", [1, 132], ids=["one-split", "splits"])
 def test_memory_update_never_picks_a_nan_key(emu, multiprocessors, generator):
     """Issue 14 item 5: a NaN in a new pixel's key makes its best match NaN, which sorts last (the
     reference's amax and sort); CUDA's fmaxf used to drop the NaN and choose that pixel first."""
-    checks.check_memory_update(emu, generator, torch.float32, 16, 8, 700, [40, 600], 100, 0.1, multiprocessors,
-                               nan_pixels=(3, 50, 99))
+    checks.check_memory_update(
+        emu, generator, torch.float32, 16, 8, 700, [40, 600], 100, 0.1, multiprocessors, nan_pixels=(3, 50, 99)
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -69,7 +82,7 @@ def test_soft_aggregate(emu, dtype, generator):
 
 
 @pytest.mark.parametrize("fibers", ["ucontext", "boost"])
-def test_both_fiber_implementations(fibers, generator):
+def test_both_fiber_implementations(fibers, generator, seed):
     """The POSIX ucontext fallback and Boost.Context run the same kernels to the same results
     (the mma kernel's warp collectives, the 1024-thread select's barriers)."""
     from tests.cuda_emu import harness
@@ -79,7 +92,7 @@ def test_both_fiber_implementations(fibers, generator):
     reason = harness.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    emu = harness.EmulatedKernels.load(harness.build(fibers=fibers), schedule="shuffle", seed=7)
+    emu = harness.EmulatedKernels.load(harness.build(fibers=fibers), schedule="shuffle", seed=seed)
     assert emu.uses_boost == (fibers == "boost")
     checks.check_memory_read(emu, generator, torch.float16, 1, 32, 24, 150, 70, [140], 132)
     checks.check_memory_update(emu, generator, torch.float32, 16, 8, 300, [200, 90], 131, 0.37, 1)

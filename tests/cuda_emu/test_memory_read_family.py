@@ -25,9 +25,17 @@ DOT, L2, L2_SEL, L2_SHRINK, L2_SEL_SHRINK = VARIANTS
 def emu_runner(emu, multiprocessors: int, expect_splits: bool | None = None):
     def run(inputs, n_valid, options):
         out, usage, splits = emu.memory_read_family(
-            inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid.to(torch.int64),
-            selection=inputs["selection"], shrinkage=inputs["shrinkage"], return_usage=True,
-            multiprocessors=multiprocessors, **options)
+            inputs["mem_key"],
+            inputs["mem_val"],
+            inputs["q_key"],
+            inputs["q_val"],
+            n_valid.to(torch.int64),
+            selection=inputs["selection"],
+            shrinkage=inputs["shrinkage"],
+            return_usage=True,
+            multiprocessors=multiprocessors,
+            **options,
+        )
         if expect_splits is not None:
             assert (splits > 1) == expect_splits, f"the launcher chose {splits} splits"
         return out, usage
@@ -48,18 +56,28 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_float32(emu, case, generator):
     shape, variant, top_k, with_q_val, multiprocessors, splits = case
-    check_family_read(emu_runner(emu, multiprocessors, splits), shape, torch.float32, variant, top_k, generator,
-                      with_q_val=with_q_val)
+    check_family_read(
+        emu_runner(emu, multiprocessors, splits), shape, torch.float32, variant, top_k, generator, with_q_val=with_q_val
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("top_k", [None, 7], ids=str)
 def test_half_precision(emu, dtype, top_k, generator):
-    check_family_read(emu_runner(emu, 132), (2, 24, 20, 301, 37), dtype, L2_SEL_SHRINK, top_k, generator,
-                      with_q_val=top_k is None)
+    check_family_read(
+        emu_runner(emu, 132), (2, 24, 20, 301, 37), dtype, L2_SEL_SHRINK, top_k, generator, with_q_val=top_k is None
+    )
 
 
 def test_xmem_like_channels(emu, generator):
     """XMem's key and value widths (64 / 512), top-30 with selection, shrinkage and usage, explicit scale."""
-    check_family_read(emu_runner(emu, 132), (1, 64, 512, 300, 21), torch.float32, L2_SEL_SHRINK, 30, generator,
-                      with_q_val=False, scale=0.125)
+    check_family_read(
+        emu_runner(emu, 132),
+        (1, 64, 512, 300, 21),
+        torch.float32,
+        L2_SEL_SHRINK,
+        30,
+        generator,
+        with_q_val=False,
+        scale=0.125,
+    )

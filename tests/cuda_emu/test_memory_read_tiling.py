@@ -1,4 +1,4 @@
-"""The tensor-core memory read's tilings and copy paths, emulated (csrc/emu) against the float64 spec.
+"""The tensor-core memory read's tilings and copy paths, emulated (tools/cuda_emu) against the float64 spec.
 
 kernels/cuda/memory_read.cu picks, per launch: the narrow tiling (Cv <= 128: 2 column warps x 64
 channels, 64-entry tiles) or the wide one (Cv > 128: 4 column warps x 128 channels, 32-entry
@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda.ops import reference
 from tests.cuda_emu import checks
-from tests.ops.tolerances import assert_close_to_truth
+from tests.ops.test_memory_read import truth as read_spec
+from tests.ops.tolerances import assert_close_to_truth, rounded_to
 
 pytestmark = pytest.mark.cuda_emu
 
@@ -42,8 +42,9 @@ TILING_CASES = {
 @pytest.mark.parametrize("case", TILING_CASES.values(), ids=TILING_CASES.keys())
 def test_memory_read_tilings(emu, case, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors = case
-    checks.check_memory_read(emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths,
-                             multiprocessors)
+    checks.check_memory_read(
+        emu, generator, dtype, batch, key_dim, value_dim, entries, pixels, lengths, multiprocessors
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -65,19 +66,16 @@ def test_memory_read_views_of_a_wider_buffer(emu, dtype, generator):
     batch, key_dim, value_dim, entries, pixels, width = 2, 32, 128, 150, 62, 201
     key_buf = torch.randn(batch, key_dim, width, generator=generator).to(dtype)
     val_buf = torch.randn(batch, value_dim, width, generator=generator).to(dtype)
-    mem_key, mem_val = key_buf[:, :, 1:1 + entries], val_buf[:, :, 1:1 + entries]
+    mem_key, mem_val = key_buf[:, :, 1 : 1 + entries], val_buf[:, :, 1 : 1 + entries]
     q_key = torch.randn(batch, key_dim, pixels, generator=generator).to(dtype)
     q_val = torch.randn(batch, value_dim, pixels, generator=generator).to(dtype)
     lengths = [150, 97]
     for b, length in enumerate(lengths):
         mem_key[b, :, length:] = float("nan")
         mem_val[b, :, length:] = float("nan")
-    out, _ = emu.memory_read(mem_key, mem_val, q_key, q_val, torch.tensor(lengths, dtype=torch.int64),
-                             multiprocessors=132)
-    truth = torch.empty(out.shape, dtype=torch.float64)
-    torch_result = torch.empty(out.shape, dtype=dtype)
-    for b, n in enumerate(lengths):
-        args = (mem_key[b:b + 1, :, :n], mem_val[b:b + 1, :, :n], q_key[b:b + 1], q_val[b:b + 1])
-        truth[b:b + 1] = reference.memory_read(*[t.double() for t in args])
-        torch_result[b:b + 1] = reference.memory_read(*args)
-    assert_close_to_truth(out, truth, torch_result)
+    out, _ = emu.memory_read(
+        mem_key, mem_val, q_key, q_val, torch.tensor(lengths, dtype=torch.int64), multiprocessors=132
+    )
+    lengths = torch.tensor(lengths)
+    truth = read_spec(mem_key, mem_val, q_key, q_val, lengths)
+    assert_close_to_truth(out, truth, read_spec(mem_key, mem_val, q_key, q_val, lengths, rounding=rounded_to(dtype)))

@@ -38,14 +38,6 @@ def backend_device(request) -> tuple[str, torch.device]:
     return name, device
 
 
-@pytest.fixture
-def generator() -> torch.Generator:
-    """A freshly seeded generator: every run draws new inputs, and the seed is printed on failure."""
-    seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    print(f"random seed: {seed}")
-    return torch.Generator().manual_seed(seed)
-
-
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request) -> torch.device:
     """A device the Triton backend runs on (the CPU under the interpreter), for Triton-only tests."""

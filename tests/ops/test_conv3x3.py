@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swiftcuda import _extension
-from swiftcuda.model.winograd import MIN_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
+from swiftcuda.ops import extension
+from swiftcuda.optimize.winograd import MIN_CHANNELS, WinogradConv2d, resolve_winograd, use_winograd_convolutions
 
 pytestmark = pytest.mark.skipif(
-    not _extension.status().winograd, reason="extension or NNPACK unavailable: conv3x3 cannot run here"
+    not extension.status().winograd, reason="extension or NNPACK unavailable: conv3x3 cannot run here"
 )
 
 #: Winograd's float32 error bound, relative to the largest output magnitude (see the docstring).

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 
 OPS = ("memory_read", "memory_update", "memory_update_", "rsp", "build_info")
 
@@ -26,7 +26,7 @@ def cuda_toolkit() -> str | None:
 
 
 def test_extension_loads_and_registers_its_ops():
-    status = _extension.status()
+    status = extension.status()
     assert status.loaded, f"swiftcuda._C did not load: {status.error}"
     for name in OPS:
         assert hasattr(torch.ops.swiftcuda, name), f"torch.ops.swiftcuda.{name} is missing"
@@ -37,7 +37,7 @@ def test_extension_loads_and_registers_its_ops():
 
 @pytest.mark.skipif(cuda_toolkit() is None, reason="no CUDA toolkit: the extension is built without CUDA kernels")
 def test_cuda_kernels_compiled_for_sm80_and_sm90():
-    status = _extension.status()
+    status = extension.status()
     assert status.loaded, f"swiftcuda._C did not load: {status.error}"
     assert status.cuda, "a CUDA toolkit is present but the extension was built without CUDA kernels"
     assert {80, 90} <= set(status.cuda_archs), f"compiled for sm_{status.cuda_archs}"
@@ -72,13 +72,20 @@ def embedded_cuda_code(library: str) -> list[tuple[str, int, bytes]]:
 
 @pytest.mark.skipif(cuda_toolkit() is None, reason="no CUDA toolkit")
 def test_binary_holds_machine_code_for_sm80_and_sm90():
-    library = _extension.status().path
+    library = extension.status().path
     images = embedded_cuda_code(library)
     machine = {arch for kind, arch, _ in images if kind == "elf"}
     assert {80, 90} <= machine, f"machine code for sm_{sorted(machine)} only"
     # Every kernel of every op is in the machine code of both architectures.
-    kernels = ("read_mma_kernel", "read_simt_kernel", "read_combine_kernel", "best_match_kernel",
-               "select_append_kernel", "fill_kernel", "rsp_kernel")
+    kernels = (
+        "read_mma_kernel",
+        "read_simt_kernel",
+        "read_combine_kernel",
+        "best_match_kernel",
+        "select_append_kernel",
+        "fill_kernel",
+        "rsp_kernel",
+    )
     for arch in (80, 90):
         code = b"".join(body for kind, a, body in images if kind == "elf" and a == arch)
         missing = [k for k in kernels if k.encode() not in code]

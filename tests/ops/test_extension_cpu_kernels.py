@@ -11,11 +11,15 @@ import math
 import pytest
 import torch
 
-from swiftcuda import _extension, ops
+from swiftcuda import ops
+from swiftcuda.ops import extension
 from swiftcuda.ops.reference import novel_pixel_count
-from tests.ops.tolerances import assert_close_to_truth, poisoned
+from tests.ops.test_memory_read import truth as read_spec
+from tests.ops.tolerances import assert_close_to_truth, poisoned, rounded_to
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(
+    not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}"
+)
 
 
 @pytest.fixture
@@ -40,7 +44,12 @@ def read_truth(mem_key, mem_val, q_key, q_val, lengths):
 def test_split_memory_axis_matches_spec(four_threads, generator):
     batch, key_dim, value_dim, entries, pixels = 3, 32, 40, 5003, 7
     draw = lambda *s: torch.randn(*s, generator=generator) * 1.5  # noqa: E731
-    mem_key, mem_val, q_key, q_val = draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
+    mem_key, mem_val, q_key, q_val = (
+        draw(batch, key_dim, entries),
+        draw(batch, value_dim, entries),
+        draw(batch, key_dim, pixels),
+        draw(batch, value_dim, pixels),
+    )
     lengths = [entries, 0, 2100]
     for b, n in enumerate(lengths):
         mem_key[b, :, n:] = float("nan")
@@ -58,7 +67,7 @@ def test_read_into_a_transposed_out(dtype, generator):
     out = torch.full((2, 70, 48), float("nan"), dtype=dtype).transpose(1, 2)  # last dimension strided
     ops.memory_read(*inputs, out=out, backend="cpu")
     expected = read_truth(*inputs, [1500, 1500])
-    assert_close_to_truth(out, expected, ops.memory_read(*inputs, backend="reference"))
+    assert_close_to_truth(out, expected, read_spec(*inputs, rounding=rounded_to(dtype)))
 
 
 def test_update_split_memory_axis_matches_reference(four_threads, generator):
@@ -79,7 +88,9 @@ def test_update_lengths_at_and_past_capacity(generator):
     assert n_valid.tolist() == [50, 60, 50], "a full buffer stays full; only what fits is written"
     assert torch.equal(key_buf[:2], before_key[:2]) and torch.equal(val_buf[:2], before_val[:2])
     reference_key, reference_val = before_key.clone(), before_val.clone()
-    ops.memory_update_(reference_key, reference_val, torch.tensor([50, 60, 48]), new_key, new_val, beta=0.25, backend="reference")
+    ops.memory_update_(
+        reference_key, reference_val, torch.tensor([50, 60, 48]), new_key, new_val, beta=0.25, backend="reference"
+    )
     assert count > 2 and torch.equal(key_buf, reference_key) and torch.equal(val_buf, reference_val)
 
 

@@ -12,15 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 from swiftcuda.ops.reference import novel_pixel_count
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(
+    not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}"
+)
 
 
 def test_ordered_key_sorts_like_torch(generator):
     special = torch.tensor([float("-inf"), -1e30, -1.0, -1e-40, -0.0, 0.0, 1e-40, 1e-30, 1.0, 3e38, float("inf")])
-    values = torch.cat([special, torch.randn(2000, generator=generator) * 10, torch.randn(100, generator=generator) * 1e-39])
+    values = torch.cat(
+        [special, torch.randn(2000, generator=generator) * 10, torch.randn(100, generator=generator) * 1e-39]
+    )
     keys = torch.ops.swiftcuda._ordered_key(values)
     order = torch.argsort(values, stable=True)
     assert (keys[order][1:] >= keys[order][:-1]).all(), "keys must be monotonic in the value"
@@ -33,7 +37,9 @@ def test_ordered_key_sorts_like_torch(generator):
 
 
 def test_exp2_approx_is_float32_accurate(generator):
-    x = torch.cat([torch.linspace(-126, 0, 100001), -torch.rand(10000, generator=generator) * 30, torch.linspace(0, 100, 1001)])
+    x = torch.cat(
+        [torch.linspace(-126, 0, 100001), -torch.rand(10000, generator=generator) * 30, torch.linspace(0, 100, 1001)]
+    )
     result = torch.ops.swiftcuda._exp2_approx(x).double()
     truth = torch.exp2(x.double())
     relative = ((result - truth).abs() / truth).max().item()

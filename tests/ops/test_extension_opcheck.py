@@ -9,13 +9,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda import _extension
+from swiftcuda.ops import extension
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(
+    not extension.status().loaded, reason=f"extension unavailable: {extension.status().error}"
+)
+
 
 def memory(batch=2, key_dim=16, value_dim=12, entries=37, pixels=23, dtype=torch.float32):
     draw = lambda *shape: torch.randn(*shape, dtype=dtype)  # noqa: E731
-    return draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
+    return (
+        draw(batch, key_dim, entries),
+        draw(batch, value_dim, entries),
+        draw(batch, key_dim, pixels),
+        draw(batch, value_dim, pixels),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -42,7 +50,7 @@ def test_opcheck_rsp():
     torch.library.opcheck(torch.ops.swiftcuda.rsp.default, (torch.rand(3, 32, 48), 16))
 
 
-@pytest.mark.skipif(not _extension.status().winograd, reason="this torch has no NNPACK")
+@pytest.mark.skipif(not extension.status().winograd, reason="this torch has no NNPACK")
 def test_opcheck_conv3x3():
     x, weight, bias = torch.randn(2, 5, 13, 9), torch.randn(7, 5, 3, 3), torch.randn(7)
     torch.library.opcheck(torch.ops.swiftcuda.conv3x3.default, (x, weight, bias, False))

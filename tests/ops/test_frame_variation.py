@@ -30,7 +30,9 @@ def test_matches_direct_count(backend_device, shape, dtype, generator):
     expected = truth(frame, previous, probs, previous_probs, th_f, th_m)
     result = ops.frame_variation(
         *[t.to(device) for t in (frame, previous, probs, previous_probs)],
-        frame_threshold=th_f, mask_threshold=th_m, backend=backend,
+        frame_threshold=th_f,
+        mask_threshold=th_m,
+        backend=backend,
     )
     assert result.device.type == device.type, "the counts stay on the device"
     assert result.cpu().tolist() == expected
@@ -39,6 +41,10 @@ def test_matches_direct_count(backend_device, shape, dtype, generator):
 def test_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="like the frames"):
         ops.frame_variation(
-            torch.rand(3, 8, 8), torch.rand(3, 8, 8), torch.rand(2, 8, 9), torch.rand(2, 8, 9),
-            frame_threshold=0.1, mask_threshold=0.5,
+            torch.rand(3, 8, 8),
+            torch.rand(3, 8, 8),
+            torch.rand(2, 8, 9),
+            torch.rand(2, 8, 9),
+            frame_threshold=0.1,
+            mask_threshold=0.5,
         )

@@ -15,6 +15,7 @@ such queries stay rare, so the check never depends on how a backend breaks a tie
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -95,7 +96,10 @@ def without_near_ties(inputs: dict, n_valid, top_k, **options) -> dict:
     if not ties.any():
         return inputs
     keep = ~ties
-    return {name: (t[:, :, keep] if name in ("q_key", "q_val", "selection") and t is not None else t) for name, t in inputs.items()}
+    return {
+        name: (t[:, :, keep] if name in ("q_key", "q_val", "selection") and t is not None else t)
+        for name, t in inputs.items()
+    }
 
 
 def draw_inputs(batch, key_dim, value_dim, entries, pixels, generator, *, q_val=True, selection=False, shrinkage=False):
@@ -106,13 +110,19 @@ def draw_inputs(batch, key_dim, value_dim, entries, pixels, generator, *, q_val=
         "mem_val": draw(batch, value_dim, entries),
         "q_key": draw(batch, key_dim, pixels),
         "q_val": draw(batch, value_dim, pixels) if q_val else None,
-        "selection": torch.rand(batch, key_dim, pixels, generator=generator, dtype=torch.float64) if selection else None,
-        "shrinkage": 1 + 2 * torch.rand(batch, entries, generator=generator, dtype=torch.float64) if shrinkage else None,
+        "selection": torch.rand(batch, key_dim, pixels, generator=generator, dtype=torch.float64)
+        if selection
+        else None,
+        "shrinkage": 1 + 2 * torch.rand(batch, entries, generator=generator, dtype=torch.float64)
+        if shrinkage
+        else None,
     }
     return inputs
 
 
-def assert_family_close(result: Tensor, expected: Tensor, torch_result: Tensor | None = None, rtol: float = FAMILY_RTOL) -> None:
+def assert_family_close(
+    result: Tensor, expected: Tensor, torch_result: Tensor | None = None, rtol: float = FAMILY_RTOL
+) -> None:
     """Without ``torch_result``: float32 (or float64) within ``rtol`` of the largest |value|. With
     it (half-precision inputs): within twice PyTorch's own error on those inputs, plus the
     rounding of the result's dtype."""
@@ -154,9 +164,18 @@ def test_reference_matches_the_definitions(variant, top_k, with_q_val, generator
         if shrinkage:
             inputs["shrinkage"][b, n:] = float("nan")
     options = dict(affinity=affinity, selection=inputs["selection"], shrinkage=inputs["shrinkage"])
-    expected, expected_usage = truth(inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid, top_k=top_k, **options)
+    expected, expected_usage = truth(
+        inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid, top_k=top_k, **options
+    )
     result, usage = reference.memory_read(
-        inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid, top_k=top_k, return_usage=True, **options
+        inputs["mem_key"],
+        inputs["mem_val"],
+        inputs["q_key"],
+        inputs["q_val"],
+        n_valid,
+        top_k=top_k,
+        return_usage=True,
+        **options,
     )
     assert_family_close(result, expected, rtol=1e-10)
     assert usage.dtype == torch.float64
@@ -179,7 +198,13 @@ def test_reference_usage_counts_each_query_once(generator):
     inputs = draw_inputs(2, 8, 4, 50, 11, generator)
     for top_k in (None, 3):
         _, usage = reference.memory_read(
-            inputs["mem_key"], inputs["mem_val"], inputs["q_key"], None, torch.tensor([50, 2]), top_k=top_k, return_usage=True
+            inputs["mem_key"],
+            inputs["mem_val"],
+            inputs["q_key"],
+            None,
+            torch.tensor([50, 2]),
+            top_k=top_k,
+            return_usage=True,
         )
         torch.testing.assert_close(usage.sum(dim=1), torch.full((2,), 11.0, dtype=torch.float64))
         if top_k is not None:
@@ -209,9 +234,13 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
     inputs = {name: None if t is None else t.to(dtype).double() for name, t in inputs.items()}  # representable in dtype
     n_valid = ragged_lengths(batch, entries, generator) if lengths is None else torch.tensor(lengths)
     options = dict(affinity=affinity, scale=scale)
-    inputs = without_near_ties(inputs, n_valid, top_k, **options, selection=inputs["selection"], shrinkage=inputs["shrinkage"])
+    inputs = without_near_ties(
+        inputs, n_valid, top_k, **options, selection=inputs["selection"], shrinkage=inputs["shrinkage"]
+    )
     options.update(selection=inputs["selection"], shrinkage=inputs["shrinkage"], top_k=top_k)
-    expected, expected_usage = truth(inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid, **options)
+    expected, expected_usage = truth(
+        inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"], n_valid, **options
+    )
 
     low = {name: None if t is None else t.to(dtype) for name, t in inputs.items()}
     for b, n in enumerate(n_valid.tolist()):  # entries past n_valid must never be read
@@ -225,7 +254,9 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
     if dtype != torch.float32:
         clean = [t if t is None else t.nan_to_num(0.0) for t in args]
         clean_options = dict(low_options, shrinkage=None if shrinkage is False else low["shrinkage"].nan_to_num(0.0))
-        torch_result, torch_usage = ops.memory_read(*clean, n_valid=n_valid, return_usage=True, backend="reference", **clean_options)
+        torch_result, torch_usage = ops.memory_read(
+            *clean, n_valid=n_valid, return_usage=True, backend="reference", **clean_options
+        )
 
     on_device = lambda t: None if t is None else t.to(device)  # noqa: E731
     device_options = dict(low_options, selection=on_device(low["selection"]), shrinkage=on_device(low["shrinkage"]))
@@ -248,6 +279,11 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
 @pytest.mark.parametrize("shape", FAMILY_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_float32_matches_truth(backend_device, shape, variant, top_k, generator):
     backend, device = backend_device
+    interpreted = backend == "triton" and torch.device(device).type == "cpu"
+    diagonal = (FAMILY_SHAPES.index(shape) + VARIANTS.index(variant) + TOP_KS.index(top_k)) % 5 == 0
+    if interpreted and not diagonal and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
+        # The interpreter is slow: a fifth of the grid still meets every shape, variant and top-k.
+        pytest.skip("interpreted Triton runs a fifth of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     with_q_val = (TOP_KS.index(top_k) + VARIANTS.index(variant)) % 2 == 0  # both forms, across the grid
     run_case(backend, device, shape, torch.float32, variant, top_k, with_q_val, generator)
 
@@ -256,6 +292,9 @@ def test_float32_matches_truth(backend_device, shape, variant, top_k, generator)
 @pytest.mark.parametrize("top_k", [None, 7, 30], ids=str)
 @pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1], VARIANTS[4]], ids=variant_id)
 def test_half_precision_within_twice_torchs_error(backend_device, variant, top_k, dtype, generator):
+    if backend_device[0] == "triton" and torch.device(backend_device[1]).type == "cpu":
+        if (top_k != 30 or dtype != torch.float16) and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
+            pytest.skip("interpreted Triton runs the fp16 top-30 row of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     backend, device = backend_device
     run_case(backend, device, FAMILY_SHAPES[0], dtype, variant, top_k, top_k != 7, generator)
 
@@ -264,7 +303,9 @@ def test_half_precision_within_twice_torchs_error(backend_device, variant, top_k
 def test_fewer_valid_entries_than_top_k(backend_device, top_k, generator):
     """top_k at or past an item's valid entries is its full softmax; one valid entry reads it alone."""
     backend, device = backend_device
-    run_case(backend, device, (4, 16, 12, 70, 23), torch.float32, VARIANTS[4], top_k, True, generator, lengths=[1, 2, 64, 70])
+    run_case(
+        backend, device, (4, 16, 12, 70, 23), torch.float32, VARIANTS[4], top_k, True, generator, lengths=[1, 2, 64, 70]
+    )
 
 
 def test_explicit_scale(backend_device, generator):
@@ -278,7 +319,9 @@ def test_empty_memory_reads_zeros(backend_device, generator):
     args = [inputs[name].float().to(device) for name in ("mem_key", "mem_val", "q_key")]
     n_valid = torch.tensor([0, 40], device=device)
     for top_k in (None, 5):
-        result, usage = ops.memory_read(*args, affinity="l2", top_k=top_k, n_valid=n_valid, return_usage=True, backend=backend)
+        result, usage = ops.memory_read(
+            *args, affinity="l2", top_k=top_k, n_valid=n_valid, return_usage=True, backend=backend
+        )
         assert (result[0] == 0).all() and (usage[0] == 0).all()
         torch.testing.assert_close(usage[1].sum().item(), 9.0, rtol=1e-5, atol=0)
 
@@ -291,15 +334,30 @@ def test_shared_keys_broadcast_over_objects(backend_device, generator):
     expand = lambda t: t.float().expand(objects, *t.shape[1:]).to(device)  # noqa: E731
     values = torch.randn(objects, 16, 420, generator=generator, dtype=torch.float64)
     options = dict(affinity="l2", top_k=30)
-    ties = near_tie_queries(inputs["mem_key"], inputs["q_key"], None, 30, affinity="l2", selection=inputs["selection"], shrinkage=inputs["shrinkage"])
+    ties = near_tie_queries(
+        inputs["mem_key"],
+        inputs["q_key"],
+        None,
+        30,
+        affinity="l2",
+        selection=inputs["selection"],
+        shrinkage=inputs["shrinkage"],
+    )
     keep = ~ties
     q_key, selection = inputs["q_key"][:, :, keep], inputs["selection"][:, :, keep]
     result = ops.memory_read(
-        expand(inputs["mem_key"]), values.float().to(device), expand(q_key),
-        selection=expand(selection), shrinkage=expand(inputs["shrinkage"]), backend=backend, **options,
+        expand(inputs["mem_key"]),
+        values.float().to(device),
+        expand(q_key),
+        selection=expand(selection),
+        shrinkage=expand(inputs["shrinkage"]),
+        backend=backend,
+        **options,
     )
     for o in range(objects):
-        expected, _ = truth(inputs["mem_key"], values[o : o + 1], q_key, selection=selection, shrinkage=inputs["shrinkage"], **options)
+        expected, _ = truth(
+            inputs["mem_key"], values[o : o + 1], q_key, selection=selection, shrinkage=inputs["shrinkage"], **options
+        )
         assert_family_close(result[o : o + 1].cpu(), expected)
 
 

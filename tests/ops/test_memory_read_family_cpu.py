@@ -11,11 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda import _extension, ops
+from swiftcuda import ops
+from swiftcuda.ops import extension as _extension
 from tests.ops.test_memory_read_family import assert_family_close, draw_inputs, truth, without_near_ties
 from tests.ops.tolerances import poisoned
 
-pytestmark = pytest.mark.skipif(not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}")
+pytestmark = pytest.mark.skipif(
+    not _extension.status().loaded, reason=f"extension unavailable: {_extension.status().error}"
+)
 
 
 @pytest.fixture
@@ -29,15 +32,29 @@ def four_threads():
 
 def check_against_truth(inputs, n_valid, generator, **options):
     """Run the CPU backend on float32 ``inputs`` (float64 tensors, near ties removed) and compare."""
-    inputs = without_near_ties(inputs, n_valid, options.get("top_k"), affinity=options.get("affinity", "dot"),
-                               selection=inputs["selection"], shrinkage=inputs["shrinkage"])
+    inputs = without_near_ties(
+        inputs,
+        n_valid,
+        options.get("top_k"),
+        affinity=options.get("affinity", "dot"),
+        selection=inputs["selection"],
+        shrinkage=inputs["shrinkage"],
+    )
     args = [inputs["mem_key"], inputs["mem_val"], inputs["q_key"], inputs["q_val"]]
-    expected, expected_usage = truth(*args, n_valid, selection=inputs["selection"], shrinkage=inputs["shrinkage"], **options)
+    expected, expected_usage = truth(
+        *args, n_valid, selection=inputs["selection"], shrinkage=inputs["shrinkage"], **options
+    )
     as_float = lambda t: None if t is None else t.float()  # noqa: E731
     out = poisoned(expected.shape, torch.float32, torch.device("cpu"))
     result, usage = ops.memory_read(
-        *map(as_float, args), n_valid=n_valid, selection=as_float(inputs["selection"]),
-        shrinkage=as_float(inputs["shrinkage"]), out=out, return_usage=True, backend="cpu", **options,
+        *map(as_float, args),
+        n_valid=n_valid,
+        selection=as_float(inputs["selection"]),
+        shrinkage=as_float(inputs["shrinkage"]),
+        out=out,
+        return_usage=True,
+        backend="cpu",
+        **options,
     )
     assert_family_close(result, expected)
     assert_family_close(usage, expected_usage)
@@ -67,17 +84,25 @@ def test_strided_out_and_usage(dtype, generator):
     inputs = draw_inputs(2, 16, 24, 500, 70, generator, q_val=False, selection=True)
     inputs = without_near_ties(inputs, None, 10, affinity="l2", selection=inputs["selection"], shrinkage=None)
     pixels = inputs["q_key"].shape[2]
-    expected, expected_usage = truth(inputs["mem_key"], inputs["mem_val"], inputs["q_key"], affinity="l2",
-                                     selection=inputs["selection"], top_k=10)
+    expected, expected_usage = truth(
+        inputs["mem_key"], inputs["mem_val"], inputs["q_key"], affinity="l2", selection=inputs["selection"], top_k=10
+    )
     low = {name: None if t is None else t.to(dtype) for name, t in inputs.items()}
     out = torch.full((2, pixels, 24), float("nan"), dtype=dtype).transpose(1, 2)
     usage = torch.full((500, 2), float("nan")).t()
     torch.ops.swiftcuda.memory_read_family.into(
         low["mem_key"], low["mem_val"], low["q_key"], None, None, None, low["selection"], "l2", None, 10, out, usage
     )
-    torch_result, torch_usage = ops.memory_read(low["mem_key"], low["mem_val"], low["q_key"], affinity="l2",
-                                                selection=low["selection"], top_k=10, return_usage=True,
-                                                backend="reference")
+    torch_result, torch_usage = ops.memory_read(
+        low["mem_key"],
+        low["mem_val"],
+        low["q_key"],
+        affinity="l2",
+        selection=low["selection"],
+        top_k=10,
+        return_usage=True,
+        backend="reference",
+    )
     assert_family_close(out, expected, None if dtype == torch.float32 else torch_result)
     assert_family_close(usage, expected_usage, None if dtype == torch.float32 else torch_usage)
 
@@ -92,7 +117,12 @@ def test_exact_ties_either_way(generator):
     keys, values = inputs["mem_key"].repeat(1, 1, 2), inputs["mem_val"].repeat(1, 1, 2)
     expected, expected_usage = truth(keys, values, inputs["q_key"], affinity="l2", top_k=13)
     result, usage = ops.memory_read(
-        keys.float(), values.float(), inputs["q_key"].float(), affinity="l2", top_k=13, return_usage=True,
+        keys.float(),
+        values.float(),
+        inputs["q_key"].float(),
+        affinity="l2",
+        top_k=13,
+        return_usage=True,
         backend="cpu",
     )
     assert_family_close(result, expected)
@@ -174,8 +204,17 @@ def test_raw_op_rejects_bad_arguments(change, message):
     call.update(change)
     with pytest.raises(RuntimeError, match=message):
         torch.ops.swiftcuda.memory_read_family(
-            mem_key, mem_val, q_key, call["q_val"], n_valid, call["shrinkage"], call["selection"], call["affinity"],
-            call["scale"], call["top_k"], False,
+            mem_key,
+            mem_val,
+            q_key,
+            call["q_val"],
+            n_valid,
+            call["shrinkage"],
+            call["selection"],
+            call["affinity"],
+            call["scale"],
+            call["top_k"],
+            False,
         )
 
 

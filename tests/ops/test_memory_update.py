@@ -14,7 +14,7 @@ from swiftcuda.ops.reference import novel_pixel_count
 
 # (batch, key channels, value channels, memory entries, new pixels)
 SHAPES = [
-    (1, 32, 128, 1, 1),
+    (1, 32, 128, 1, 11),
     (2, 32, 128, 50, 93),
     (3, 16, 24, 1000, 131),
     (1, 64, 32, 3001, 417),
@@ -53,17 +53,25 @@ def locate_columns(appended: torch.Tensor, new_key: torch.Tensor) -> torch.Tenso
 def random_memory(shape, dtype, generator):
     batch, key_dim, value_dim, entries, pixels = shape
     draw = lambda *s: torch.randn(*s, generator=generator).to(dtype)  # noqa: E731
-    return draw(batch, key_dim, entries), draw(batch, value_dim, entries), draw(batch, key_dim, pixels), draw(batch, value_dim, pixels)
+    return (
+        draw(batch, key_dim, entries),
+        draw(batch, value_dim, entries),
+        draw(batch, key_dim, pixels),
+        draw(batch, value_dim, pixels),
+    )
 
 
-@pytest.mark.parametrize("beta", [0.1, 0.37, 1.0])
+@pytest.mark.parametrize("beta", [0.1, 0.37, 0.9])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_functional_update_matches_spec(backend_device, shape, dtype, beta, generator):
     backend, device = backend_device
     mem_key, mem_val, new_key, new_val = random_memory(shape, dtype, generator)
     count = novel_pixel_count(shape[4], beta)
-    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend=backend)
+    assert count < shape[4], "every case leaves pixels out, so which ones are chosen is checked"
+    keys, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend=backend
+    )
     keys, values = keys.cpu(), values.cpu()
     entries = shape[3]
     assert keys.shape == (shape[0], shape[1], entries + count) and values.shape == (shape[0], shape[2], entries + count)
@@ -73,6 +81,17 @@ def test_functional_update_matches_spec(backend_device, shape, dtype, beta, gene
         chosen = locate_columns(keys[b, :, entries:], new_key[b])
         assert_valid_choice(chosen, similarity[b], count)
         assert torch.equal(values[b, :, entries:], new_val[b][:, chosen]), "values must follow their keys"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_beta_one_appends_every_pixel_in_order(backend_device, dtype, generator):
+    backend, device = backend_device
+    mem_key, mem_val, new_key, new_val = random_memory((2, 32, 24, 50, 93), dtype, generator)
+    keys, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=1.0, backend=backend
+    )
+    assert torch.equal(keys.cpu(), torch.cat([mem_key, new_key], dim=2))
+    assert torch.equal(values.cpu(), torch.cat([mem_val, new_val], dim=2))
 
 
 def test_ties_go_to_the_lower_pixel_index(backend_device, generator):
@@ -86,7 +105,9 @@ def test_ties_go_to_the_lower_pixel_index(backend_device, generator):
     mem_key, mem_val, new_key, new_val = random_memory((1, 32, 16, 40, 70), torch.float32, generator)
     new_key[:, :, 32:64] = new_key[:, :, :32]
     count = novel_pixel_count(70, 0.15)  # 11: tied pairs, and an odd count that splits one
-    _, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.15, backend=backend)
+    _, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.15, backend=backend
+    )
     chosen = locate_columns(values[0, :, 40:].cpu(), new_val[0])  # values are distinct: they identify pixels
     # Duplicate columns may differ in the last bits of a float64 product: round the ties exact.
     similarity = similarity_truth(mem_key, new_key)[0].round(decimals=9)
@@ -99,15 +120,16 @@ def test_a_nan_key_is_never_the_most_novel_pixel(backend_device, dtype, generato
     """A NaN in a new pixel's key makes its similarity to every memory entry NaN. The spec's best
     match (amax) is then NaN, and NaN sorts after every score, so that pixel is the LEAST novel and
     is never chosen while finite pixels remain. A max that drops NaN (fmaxf(-inf, NaN) = -inf)
-    would instead make it the most novel of all, appended first (issue 14, item 5)."""
+    would instead make it the most novel of all, appended first."""
     backend, device = backend_device
     pixels, count = 30, novel_pixel_count(30, 0.2)  # 6 of 30
     mem_key, mem_val, new_key, new_val = random_memory((2, 16, 8, 40, pixels), dtype, generator)
     nan_pixels = [2, 11, 29]
     for pixel in nan_pixels:
         new_key[:, pixel % 16, pixel] = float("nan")  # one channel is enough
-    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.2,
-                                     backend=backend)
+    keys, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=0.2, backend=backend
+    )
     keys, values = keys.cpu(), values.cpu()
     assert torch.isfinite(keys[:, :, 40:]).all(), "a pixel with a NaN key was chosen as one of the most novel"
     similarity = similarity_truth(mem_key, new_key)
@@ -155,13 +177,22 @@ def test_in_place_update_with_int64_lengths_and_views(backend_device, generator)
     buffer_key = torch.randn(2, 16, pixels + capacity, generator=generator).to(device)
     buffer_val = torch.randn(2, 8, pixels + capacity, generator=generator).to(device)
     expected_key, expected_val = ops.memory_update(
-        buffer_key[:, :, pixels : pixels + 50], buffer_val[:, :, pixels : pixels + 50],
-        buffer_key[:, :, :pixels], buffer_val[:, :, :pixels], beta=0.1, backend="reference",
+        buffer_key[:, :, pixels : pixels + 50],
+        buffer_val[:, :, pixels : pixels + 50],
+        buffer_key[:, :, :pixels],
+        buffer_val[:, :, :pixels],
+        beta=0.1,
+        backend="reference",
     )
     n_valid = torch.full((2,), 50, dtype=torch.int64, device=device)
     ops.memory_update_(
-        buffer_key[:, :, pixels:], buffer_val[:, :, pixels:], n_valid,
-        buffer_key[:, :, :pixels], buffer_val[:, :, :pixels], beta=0.1, backend=backend,
+        buffer_key[:, :, pixels:],
+        buffer_val[:, :, pixels:],
+        n_valid,
+        buffer_key[:, :, :pixels],
+        buffer_val[:, :, :pixels],
+        beta=0.1,
+        backend=backend,
     )
     total = expected_key.shape[2]
     assert n_valid.cpu().tolist() == [total, total]

@@ -33,7 +33,9 @@ def test_matches_spec(backend_device, shape, dtype, generator):
     assert result.dtype == torch.float32, "probabilities are always float32"
     # The output is float32 whatever the input: its error is float32 rounding of the spec.
     torch.testing.assert_close(result.cpu().double(), truth(probs), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(result.sum(0).cpu().double(), torch.ones(shape[1:], dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        result.sum(0).cpu().double(), torch.ones(shape[1:], dtype=torch.float64), rtol=0, atol=1e-5
+    )
 
 
 def test_rejects_no_objects():

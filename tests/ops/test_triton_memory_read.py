@@ -9,23 +9,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swiftcuda.ops import reference
 from tests.ops.test_memory_read import random_inputs, truth
-from tests.ops.tolerances import assert_close_to_truth, poisoned
+from tests.ops.tolerances import assert_close_to_truth, poisoned, rounded_to
 
 
 def read(mem_key, mem_val, q_key, q_val, n_valid=None, out=None, num_splits=0):
-    """The registered op, with the split count forced when num_splits > 0."""
+    """The Triton read, with the split count forced when num_splits > 0."""
+    from swiftcuda.ops import _triton_ops
+
     if out is None:
         batch, value_dim, pixels = q_val.shape
         out = poisoned((batch, 2 * value_dim, pixels), q_val.dtype, q_val.device)
-    torch.ops.swiftcuda.memory_read_triton(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits)
+    _triton_ops.memory_read_into(mem_key, mem_val, q_key, q_val, n_valid, out, num_splits)
     return out
 
 
-@pytest.mark.parametrize(
-    "key_dim, value_dim", [(16, 1), (32, 200), (64, 512), (128, 77)], ids=lambda v: str(v)
-)
+@pytest.mark.parametrize("key_dim, value_dim", [(16, 1), (32, 200), (64, 512), (128, 77)], ids=lambda v: str(v))
 def test_every_key_width_and_value_widths_up_to_512(device, key_dim, value_dim, generator):
     inputs = random_inputs((2, key_dim, value_dim, 131, 21), torch.float32, device, generator, scale=1.5)
     assert_close_to_truth(read(*inputs).cpu(), truth(*[t.cpu() for t in inputs]))
@@ -36,8 +35,8 @@ def test_every_key_width_and_value_widths_up_to_512(device, key_dim, value_dim, 
 def test_memory_of_several_thousand_entries(device, dtype, num_splits, generator):
     inputs = random_inputs((1, 32, 48, 4099, 37), dtype, device, generator, scale=1.5)
     expected = truth(*[t.cpu() for t in inputs])
-    torch_result = reference.memory_read(*[t.cpu() for t in inputs])
-    assert_close_to_truth(read(*inputs, num_splits=num_splits).cpu(), expected, torch_result)
+    baseline = truth(*[t.cpu() for t in inputs], rounding=rounded_to(dtype))
+    assert_close_to_truth(read(*inputs, num_splits=num_splits).cpu(), expected, baseline)
 
 
 @pytest.mark.parametrize("num_splits", [0, 2])
@@ -54,16 +53,18 @@ def test_one_entry_and_one_pixel(device, num_splits, generator):
 def test_split_memory_with_valid_lengths(device, num_splits, dtype, generator):
     """Splits that get no entry (short or empty memories) must not disturb the merge."""
     batch, key_dim, value_dim, capacity, pixels = 5, 16, 24, 700, 19
-    mem_key, mem_val, q_key, q_val = random_inputs((batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator)
+    mem_key, mem_val, q_key, q_val = random_inputs(
+        (batch, key_dim, value_dim, capacity, pixels), dtype, "cpu", generator
+    )
     lengths = torch.tensor([capacity, 0, 1, 65, 333], dtype=torch.int64)
     for b, n in enumerate(lengths.tolist()):
         mem_key[b, :, n:] = float("nan")
         mem_val[b, :, n:] = float("inf")
     expected = truth(mem_key, mem_val, q_key, q_val, lengths)
-    torch_result = reference.memory_read(mem_key.nan_to_num(0.0, 0.0, 0.0), mem_val.nan_to_num(0.0, 0.0, 0.0), q_key, q_val, lengths)
+    baseline = truth(mem_key, mem_val, q_key, q_val, lengths, rounding=rounded_to(dtype))
     inputs = [t.to(device) for t in (mem_key, mem_val, q_key, q_val)]
     result = read(*inputs, n_valid=lengths.to(device), num_splits=num_splits).cpu()
-    assert_close_to_truth(result, expected, torch_result)
+    assert_close_to_truth(result, expected, baseline)
     assert (result[1, :value_dim] == 0).all(), "an empty memory reads zeros"
 
 

@@ -35,15 +35,22 @@ def no_host_reads():
 
 
 def update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits=0):
-    torch.ops.swiftcuda.memory_update_inplace_triton(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits)
+    """The Triton in-place update, with the split count forced when num_splits > 0."""
+    from swiftcuda.ops import _triton_ops
+
+    _triton_ops.memory_update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits)
 
 
 @pytest.mark.parametrize("key_dim", [16, 32, 64, 128])
 @pytest.mark.parametrize("num_splits", [0, 3])
 def test_key_widths_and_memory_splits(device, key_dim, num_splits, generator):
+    from swiftcuda.ops import _triton_ops
+
     batch, value_dim, entries, pixels, beta = 2, 24, 611, 150, 0.1
-    mem_key, mem_val, new_key, new_val = random_memory((batch, key_dim, value_dim, entries, pixels), torch.float32, generator)
-    keys, values = torch.ops.swiftcuda.memory_update_triton(
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (batch, key_dim, value_dim, entries, pixels), torch.float32, generator
+    )
+    keys, values = _triton_ops.memory_update(
         *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta, num_splits
     )
     keys, values = keys.cpu(), values.cpu()
@@ -77,14 +84,18 @@ def test_memory_of_several_thousand_entries_in_place(device, dtype, generator):
     assert key_buf[0, :, n + count :].isnan().all()
     # The clipped item keeps the lowest-index pixels of its choice (the highest go first).
     n = lengths[1]
-    full_choice = ops.memory_update(mem_key[1:, :, :n], mem_val[1:, :, :n], new_key[1:], new_val[1:], beta=0.1, backend="reference")[1]
+    full_choice = ops.memory_update(
+        mem_key[1:, :, :n], mem_val[1:, :, :n], new_key[1:], new_val[1:], beta=0.1, backend="reference"
+    )[1]
     assert torch.equal(val_buf[1, :, n:], full_choice[0, :, n : n + 3])
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])
 def test_one_pixel_and_one_entry(device, beta, generator):
     mem_key, mem_val, new_key, new_val = random_memory((3, 32, 8, 1, 1), torch.float32, generator)
-    keys, values = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton")
+    keys, values = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton"
+    )
     assert torch.equal(keys.cpu(), torch.cat([mem_key, new_key], dim=2))
     assert torch.equal(values.cpu(), torch.cat([mem_val, new_val], dim=2))
 
@@ -107,14 +118,16 @@ def test_zero_keys_tie_at_zero_and_go_by_index(device, generator):
     """Zero keys have cosine 0 (not NaN) to everything, whatever the sign of that zero."""
     mem_key, mem_val, new_key, new_val = random_memory((1, 32, 8, 20, 40), torch.float32, generator)
     zero_pixels = [3, 11, 12, 25, 39]
-    mem_key[:, :, :40 - 20] = 0.0  # zero memory keys too
+    mem_key[:, :, : 40 - 20] = 0.0  # zero memory keys too
     mem_key = torch.cat([mem_key, new_key.clone()], dim=2)  # every non-zero new key has a match of 1
     mem_val = torch.cat([mem_val, new_val.clone()], dim=2)
     new_key[:, :, zero_pixels] = 0.0
     new_key[:, 0, zero_pixels] = -0.0
     beta = 0.1  # count = 4 of the 5 zero pixels
     expected = ops.memory_update(mem_key, mem_val, new_key, new_val, beta=beta, backend="reference")
-    result = ops.memory_update(*[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton")
+    result = ops.memory_update(
+        *[t.to(device) for t in (mem_key, mem_val, new_key, new_val)], beta=beta, backend="triton"
+    )
     chosen = locate_columns(result[1][0, :, mem_key.shape[2] :].cpu(), new_val[0])
     assert chosen.tolist() == zero_pixels[:4]
     assert torch.equal(result[0].cpu(), expected[0]) and torch.equal(result[1].cpu(), expected[1])
@@ -124,7 +137,9 @@ def test_zero_keys_tie_at_zero_and_go_by_index(device, generator):
 def test_in_place_equals_the_reference_exactly(device, trial, generator):
     """Random float32 memories: no near-ties, so the buffers match the reference bit for bit."""
     batch, key_dim, value_dim, capacity, pixels = 3, 32, 20, 400, 77
-    mem_key, mem_val, new_key, new_val = random_memory((batch, key_dim, value_dim, capacity, pixels), torch.float32, generator)
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (batch, key_dim, value_dim, capacity, pixels), torch.float32, generator
+    )
     lengths = torch.tensor([0, 150, capacity - 4], dtype=torch.int32)
     expected = [mem_key.clone(), mem_val.clone(), lengths.clone()]
     ops.memory_update_(*expected, new_key, new_val, beta=0.1, backend="reference")
@@ -146,14 +161,19 @@ def test_in_place_update_makes_no_host_read(device, generator):
 
 def test_reference_in_place_update_does_read_the_host():
     """The check above is able to fail: the reference reads n_valid on the host."""
-    mem_key, mem_val, new_key, new_val = random_memory((1, 8, 4, 10, 5), torch.float32, torch.Generator().manual_seed(0))
+    mem_key, mem_val, new_key, new_val = random_memory(
+        (1, 8, 4, 10, 5), torch.float32, torch.Generator().manual_seed(0)
+    )
     with pytest.raises(AssertionError, match="host"), no_host_reads():
         ops.memory_update_(mem_key, mem_val, torch.tensor([3]), new_key, new_val, beta=0.5, backend="reference")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
-    """On a GPU: no synchronisation (sync debug mode), and a captured graph replays correctly."""
+    """On a GPU: no synchronisation (sync debug mode), and a captured graph's replay is bit for bit
+    the eager step from the same state."""
+    from swiftcuda.ops import triton_backend  # noqa: F401  (registers torch.ops.swiftcuda_triton)
+
     device = torch.device("cuda")
     mem_key, mem_val, new_key, new_val = random_memory((2, 32, 64, 3000, 200), torch.float16, generator)
     key_buf, val_buf = mem_key.to(device), mem_val.to(device)
@@ -162,8 +182,8 @@ def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
     out = torch.empty((2, 128, 200), dtype=torch.float16, device=device)
 
     def step():
-        torch.ops.swiftcuda.memory_update_inplace_triton(key_buf, val_buf, n_valid, new_key, new_val, 0.1)
-        torch.ops.swiftcuda.memory_read_triton(key_buf, val_buf, new_key, new_val, n_valid, out)
+        torch.ops.swiftcuda_triton.memory_update_(key_buf, val_buf, n_valid, new_key, new_val, 0.1)
+        torch.ops.swiftcuda_triton.memory_read.into(key_buf, val_buf, new_key, new_val, n_valid, out)
 
     step()  # compile the kernels outside the checks
     torch.cuda.synchronize()
@@ -175,7 +195,14 @@ def test_update_and_read_capture_in_a_cuda_graph_without_syncs(generator):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
-    before = n_valid.clone()
+    state = (key_buf, val_buf, n_valid)
+    before = [t.clone() for t in state]
     graph.replay()
-    torch.cuda.synchronize()
-    assert (n_valid - before).tolist() == [20, 20]
+    replayed = [t.clone() for t in (*state, out)]
+    assert (replayed[2] - before[2]).tolist() == [20, 20]
+    for tensor, saved in zip(state, before):  # back to the state before the replay, then the step eagerly
+        tensor.copy_(saved)
+    out.fill_(float("nan"))
+    step()
+    for name, got, want in zip(("keys", "values", "lengths", "read"), replayed, (*state, out)):
+        assert torch.equal(got, want), f"the replayed {name} differ from the eager step's"

@@ -1,4 +1,5 @@
-"""The Triton ops as torch.library ops: opcheck, torch.compile(fullgraph=True), availability.
+"""The Triton ops as torch.library ops: opcheck, torch.compile(fullgraph=True) through the public
+ops and the backend choice, availability.
 
 On the CPU the ops run their kernels under TRITON_INTERPRET=1 through an opaque launch op (an
 interpreted kernel cannot be traced), so compile and opcheck check the registration, the fake
@@ -12,17 +13,12 @@ import pytest
 import torch
 from torch.library import opcheck
 
+from swiftcuda import ops
 from swiftcuda.ops import backends
 from swiftcuda.ops._triton_compat import interpreter_numpy_conflict
+from swiftcuda.ops.schema import SCHEMAS, split_name
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture
-def triton_backend(device):
-    from swiftcuda.ops import triton_backend
-
-    return triton_backend
 
 
 def _memory(device, generator, dtype=torch.float32):
@@ -36,27 +32,32 @@ def _cases(device, generator):
     out = torch.empty(2, 48, 19, device=device)
     rand = lambda *s: torch.rand(*s, generator=generator).to(device)  # noqa: E731
     return {
-        "memory_read_triton": [(mem_key, mem_val, q_key, q_val, n_valid, out), (mem_key, mem_val, q_key, q_val, None, out, 3)],
-        "memory_update_triton": [(mem_key, mem_val, q_key, q_val, 0.3), (mem_key, mem_val, q_key, q_val, 1.0, 2)],
-        "memory_update_inplace_triton": [(mem_key.clone(), mem_val.clone(), n_valid.clone(), q_key, q_val, 0.3)],
-        "rsp_triton": [(rand(3, 8, 12), 4)],
-        "soft_aggregate_triton": [(rand(3, 8, 12),)],
-        "frame_variation_triton": [(rand(3, 8, 12), rand(3, 8, 12), rand(2, 8, 12), rand(2, 8, 12), 0.2, 0.3)],
+        "memory_read": [(mem_key, mem_val, q_key, q_val, n_valid), (mem_key, mem_val, q_key, q_val, None)],
+        "memory_read.into": [
+            (mem_key, mem_val, q_key, q_val, n_valid, out),
+            (mem_key, mem_val, q_key, q_val, None, out),
+        ],
+        "memory_update": [(mem_key, mem_val, q_key, q_val, 0.3), (mem_key, mem_val, q_key, q_val, 1.0)],
+        "memory_update_": [(mem_key.clone(), mem_val.clone(), n_valid.clone(), q_key, q_val, 0.3)],
+        "rsp": [(rand(3, 8, 12), 4)],
+        "soft_aggregate": [(rand(3, 8, 12),)],
+        "frame_variation": [(rand(3, 8, 12), rand(3, 8, 12), rand(2, 8, 12), rand(2, 8, 12), 0.2, 0.3)],
     }
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["memory_read_triton", "memory_update_triton", "memory_update_inplace_triton", "rsp_triton", "soft_aggregate_triton", "frame_variation_triton"],
-)
+@pytest.mark.parametrize("name", list(SCHEMAS))
 def test_opcheck(device, name, generator):
-    op = getattr(torch.ops.swiftcuda, name).default
+    from swiftcuda.ops import triton_backend  # noqa: F401  (registers the ops)
+
+    op_name, overload = split_name(name)
+    op = getattr(getattr(torch.ops.swiftcuda_triton, op_name), overload)
     for args in _cases(device, generator)[name]:
         opcheck(op, args)
 
 
-def test_compile_fullgraph_through_every_op(triton_backend, device, generator):
-    """One compiled function calls all six ops (Inductor, no graph break) and matches eager.
+def test_compile_fullgraph_through_every_op(device, generator):
+    """One compiled function calls all six public ops on the Triton backend (Inductor, no graph
+    break: the backend choice is traced too) and matches eager.
 
     The in-place update gets the engine's aliasing: the new pixels and the long-term memory are
     disjoint views of one buffer, and the read then covers both.
@@ -67,21 +68,36 @@ def test_compile_fullgraph_through_every_op(triton_backend, device, generator):
     frame = torch.rand(3, 16, 24, generator=generator).to(device)
 
     def engine_like(key_buf, val_buf, n_valid, q_key, q_val, probs, previous_probs, frame):
-        read = triton_backend.memory_read(key_buf, val_buf, q_key, q_val, n_valid + pixels)
-        keys, values = triton_backend.memory_update(key_buf, val_buf, q_key, q_val, 0.25)
-        triton_backend.memory_update_(
-            key_buf[:, :, pixels:], val_buf[:, :, pixels:], n_valid,
-            key_buf[:, :, :pixels], val_buf[:, :, :pixels], 0.1,
+        read = ops.memory_read(key_buf, val_buf, q_key, q_val, n_valid=n_valid + pixels, backend="triton")
+        keys, values = ops.memory_update(key_buf, val_buf, q_key, q_val, beta=0.25, backend="triton")
+        ops.memory_update_(
+            key_buf[:, :, pixels:],
+            val_buf[:, :, pixels:],
+            n_valid,
+            key_buf[:, :, :pixels],
+            val_buf[:, :, :pixels],
+            beta=0.1,
+            backend="triton",
         )
-        after = triton_backend.memory_read(key_buf, val_buf, q_key, q_val, n_valid + pixels)
-        own, others = triton_backend.rsp(probs, 8)
-        merged = triton_backend.soft_aggregate(probs)
-        counts = triton_backend.frame_variation(frame, frame * 0.5, probs, previous_probs, 0.1, 0.2)
+        after = ops.memory_read(key_buf, val_buf, q_key, q_val, n_valid=n_valid + pixels, backend="triton")
+        own, others = ops.rsp(probs, factor=8, backend="triton")
+        merged = ops.soft_aggregate(probs, backend="triton")
+        counts = ops.frame_variation(
+            frame, frame * 0.5, probs, previous_probs, frame_threshold=0.1, mask_threshold=0.2, backend="triton"
+        )
         return read * 2, after, keys, values, own + others, merged, counts
 
     def arguments():
-        return (mem_key.clone(), mem_val.clone(), torch.tensor([12, 5], dtype=torch.int32, device=device),
-                q_key, q_val, probs, probs.flip(1), frame)
+        return (
+            mem_key.clone(),
+            mem_val.clone(),
+            torch.tensor([12, 5], dtype=torch.int32, device=device),
+            q_key,
+            q_val,
+            probs,
+            probs.flip(1),
+            frame,
+        )
 
     eager_args, compiled_args = arguments(), arguments()
     expected = engine_like(*eager_args)
