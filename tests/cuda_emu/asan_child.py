@@ -39,8 +39,15 @@ def main(library: str, ops: list[str]) -> None:
 
             for name in ("topk-splits", "full-splits"):  # every family kernel, workspaces with splits
                 shape, variant, top_k, with_q_val, multiprocessors, _ = CASES[name]
-                check_family_read(emu_runner(emu, multiprocessors), shape, torch.float32, variant, top_k, generator,
-                                  with_q_val=not with_q_val)
+                check_family_read(
+                    emu_runner(emu, multiprocessors),
+                    shape,
+                    torch.float32,
+                    variant,
+                    top_k,
+                    generator,
+                    with_q_val=not with_q_val,
+                )
         else:
             raise SystemExit(f"unknown op {op!r}")
 
