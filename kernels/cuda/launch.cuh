@@ -21,7 +21,10 @@ inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
 #if defined(SWIFTCUDA_EMU)
   ::swiftcuda_emu::launch(kernel, grid, block, shared, stream, args...);
 #else
+  // clang-format would split the closing chevrons into "> > >", which nvcc rejects.
+  // clang-format off
   kernel<<<grid, block, shared, stream>>>(args...);
+  // clang-format on
 #endif
 }
 

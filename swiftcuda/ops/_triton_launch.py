@@ -315,14 +315,14 @@ def launch_memory_read_family(
     sel_strides = selection.stride() if selection is not None else (0, 0, 0)
     shrink_strides = shrinkage.stride() if shrinkage is not None else (0, 0)
     lengths = n_valid if n_valid is not None else placeholder
-    common = dict(
-        L2=l2,
-        SELECTION=selection is not None,
-        SHRINKAGE=shrinkage is not None,
-        HAS_N_VALID=n_valid is not None,
-        IEEE_DOT=mem_key.dtype == torch.float32,
-        UPCAST_DOT=INTERPRETED and mem_key.dtype == torch.bfloat16,
-    )
+    common = {
+        "L2": l2,
+        "SELECTION": selection is not None,
+        "SHRINKAGE": shrinkage is not None,
+        "HAS_N_VALID": n_valid is not None,
+        "IEEE_DOT": mem_key.dtype == torch.float32,
+        "UPCAST_DOT": INTERPRETED and mem_key.dtype == torch.bfloat16,
+    }
     if top_k is not None:
         _launch_topk(
             mem_key,

@@ -2,7 +2,7 @@
 environment preloads libasan (harness.asan_environment()). Exits 0 when every check passes; an
 ASan report exits with ASAN_OPTIONS' exitcode (23).
 
-Usage: python -m tests.cuda_emu.asan_child LIBRARY OP [OP ...]   (OP: read, update, rsp, aggregate)
+Usage: python -m tests.cuda_emu.asan_child LIBRARY OP [OP ...]   (OP: read, update, rsp, aggregate, family)
 
 Inputs and the shuffled thread schedule come from $SWIFTCUDA_TEST_SEED, which the parent test sets
 to its own seed (tests/conftest.py), so a failure reruns identically.
@@ -33,6 +33,21 @@ def main(library: str, ops: list[str]) -> None:
             checks.check_rsp(emu, generator, torch.float32, 3, 32, 48, 16)
         elif op == "aggregate":
             checks.check_soft_aggregate(emu, generator, torch.float32, 3, 17, 23)
+        elif op == "family":
+            from tests.cuda_emu.test_memory_read_family import CASES, emu_runner
+            from tests.ops.family_checks import check_family_read
+
+            for name in ("topk-splits", "full-splits"):  # every family kernel, workspaces with splits
+                shape, variant, top_k, with_q_val, multiprocessors, _ = CASES[name]
+                check_family_read(
+                    emu_runner(emu, multiprocessors),
+                    shape,
+                    torch.float32,
+                    variant,
+                    top_k,
+                    generator,
+                    with_q_val=not with_q_val,
+                )
         else:
             raise SystemExit(f"unknown op {op!r}")
 

@@ -18,6 +18,8 @@ def test_every_kernel_under_address_sanitizer(seed):
     reason = harness.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    result = harness.run_asan_child(harness.build(sanitize=True), ["read", "update", "rsp", "aggregate"], seed)
+    result = harness.run_asan_child(
+        harness.build(sanitize=True), ["read", "update", "rsp", "aggregate", "family"], seed
+    )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-6000:]}"
     assert "AddressSanitizer" not in result.stderr

@@ -13,7 +13,13 @@ import torch
 from torch.library import opcheck
 
 from tests.ops.family_checks import check_family_read
-from tests.ops.test_memory_read_family import VARIANTS, assert_family_close, draw_inputs, truth, variant_id
+from tests.ops.test_memory_read_family import (
+    VARIANTS,
+    assert_family_close,
+    draw_inputs,
+    truth,
+    variant_id,
+)
 from tests.ops.tolerances import poisoned
 
 
@@ -21,7 +27,7 @@ def triton_runner(device: torch.device, num_splits: int = 0):
     """run(inputs, n_valid, options) through the registered op, with the split count forced when > 0."""
 
     def run(inputs, n_valid, options):
-        on = lambda t: None if t is None else t.to(device)  # noqa: E731
+        on = lambda t: None if t is None else t.to(device)
         batch, value_dim, entries = inputs["mem_val"].shape
         channels = value_dim * (1 if inputs["q_val"] is None else 2)
         out = poisoned((batch, channels, inputs["q_key"].shape[2]), inputs["mem_key"].dtype, device)
@@ -92,9 +98,9 @@ def test_objects_sharing_keys_get_their_own_values(device, generator):
     """Stride-0 keys, queries, selection and shrinkage over three objects' values: one top-k sweep
     serves every object, each gathers its own values and gets its own usage."""
     inputs = draw_inputs(1, 16, 12, 200, 19, generator, q_val=False, selection=True, shrinkage=True)
-    objects, options = 3, dict(affinity="l2", top_k=5)
+    objects, options = 3, {"affinity": "l2", "top_k": 5}
     values = torch.randn(objects, 12, 200, generator=generator, dtype=torch.float64)
-    expand = lambda t: t.float().expand(objects, *t.shape[1:]).to(device)  # noqa: E731
+    expand = lambda t: t.float().expand(objects, *t.shape[1:]).to(device)
     out = poisoned((objects, 12, 19), torch.float32, device)
     usage = poisoned((objects, 200), torch.float32, device)
     torch.ops.swiftcuda_triton.memory_read_family_into(
