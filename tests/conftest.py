@@ -58,10 +58,36 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     random.seed(seed)
 
 
+#: Environment variable that turns a skip for a missing install into a failure (CI sets it: there
+#: every extra is installed, so a test that skips for want of one would hide a broken install).
+REQUIRE_EXTRAS_VARIABLE = "SWIFTCUDA_REQUIRE_EXTRAS"
+
+
+def _fail_if_an_install_is_missing(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Under ``$SWIFTCUDA_REQUIRE_EXTRAS=1``, a skip whose reason asks for a ``pip install`` fails."""
+    if not report.skipped or os.environ.get(REQUIRE_EXTRAS_VARIABLE) != "1":
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    if "pip install" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_EXTRAS_VARIABLE}=1, but this skipped for a missing install: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """A module that skips at import for a missing install fails under ``$SWIFTCUDA_REQUIRE_EXTRAS``."""
+    report = yield
+    _fail_if_an_install_is_missing(report)
+    return report
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Add the seed and the rerun command to a failing test's report."""
+    """Add the seed and the rerun command to a failing test's report; a test that skips for a
+    missing install fails under ``$SWIFTCUDA_REQUIRE_EXTRAS``."""
     report = yield
+    _fail_if_an_install_is_missing(report)
     if report.failed and _SEED_KEY in item.stash:
         seed = item.stash[_SEED_KEY]
         report.sections.append(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("starlette", reason="the gui extra is not installed: pip install 'swiftcuda[gui]'")
-pytest.importorskip("httpx", reason="Starlette's test client needs httpx: pip install 'swiftcuda[test]'")
+pytest.importorskip("httpx2", reason="Starlette's test client needs httpx2: pip install 'swiftcuda[test]'")
 
 from starlette.testclient import TestClient  # noqa: E402  (after the extra's check)
 

@@ -60,7 +60,7 @@ def _randomise(module: torch.nn.Module, generator: torch.Generator) -> None:
 @pytest.mark.parametrize("variant", ["r18", "r50"])
 def test_trunk_matches_torchvision_exactly(variant, generator):
     """Same state-dict names and shapes as torchvision's resnet layer1..3, and the same values."""
-    models = pytest.importorskip("torchvision.models")
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed: pip install torchvision")
     encoder = Encoder(get_config(variant)).eval()
     _randomise(encoder, generator)
     resnet = (models.resnet18 if variant == "r18" else models.resnet50)().eval()

@@ -31,11 +31,18 @@ def _cases(device, generator):
     n_valid = torch.tensor([33, 0], dtype=torch.int32, device=device)
     out = torch.empty(2, 48, 19, device=device)
     rand = lambda *s: torch.rand(*s, generator=generator).to(device)  # noqa: E731
+    shrinkage, selection = rand(2, 40) + 0.5, rand(2, 16, 19)
     return {
         "memory_read": [(mem_key, mem_val, q_key, q_val, n_valid), (mem_key, mem_val, q_key, q_val, None)],
         "memory_read.into": [
             (mem_key, mem_val, q_key, q_val, n_valid, out),
             (mem_key, mem_val, q_key, q_val, None, out),
+        ],
+        "memory_read_family": [
+            (mem_key, mem_val, q_key, q_val, n_valid),
+            (mem_key, mem_val, q_key, None, n_valid, shrinkage, selection, "l2", None, None, True),
+            (mem_key, mem_val, q_key, q_val, None, None, None, "dot", 0.2, 7, False),
+            (mem_key, mem_val, q_key, None, n_valid, shrinkage, None, "l2", None, 5, True),
         ],
         "memory_update": [(mem_key, mem_val, q_key, q_val, 0.3), (mem_key, mem_val, q_key, q_val, 1.0)],
         "memory_update_": [(mem_key.clone(), mem_val.clone(), n_valid.clone(), q_key, q_val, 0.3)],
