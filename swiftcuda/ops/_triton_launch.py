@@ -142,6 +142,86 @@ def _aligned_down(buffer: Tensor, block_n: int) -> tuple[Tensor, int]:
     return buffer.as_strided(size, buffer.stride(), buffer.storage_offset() - first), first
 
 
+@dataclasses.dataclass(frozen=True)
+class _ReadGrid:
+    """A read launch's blocks and grid: query tiles by (item x value block) by memory splits."""
+
+    tiles: ReadTiles
+    chunks: int
+    chunk_ck: int
+    block_p: int
+    block_v: int
+    splits: int
+    grid: tuple[int, int, int]
+
+
+def _read_grid(
+    tiles: ReadTiles,
+    device: torch.device,
+    batch: int,
+    key_dim: int,
+    value_dim: int,
+    entries: int,
+    pixels: int,
+    num_splits: int,
+) -> _ReadGrid:
+    """Blocks clamped to the shape, and the split count (``num_splits`` 0: :func:`auto_splits`)."""
+    chunks, chunk_ck = tiles.key_chunks(key_dim)
+    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
+    block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
+    query_tiles, value_blocks = triton.cdiv(pixels, block_p), triton.cdiv(value_dim, block_v)
+    programs = query_tiles * batch * value_blocks
+    splits = num_splits if num_splits > 0 else auto_splits(device, programs, entries)
+    return _ReadGrid(tiles, chunks, chunk_ck, block_p, block_v, splits, (query_tiles, batch * value_blocks, splits))
+
+
+def _split_workspaces(splits: int, batch: int, value_dim: int, pixels: int, out: Tensor) -> tuple[Tensor, Tensor]:
+    """(part_acc (S, B, Cv, P), part_ml (S, 2, B, P)) float32: each split's unnormalised readout and
+    its running max and sum, for :func:`_merge_splits`."""
+    part_acc = torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device)
+    part_ml = torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device)
+    return part_acc, part_ml
+
+
+def _merge_splits(
+    part_acc: Tensor, part_ml: Tensor, out: Tensor, splits: int, batch: int, value_dim: int, pixels: int
+) -> None:
+    """Merge the splits' partial readouts into ``out``'s first Cv channels.
+
+    A memory-bound merge: small tiles keep it in registers (no spills)."""
+    combine_v = min(_pow2(value_dim, _MIN_DOT), _COMBINE_BLOCK_V)
+    combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
+    combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
+    wrap_triton(memory_read_combine_kernel)[combine_grid](
+        part_acc,
+        part_ml,
+        out,
+        splits,
+        batch,
+        pixels,
+        value_dim,
+        *out.stride(),
+        BLOCK_V=combine_v,
+        BLOCK_P=combine_p,
+        num_warps=4,
+    )
+
+
+def _block_constants(g: _ReadGrid, key_dim: int, value_dim: int) -> dict:
+    """The read kernels' shared block constants and launch options."""
+    return {
+        "MASK_C": key_dim % g.chunk_ck != 0,
+        "MASK_V": value_dim % g.block_v != 0,
+        "CHUNKS": g.chunks,
+        "CHUNK_CK": g.chunk_ck,
+        "BLOCK_V": g.block_v,
+        "BLOCK_N": g.tiles.block_n,
+        "BLOCK_P": g.block_p,
+        "num_warps": g.tiles.num_warps,
+        "num_stages": g.tiles.num_stages,
+    }
+
+
 def launch_memory_read(
     mem_key: Tensor,
     mem_val: Tensor,
@@ -157,19 +237,13 @@ def launch_memory_read(
     if batch == 0 or pixels == 0:
         return
     tiles = read_tiles(mem_key.dtype, key_dim, value_dim)
-    chunks, chunk_ck = tiles.key_chunks(key_dim)
-    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
-    block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
-    value_blocks = triton.cdiv(value_dim, block_v)
-    programs = triton.cdiv(pixels, block_p) * batch * value_blocks
-    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, programs, entries)
+    g = _read_grid(tiles, mem_key.device, batch, key_dim, value_dim, entries, pixels, num_splits)
+    splits = g.splits
     if splits > 1:
-        part_acc = torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device)
-        part_ml = torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device)
+        part_acc, part_ml = _split_workspaces(splits, batch, value_dim, pixels, out)
     else:
         part_acc = part_ml = out  # never touched
-    grid = (triton.cdiv(pixels, block_p), batch * value_blocks, splits)
-    wrap_triton(memory_read_kernel)[grid](
+    wrap_triton(memory_read_kernel)[g.grid](
         mem_key,
         mem_val,
         q_key,
@@ -193,34 +267,10 @@ def launch_memory_read(
         NUM_SPLITS=splits,
         IEEE_DOT=mem_key.dtype == torch.float32,
         UPCAST_DOT=INTERPRETED and mem_key.dtype == torch.bfloat16,
-        MASK_C=key_dim % chunk_ck != 0,
-        MASK_V=value_dim % block_v != 0,
-        CHUNKS=chunks,
-        CHUNK_CK=chunk_ck,
-        BLOCK_V=block_v,
-        BLOCK_N=tiles.block_n,
-        BLOCK_P=block_p,
-        num_warps=tiles.num_warps,
-        num_stages=tiles.num_stages,
+        **_block_constants(g, key_dim, value_dim),
     )
     if splits > 1:
-        # A memory-bound merge: small tiles keep it in registers (no spills).
-        combine_v = min(_pow2(value_dim, _MIN_DOT), _COMBINE_BLOCK_V)
-        combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
-        combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
-        wrap_triton(memory_read_combine_kernel)[combine_grid](
-            part_acc,
-            part_ml,
-            out,
-            splits,
-            batch,
-            pixels,
-            value_dim,
-            *out.stride(),
-            BLOCK_V=combine_v,
-            BLOCK_P=combine_p,
-            num_warps=4,
-        )
+        _merge_splits(part_acc, part_ml, out, splits, batch, value_dim, pixels)
 
 
 def topk_tiles(dtype: torch.dtype, key_dim: int, selection: bool) -> ReadTiles:
@@ -344,24 +394,17 @@ def launch_memory_read_family(
         return
 
     tiles = family_read_tiles(mem_key.dtype, key_dim, value_dim)
-    chunks, chunk_ck = tiles.key_chunks(key_dim)
-    block_p = min(tiles.block_p, _pow2(pixels, _MIN_DOT))
-    block_v = min(_pow2(value_dim, _MIN_DOT), tiles.block_v)
-    value_blocks = triton.cdiv(value_dim, block_v)
-    programs = triton.cdiv(pixels, block_p) * batch * value_blocks
-    splits = num_splits if num_splits > 0 else auto_splits(mem_key.device, programs, entries)
+    g = _read_grid(tiles, mem_key.device, batch, key_dim, value_dim, entries, pixels, num_splits)
+    splits = g.splits
     write_stats = usage is not None
-    part_acc = (
-        torch.empty((splits, batch, value_dim, pixels), dtype=torch.float32, device=out.device) if splits > 1 else out
-    )
-    part_ml = (
-        torch.empty((splits, 2, batch, pixels), dtype=torch.float32, device=out.device)
-        if splits > 1 or write_stats
-        else out
-    )
+    part_acc = part_ml = out  # never touched
+    if splits > 1:
+        part_acc, part_ml = _split_workspaces(splits, batch, value_dim, pixels, out)
+    elif write_stats:
+        # The usage pass reads each query's softmax max and sum, which the kernel leaves in part_ml.
+        part_ml = torch.empty((1, 2, batch, pixels), dtype=torch.float32, device=out.device)
     q_vals = q_val if q_val is not None else placeholder
-    grid = (triton.cdiv(pixels, block_p), batch * value_blocks, splits)
-    wrap_triton(family_read_kernel)[grid](
+    wrap_triton(family_read_kernel)[g.grid](
         mem_key,
         mem_val,
         q_key,
@@ -388,34 +431,11 @@ def launch_memory_read_family(
         HAS_Q_VAL=q_val is not None,
         WRITE_STATS=write_stats,
         NUM_SPLITS=splits,
-        MASK_C=key_dim % chunk_ck != 0,
-        MASK_V=value_dim % block_v != 0,
-        CHUNKS=chunks,
-        CHUNK_CK=chunk_ck,
-        BLOCK_V=block_v,
-        BLOCK_N=tiles.block_n,
-        BLOCK_P=block_p,
-        num_warps=tiles.num_warps,
-        num_stages=tiles.num_stages,
+        **_block_constants(g, key_dim, value_dim),
         **common,
     )
     if splits > 1:
-        combine_v = min(_pow2(value_dim, _MIN_DOT), _COMBINE_BLOCK_V)
-        combine_p = min(_COMBINE_BLOCK_P, _pow2(pixels, _MIN_DOT))
-        combine_grid = (triton.cdiv(pixels, combine_p), batch * triton.cdiv(value_dim, combine_v))
-        wrap_triton(memory_read_combine_kernel)[combine_grid](
-            part_acc,
-            part_ml,
-            out,
-            splits,
-            batch,
-            pixels,
-            value_dim,
-            *out.stride(),
-            BLOCK_V=combine_v,
-            BLOCK_P=combine_p,
-            num_warps=4,
-        )
+        _merge_splits(part_acc, part_ml, out, splits, batch, value_dim, pixels)
     if usage is not None and entries > 0:
         usage_tiles = family_usage_tiles(mem_key.dtype, key_dim)
         u_chunks, u_chunk_ck = usage_tiles.key_chunks(key_dim)
