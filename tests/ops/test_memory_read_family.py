@@ -15,7 +15,6 @@ such queries stay rare, so the check never depends on how a backend breaks a tie
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from swiftcuda import ops
 from swiftcuda.ops import reference
+from tests.ops.interpreter import is_interpreted, on_diagonal, skip_unless_chosen
 from tests.ops.tolerances import max_error, poisoned
 
 #: The affinity variants: (affinity, with a selection, with a shrinkage).
@@ -270,8 +270,10 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
     assert_family_close(usage.cpu(), expected_usage, torch_usage)
     for b, n in enumerate(n_valid.tolist()):
         assert (usage[b, n:] == 0).all(), "invalid entries must get no usage"
-    plain = ops.memory_read(*map(on_device, args), n_valid=n_valid.to(device), backend=backend, **device_options)
-    assert_family_close(plain.cpu(), expected, torch_result)
+    if not is_interpreted(backend, device):
+        # The allocating form without usage (under the interpreter, its own tests cover it).
+        plain = ops.memory_read(*map(on_device, args), n_valid=n_valid.to(device), backend=backend, **device_options)
+        assert_family_close(plain.cpu(), expected, torch_result)
 
 
 @pytest.mark.parametrize("top_k", TOP_KS, ids=str)
@@ -279,11 +281,10 @@ def run_case(backend, device, shape, dtype, variant, top_k, with_q_val, generato
 @pytest.mark.parametrize("shape", FAMILY_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_float32_matches_truth(backend_device, shape, variant, top_k, generator):
     backend, device = backend_device
-    interpreted = backend == "triton" and torch.device(device).type == "cpu"
-    diagonal = (FAMILY_SHAPES.index(shape) + VARIANTS.index(variant) + TOP_KS.index(top_k)) % 5 == 0
-    if interpreted and not diagonal and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
-        # The interpreter is slow: a fifth of the grid still meets every shape, variant and top-k.
-        pytest.skip("interpreted Triton runs a fifth of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
+    positions = (FAMILY_SHAPES.index(shape), VARIANTS.index(variant), TOP_KS.index(top_k))
+    skip_unless_chosen(
+        backend, device, on_diagonal(positions, 5), "a fifth of the grid: every shape, variant and top-k"
+    )
     with_q_val = (TOP_KS.index(top_k) + VARIANTS.index(variant)) % 2 == 0  # both forms, across the grid
     run_case(backend, device, shape, torch.float32, variant, top_k, with_q_val, generator)
 
@@ -292,10 +293,8 @@ def test_float32_matches_truth(backend_device, shape, variant, top_k, generator)
 @pytest.mark.parametrize("top_k", [None, 7, 30], ids=str)
 @pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1], VARIANTS[4]], ids=variant_id)
 def test_half_precision_within_twice_torchs_error(backend_device, variant, top_k, dtype, generator):
-    if backend_device[0] == "triton" and torch.device(backend_device[1]).type == "cpu":
-        if (top_k != 30 or dtype != torch.float16) and os.environ.get("SWIFTCUDA_FULL_GRID") != "1":
-            pytest.skip("interpreted Triton runs the fp16 top-30 row of the grid (SWIFTCUDA_FULL_GRID=1 runs it all)")
     backend, device = backend_device
+    skip_unless_chosen(backend, device, top_k == 30 and dtype == torch.float16, "the fp16 top-30 row of the grid")
     run_case(backend, device, FAMILY_SHAPES[0], dtype, variant, top_k, top_k != 7, generator)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from swiftcuda import ops
 from swiftcuda.ops.reference import novel_pixel_count
+from tests.ops.interpreter import on_diagonal, skip_unless_chosen
 from tests.ops.test_memory_update import assert_valid_choice, locate_columns, random_memory, similarity_truth
 
 
@@ -41,10 +42,17 @@ def update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_split
     _triton_ops.memory_update_in_place(key_buf, val_buf, n_valid, new_key, new_val, beta, num_splits)
 
 
-@pytest.mark.parametrize("key_dim", [16, 32, 64, 128])
-@pytest.mark.parametrize("num_splits", [0, 3])
+KEY_DIMS = [16, 32, 64, 128]
+SPLITS = [0, 3]
+
+
+@pytest.mark.parametrize("key_dim", KEY_DIMS)
+@pytest.mark.parametrize("num_splits", SPLITS)
 def test_key_widths_and_memory_splits(device, key_dim, num_splits, generator):
     from swiftcuda.ops import _triton_ops
+
+    chosen = on_diagonal((KEY_DIMS.index(key_dim), SPLITS.index(num_splits)), 2)
+    skip_unless_chosen("triton", device, chosen, "each key width once, both split counts in turn")
 
     batch, value_dim, entries, pixels, beta = 2, 24, 611, 150, 0.1
     mem_key, mem_val, new_key, new_val = random_memory(
