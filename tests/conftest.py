@@ -20,8 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.triton_interpreter import skip_repeated_patching
+
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("TRITON_INTERPRET") == "1":
+    skip_repeated_patching()  # the interpreted kernels twice as fast, results unchanged (see there)
 
 # The engine tunes CPU convolutions on first use and caches the choices under the user's cache
 # folder; the tests share one fresh folder per run (the same shapes recur across tests) and never

@@ -19,6 +19,7 @@
 #include "device_utils.cuh"
 #include "launch.cuh"
 #include "memory_read.cuh"
+#include "simt_softmax.cuh"
 
 namespace swiftcuda {
 namespace {
@@ -28,6 +29,7 @@ using device::to_float;
 
 // Queries per block; also the granularity of the memory splits (every kernel's entry tile divides it).
 constexpr int kTile = kQueryTile;  // 64
+static_assert(kTile == device::kSimtSoftmaxTile, "the SIMT kernel walks memory in softmax tiles");
 constexpr int kSimtThreads = 256;
 constexpr int kSimtValueChunk = 64;
 constexpr int kCombineThreads = 256;
@@ -141,6 +143,7 @@ __global__ void __launch_bounds__(kSimtThreads) read_simt_kernel(MemoryReadParam
   }
   const float scale = softmax_scale_log2(key_dim);
   float acc[4][4] = {};  // [channel tr + 16 i][query tq + 16 j]
+  const device::SimtSoftmaxShared softmax{vs, ps, red, row_max, row_sum, rescale};
 
   const int tiles = static_cast<int>((end - begin + kTile - 1) / kTile);
   for (int j = 0; j < tiles; ++j) {
@@ -170,60 +173,10 @@ __global__ void __launch_bounds__(kSimtThreads) read_simt_kernel(MemoryReadParam
         for (int j = 0; j < 4; ++j) s[i][j] = fmaf(kv[i], qv[j], s[i][j]);
     }
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float local = -INFINITY;
+    for (int i = 0; i < 4; ++i)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[i][j] = n0 + tr + 16 * i < end ? s[i][j] * scale : -INFINITY;
-        local = fmaxf(local, s[i][j]);
-      }
-      red[tr * kTile + tq + 16 * j] = local;
-    }
-    __syncthreads();
-    if (tid < kTile) {
-      float tile_max = -INFINITY;
-      for (int r = 0; r < 16; ++r) tile_max = fmaxf(tile_max, red[r * kTile + tid]);
-      const float updated = fmaxf(row_max[tid], tile_max);
-      rescale[tid] = online_rescale(row_max[tid], updated);
-      row_max[tid] = updated;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int q = tq + 16 * j;
-      const float m = row_max[q];
-      float local = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float w = exp2_approx(s[i][j] - m);
-        ps[(tr + 16 * i) * kTile + q] = w;
-        local += w;
-      }
-      red[tr * kTile + q] = local;
-    }
-    __syncthreads();
-    if (tid < kTile) {
-      float total = 0.0f;
-      for (int r = 0; r < 16; ++r) total += red[r * kTile + tid];
-      row_sum[tid] = row_sum[tid] * rescale[tid] + total;
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float a = rescale[tq + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[i][j] *= a;
-    }
-    for (int n = 0; n < kTile; ++n) {
-      float pv[4], vv[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) pv[j] = ps[n * kTile + tq + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) vv[i] = vs[(tr + 16 * i) * (kTile + 1) + n];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(vv[i], pv[j], acc[i][j]);
-    }
+      for (int j = 0; j < 4; ++j) s[i][j] *= scale;
+    device::simt_softmax_tile(s, end - n0, softmax, acc);
   }
   __syncthreads();  // final row_sum visible
 

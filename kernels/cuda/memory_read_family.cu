@@ -35,6 +35,7 @@
 #include "device_utils.cuh"
 #include "launch.cuh"
 #include "memory_read_family.cuh"
+#include "simt_softmax.cuh"
 
 namespace swiftcuda {
 namespace {
@@ -43,6 +44,7 @@ using device::from_float;
 using device::to_float;
 
 constexpr int kTile = kQueryTile;  // 64 queries a block, 64 entries a memory tile
+static_assert(kTile == device::kSimtSoftmaxTile, "the full-softmax sweep walks memory in softmax tiles");
 constexpr int kThreads = 256;
 constexpr int kValueChunk = 64;  // value channels a softmax / gather block covers
 constexpr int kWarps = kThreads / 32;
@@ -455,6 +457,7 @@ __global__ void __launch_bounds__(kThreads, 2) softmax_sweep_kernel(MemoryReadFa
     row_sum[tid] = 0.0f;
   }
   float acc[4][4] = {};  // [channel tr + 16 i][query tq + 16 j]
+  const device::SimtSoftmaxShared softmax{vs, ps, red, row_max, row_sum, rescale};
 
   for (int64_t n0 = begin; n0 < end; n0 += kTile) {
     __syncthreads();  // the previous tile is fully consumed
@@ -468,61 +471,7 @@ __global__ void __launch_bounds__(kThreads, 2) softmax_sweep_kernel(MemoryReadFa
 
     float s[4][4];
     tile_logits<kSelection>(p, a, e, offset, ks, shrink, s);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float local = -INFINITY;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        if (n0 + tr + 16 * i >= end) s[i][j] = -INFINITY;
-        local = fmaxf(local, s[i][j]);
-      }
-      red[tr * kTile + tq + 16 * j] = local;
-    }
-    __syncthreads();
-    if (tid < kTile) {
-      float tile_max = -INFINITY;
-      for (int r = 0; r < 16; ++r) tile_max = fmaxf(tile_max, red[r * kTile + tid]);
-      const float updated = fmaxf(row_max[tid], tile_max);
-      rescale[tid] = online_rescale(row_max[tid], updated);
-      row_max[tid] = updated;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int q = tq + 16 * j;
-      const float m = row_max[q];
-      float local = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float w = s[i][j] == -INFINITY ? 0.0f : exp2_approx(s[i][j] - m);
-        ps[(tr + 16 * i) * kTile + q] = w;
-        local += w;
-      }
-      red[tr * kTile + q] = local;
-    }
-    __syncthreads();
-    if (tid < kTile) {
-      float total = 0.0f;
-      for (int r = 0; r < 16; ++r) total += red[r * kTile + tid];
-      row_sum[tid] = row_sum[tid] * rescale[tid] + total;
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float f = rescale[tq + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[i][j] *= f;
-    }
-    for (int n = 0; n < kTile; ++n) {
-      float pv[4], vv[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) pv[j] = ps[n * kTile + tq + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) vv[i] = vs[(tr + 16 * i) * (kTile + 1) + n];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(vv[i], pv[j], acc[i][j]);
-    }
+    device::simt_softmax_tile(s, end - n0, softmax, acc);
   }
   __syncthreads();  // the final row_sum is visible (an empty range: the initial values)
 
