@@ -175,7 +175,9 @@ class App {
   }
 
   /** Show frame `index` (its picture and masks); a later call wins over an earlier one. */
-  async show(index) {
+  /** Show frame `index`; `prefetch` decodes the next frames ahead for scrubbing (not when following
+   * the engine, whose newest frame is all that is shown: prefetching would only take CPU from it). */
+  async show(index, prefetch = true) {
     index = Math.min(this.count - 1, Math.max(0, index));
     const ticket = ++this.loading;
     this.index = index;
@@ -189,6 +191,7 @@ class App {
     this.setMask(mask.labels, mask.kind);
     this.loaded = true;
     setData("frame", String(index));
+    if (!prefetch) return;
     for (let next = index + 1; next <= Math.min(this.count - 1, index + PREFETCH); next++) this.picture(next).catch(() => {});
   }
 
@@ -513,7 +516,7 @@ class App {
     if ($("tool-canvas").classList.contains("busy") !== run.running) $("tool-canvas").classList.toggle("busy", run.running);
     const follow = run.running && $("follow").checked && run.frame !== null && run.frame !== undefined;
     if (follow && run.frame !== this.index && !this.editing) {
-      this.show(run.frame).catch(() => {});
+      this.show(run.frame, false).catch(() => {});
     } else if (session.version !== this.version && previous !== null && !this.editing && this.pending === 0 && this.loaded) {
       // Something changed on the server (a run, another tab): reload the frame if its mask did.
       const kind = this.timeline.kindOf(this.index);
