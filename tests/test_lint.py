@@ -54,3 +54,31 @@ def test_clang_format_fails_on_unformatted_code(tmp_path):
 
     assert check(clean) == 0
     assert check(messy) != 0
+
+
+def test_the_readme_test_command_runs_the_two_pass_script():
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert command.strip().endswith("&& bash scripts/test.sh")
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    serial = script.split("serial_tests=(", 1)[1].split(")", 1)[0].split()
+    assert serial and all((ROOT / folder).is_dir() for folder in serial), serial
+
+
+@pytest.mark.parametrize(
+    ("parallel", "serial", "expected"),
+    [(0, 0, 0), (1, 0, 1), (0, 1, 1), (5, 0, 0), (0, 5, 0), (5, 5, 5), (2, 0, 2)],
+)
+def test_the_two_pass_script_fails_when_a_pass_fails(tmp_path, parallel, serial, expected):
+    """A stand-in pytest exits with the given status for each pass (5: no test selected)."""
+    fake = tmp_path / "pytest"
+    fake.write_text(
+        f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{tmp_path}/calls"\n'
+        f'case " $* " in *" -n auto "*) exit {parallel};; *) exit {serial};; esac\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "test.sh"), "-x"], env=env, capture_output=True, text=True)
+    assert run.returncode == expected, run.stdout + run.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == (1 if parallel not in (0, 5) else 2) and all(call.endswith("-x") for call in calls)

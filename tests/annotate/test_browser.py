@@ -260,6 +260,10 @@ def run_page(browser, server: Server, out: Path, truth: np.ndarray, height: int,
     page.click("#propagate")
     wait_for_run()
     assert "error" not in page.locator("#run-info").inner_text().lower()
+    # Following the engine, the page shows the run's last frame when it ends, whatever its pace.
+    page.wait_for_function(f"document.body.dataset.frame === '{FRAMES - 1}' && window.annotateApp.loaded")
+    page.keyboard.press("Home")
+    page.wait_for_function("document.body.dataset.frame === '0' && window.annotateApp.loaded")
     page.locator("#tool-canvas").focus()
     page.keyboard.press("End")
     page.wait_for_function(

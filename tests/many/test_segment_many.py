@@ -299,7 +299,18 @@ def test_a_worker_killed_mid_video_is_replaced_and_its_video_redone(cluster, dav
     run.stop()
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_does_only_the_rest(cluster, davis, reference, tmp_path, capsys):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler during the test, whatever this process inherited: a background
+    job starts with SIGINT ignored, and raising it would then do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_does_only_the_rest(
+    cluster, davis, reference, tmp_path, capsys, ctrl_c_raises
+):
     out = tmp_path / "out"
     run = start_run(davis, out, frame_delay=0.15)
     pids = [identity.pid for identity in run.identities]

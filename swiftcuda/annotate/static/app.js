@@ -1,6 +1,7 @@
 // The annotation page: wires the viewer, the tools, the timeline and the panels to the server.
 
 import { ApiError, deleteMask, fetchMask, fetchPicture, getJSON, grabcut, putMask, sendJSON, withToken } from "annotate/api.js";
+import { Pacer } from "annotate/pacer.js";
 import { cssColour } from "annotate/palette.js";
 import { Timeline } from "annotate/timeline.js";
 import { TOOL_HELP, ToolController } from "annotate/tools.js";
@@ -10,9 +11,12 @@ const $ = (id) => document.getElementById(id);
 const PICTURES_KEPT = 64; // decoded frames kept for instant scrubbing
 const PREFETCH = 3; // frames decoded ahead of the one shown
 const UNDO_DEPTH = 40;
-// While the engine runs, the page shows its newest frame this often (milliseconds): live, while
-// leaving the CPU to the engine (on a small machine the browser's drawing competes with it).
-const FOLLOW_INTERVAL = 500;
+// While the engine runs, the page polls its status and shows its newest frame, each held to a
+// share of the time (pacer.js): as live as the machine allows, never taking the engine's CPU
+// where the browser and the engine share a few cores. Idle, the page polls at a fixed pace.
+const RUNNING_POLL = { share: 0.03, minimum: 500 };
+const FOLLOW = { share: 0.04, minimum: 500 };
+const IDLE_POLL_INTERVAL = 700;
 const KIND_NAMES = { given: "drawn by you", predicted: "propagated", stale: "out of date", none: "no mask" };
 
 class App {
@@ -42,6 +46,8 @@ class App {
     this.version = -1;
     this.wasRunning = false;
     this.lastError = null;
+    this.pollPacer = new Pacer(RUNNING_POLL.share, RUNNING_POLL.minimum);
+    this.followPacer = new Pacer(FOLLOW.share, FOLLOW.minimum);
     this.tools = new ToolController(this);
     this.wire();
     const name = this.info.input.split(/[\\/]/).filter(Boolean).pop() ?? this.info.input;
@@ -492,12 +498,19 @@ class App {
   }
 
   poll() {
-    this.refresh()
+    this.pollPacer
+      .run(() => this.refresh())
       .catch((error) => {
         if (error instanceof TypeError) this.toast("Lost the server: is swiftcuda annotate still running?");
         else this.failed(error);
       })
-      .finally(() => setTimeout(() => this.poll(), this.status?.run?.running ? FOLLOW_INTERVAL : 700));
+      .finally(() => setTimeout(() => this.poll(), this.status?.run?.running ? this.pollPacer.wait() : IDLE_POLL_INTERVAL));
+  }
+
+  /** Show the engine's newest frame `index`, when the follow pacer allows. */
+  follow(index) {
+    if (index === this.index || this.editing || !this.followPacer.due()) return;
+    this.followPacer.run(() => this.show(index, false)).catch(() => {});
   }
 
   applyStatus(status) {
@@ -514,9 +527,12 @@ class App {
     this.hint(session, run, plan);
     setData("running", String(run.running));
     if ($("tool-canvas").classList.contains("busy") !== run.running) $("tool-canvas").classList.toggle("busy", run.running);
-    const follow = run.running && $("follow").checked && run.frame !== null && run.frame !== undefined;
-    if (follow && run.frame !== this.index && !this.editing) {
-      this.show(run.frame, false).catch(() => {});
+    const engineFrame = run.frame !== null && run.frame !== undefined;
+    const follow = $("follow").checked && engineFrame && (run.running || this.wasRunning);
+    if (follow && run.running) {
+      this.follow(run.frame);
+    } else if (follow && run.frame !== this.index && !this.editing) {
+      this.show(run.frame).catch(() => {}); // the run ended: its last frame, whatever the pace
     } else if (session.version !== this.version && previous !== null && !this.editing && this.pending === 0 && this.loaded) {
       // Something changed on the server (a run, another tab): reload the frame if its mask did.
       const kind = this.timeline.kindOf(this.index);

@@ -34,6 +34,7 @@ export class Timeline {
     });
     this.strip.addEventListener("pointermove", (event) => dragging && scrubAt(event));
     this.strip.addEventListener("pointerup", () => { dragging = false; });
+    this.drawPending = false;
     new ResizeObserver(() => this.draw()).observe(this.strip);
   }
 
@@ -61,7 +62,17 @@ export class Timeline {
     return "none";
   }
 
+  /** Redraw at the next animation frame: a status poll that moves several marks draws once. */
   draw() {
+    if (this.drawPending) return;
+    this.drawPending = true;
+    requestAnimationFrame(() => {
+      this.drawPending = false;
+      this.paint();
+    });
+  }
+
+  paint() {
     const strip = this.strip;
     const width = Math.max(1, Math.round(strip.clientWidth * devicePixelRatio));
     const height = Math.max(1, Math.round(strip.clientHeight * devicePixelRatio));

@@ -86,6 +86,7 @@ export class ToolController {
     this.drag = null; // {start, last} while a box or stroke is drawn
     this.polygon = []; // corners of the polygon being drawn
     this.hover = null;
+    this.previewShown = false; // whether the tool canvas holds a preview (else it is left alone)
     const canvas = host.viewer.toolCanvas;
     canvas.addEventListener("pointerdown", (event) => this.down(event));
     canvas.addEventListener("pointermove", (event) => this.move(event));
@@ -190,26 +191,33 @@ export class ToolController {
 
   /** The tool's preview: the box being drawn, the brush's outline, the polygon so far. */
   draw() {
+    const tool = this.host.tool;
+    const box = tool === "box" && this.drag !== null;
+    const brush = (tool === "brush" || tool === "eraser") && this.hover !== null;
+    const polygon = tool === "polygon" && this.polygon.length > 0;
+    // Clearing an empty canvas still makes the browser composite the frame again: while the page
+    // follows the engine that is CPU the engine needs.
+    if (!box && !brush && !polygon && !this.previewShown) return;
+    this.previewShown = box || brush || polygon;
     const viewer = this.viewer;
     const context = viewer.toolContext;
     const px = viewer.screenPixel;
     viewer.clearTools();
     context.lineWidth = 1.5 * px;
-    const tool = this.host.tool;
-    if (tool === "box" && this.drag !== null) {
+    if (box) {
       const { start, last } = this.drag;
       context.setLineDash([6 * px, 4 * px]);
       context.strokeStyle = "#ffffff";
       context.strokeRect(start.x, start.y, last.x - start.x, last.y - start.y);
       context.setLineDash([]);
     }
-    if ((tool === "brush" || tool === "eraser") && this.hover !== null) {
+    if (brush) {
       context.beginPath();
       context.arc(this.hover.x, this.hover.y, this.host.brushRadius, 0, 2 * Math.PI);
       context.strokeStyle = tool === "eraser" ? "#ff8080" : "#ffffff";
       context.stroke();
     }
-    if (tool === "polygon" && this.polygon.length > 0) {
+    if (polygon) {
       context.beginPath();
       context.moveTo(this.polygon[0].x, this.polygon[0].y);
       for (const point of this.polygon.slice(1)) context.lineTo(point.x, point.y);
