@@ -206,6 +206,27 @@ def run_page(browser, server: Server, out: Path, truth: np.ndarray, height: int,
     page.wait_for_selector("body[data-ready='1']", timeout=30000)
     assert page.locator("#objects li").count() == 1, "a first object is ready to draw"
     assert "drag a box around it" in page.locator("#hint").inner_text()
+    # The pacer that holds following the engine to a share of the time: 40 ms of work at a 4% share
+    # waits 1 s from the work's start, never less than its minimum, and one run at a time.
+    paced = page.evaluate(
+        """async () => {
+            const { Pacer } = await import("annotate/pacer.js");
+            const pacer = new Pacer(0.04, 500);
+            const dueBefore = pacer.due();
+            let dueDuring;
+            await pacer.run(async () => {
+                dueDuring = pacer.due();
+                const until = performance.now() + 40;
+                while (performance.now() < until) {}
+            });
+            const quick = new Pacer(0.04, 500);
+            await quick.run(async () => {});
+            return { dueBefore, dueDuring, interval: pacer.interval, wait: pacer.wait(), quick: quick.interval };
+        }"""
+    )
+    assert paced["dueBefore"] and not paced["dueDuring"], paced
+    assert 1000 <= paced["interval"] < 2500 and 0 < paced["wait"] <= paced["interval"], paced
+    assert paced["quick"] == 500, paced
 
     def idle() -> None:
         page.wait_for_function("window.annotateApp.pending === 0 && !window.annotateApp.editing", timeout=30000)
