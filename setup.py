@@ -274,7 +274,7 @@ setup(
         # ruff and clang-format: the lint and format checks of scripts/lint.sh (CI runs it). httpx2:
         # Starlette's test client; playwright: the annotation page's browser test (it drives the
         # system's Chromium, /usr/bin/chromium; `playwright install` is never needed);
-        # pytest-xdist: scripts/test.sh runs the kernel tests on every core.
+        # pytest-xdist: scripts/test.sh runs most tests on every core.
         "test": ["pytest", "pytest-xdist", "ruff", "clang-format", "httpx2", "playwright"],
         # Optional pieces, each its own extra; CI installs and tests them all.
         "ray": ["ray>=2.9"],

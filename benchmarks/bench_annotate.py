@@ -10,10 +10,10 @@ their recommended internal size unless ``--weights``/``--internal-size`` say oth
 - **page**: ``swiftcuda annotate``'s server (the Starlette app on uvicorn, real HTTP, in this
   process) propagating the same video from the same first mask while the page follows the engine:
   with ``--browser`` the real page in a headless Chromium on the same machine, otherwise a client
-  doing what the page does at its fastest (poll the status twice a second, fetch the engine's newest
-  frame, picture and mask, to show it). Frames per second between the first and the last frame the engine
-  publishes: decoding, keeping the engine's state, writing the masks and serving the page all
-  included. This is the issue's target: the page must not slow the engine.
+  doing what the page does at its fastest (poll the status twice a second, fetch the engine's
+  newest frame, picture and mask, to show it). Frames per second between the first and the last
+  frame the engine publishes: decoding, keeping the engine's state, writing the masks and serving
+  the page all included. This is the issue's target: the page must not slow the engine.
 - **scrub**: the same, while a user scrubs as well, asking for a random frame every 0.2 s (a
   client; its latency is the time to fetch the frame's picture and masks). A user scrubbing all
   through a run adds work of their own; this mode says how much, and that scrubbing never waits

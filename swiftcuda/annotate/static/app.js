@@ -180,9 +180,9 @@ class App {
     return bitmap;
   }
 
-  /** Show frame `index` (its picture and masks); a later call wins over an earlier one. */
-  /** Show frame `index`; `prefetch` decodes the next frames ahead for scrubbing (not when following
-   * the engine, whose newest frame is all that is shown: prefetching would only take CPU from it). */
+  /** Show frame `index` (its picture and masks); a later call wins over an earlier one. `prefetch`
+   * decodes the next frames ahead for scrubbing (not when following the engine, whose newest frame
+   * is all that is shown: prefetching would only take CPU from it). */
   async show(index, prefetch = true) {
     index = Math.min(this.count - 1, Math.max(0, index));
     const ticket = ++this.loading;
@@ -528,10 +528,10 @@ class App {
     setData("running", String(run.running));
     if ($("tool-canvas").classList.contains("busy") !== run.running) $("tool-canvas").classList.toggle("busy", run.running);
     const engineFrame = run.frame !== null && run.frame !== undefined;
-    const follow = $("follow").checked && engineFrame && (run.running || this.wasRunning);
-    if (follow && run.running) {
+    const following = $("follow").checked && engineFrame && (run.running || this.wasRunning);
+    if (following && run.running) {
       this.follow(run.frame);
-    } else if (follow && run.frame !== this.index && !this.editing) {
+    } else if (following && run.frame !== this.index && !this.editing) {
       this.show(run.frame).catch(() => {}); // the run ended: its last frame, whatever the pace
     } else if (session.version !== this.version && previous !== null && !this.editing && this.pending === 0 && this.loaded) {
       // Something changed on the server (a run, another tab): reload the frame if its mask did.
